@@ -1,0 +1,99 @@
+"""The composition root: builds the Litestar app from the feature slices and shared/.
+
+Run with ``uvicorn app:create_app --factory``; tests call ``create_app(their_settings)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import StoplightRenderPlugin, SwaggerRenderPlugin
+from litestar.stores.redis import RedisStore
+
+from features.health.handler import health, ready
+from features.register.handler import register
+from features.token.handler import token
+from shared.auth import TokenIssuer, UserDirectory, build_auth
+from shared.bus import EventBus
+from shared.database import alchemy_config
+from shared.errors import exception_handlers
+from shared.logs import configure_logging
+from shared.rate_limit import RATE_LIMIT_STORE, api_rate_limit, token_rate_limit
+from shared.redis import create_redis
+from shared.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    redis = create_redis(settings.redis_url)
+    bus = EventBus(settings)
+    users = UserDirectory(settings)
+    auth = build_auth(settings)
+    issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
+
+    @asynccontextmanager
+    async def connections(app: Litestar) -> AsyncIterator[None]:
+        """Open every external connection once; close them on shutdown (SIGTERM included)."""
+        app.state.update(settings=settings, redis=redis, bus=bus, users=users)
+        await bus.start()
+        await users.start()
+        try:
+            yield
+        finally:
+            await users.stop()
+            await bus.stop()
+            await redis.aclose()
+
+    token_routes = Router(
+        path="/", route_handlers=[token], middleware=[token_rate_limit(settings).middleware]
+    )
+    cors = CORSConfig(
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=[
+            "Location",
+            "X-Cache",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "RateLimit-Policy",
+        ],
+        max_age=600,
+    )
+    return Litestar(
+        route_handlers=[health, ready, register, token_routes],
+        lifespan=[connections],
+        plugins=[SQLAlchemyPlugin(config=alchemy_config(settings))],
+        dependencies={
+            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+            "token_issuer": Provide(lambda: issuer, use_cache=True, sync_to_thread=False),
+        },
+        on_app_init=[auth.on_app_init],
+        middleware=[api_rate_limit(settings).middleware],
+        stores={
+            RATE_LIMIT_STORE: RedisStore(
+                redis, namespace=f"{settings.redis_prefix}ratelimit", handle_client_shutdown=False
+            )
+        },
+        cors_config=cors if settings.cors_origins else None,
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Order service",
+            version="1.0.0",
+            description="Orders with JWT auth. Use **Authorize** with your email and password.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), StoplightRenderPlugin()],
+        ),
+        debug=False,
+    )

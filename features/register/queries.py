@@ -1,0 +1,22 @@
+"""The one statement registration needs: insert unless the email is taken, in one round trip."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.register.schemas import UserView
+from shared.models import User
+
+
+async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -> UserView | None:
+    """The new user, or None when the email is already registered (no race: ON CONFLICT)."""
+    stmt = (
+        pg_insert(User)
+        .values(email=email, password_hash=password_hash)
+        .on_conflict_do_nothing(index_elements=[User.email])
+        .returning(User.id, User.email, User.created_at)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    await session.commit()
+    return UserView(id=row.id, email=row.email, created_at=row.created_at) if row else None

@@ -1,0 +1,41 @@
+"""POST /register: what comes in, what goes out, and the rules on both."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+# Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is not our call.
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PASSWORD_MIN_BYTES = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt ignores what follows; refuse rather than cut silently
+
+
+class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    email: Annotated[str, msgspec.Meta(max_length=320, examples=["ada@example.com"])]
+    password: Annotated[str, msgspec.Meta(examples=["correct horse battery"])]
+
+    def __post_init__(self) -> None:
+        email = normalize_email(self.email)
+        if not EMAIL_PATTERN.fullmatch(email):
+            raise ValueError("email does not look like an address - at `$.email`")
+        size = len(self.password.encode())
+        if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
+            raise ValueError(
+                f"password must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes in UTF-8,"
+                f" got {size} - at `$.password`"
+            )
+        msgspec.structs.force_setattr(self, "email", email)
+
+
+class UserView(msgspec.Struct, frozen=True):
+    id: int
+    email: str
+    created_at: datetime
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()

@@ -1,0 +1,63 @@
+"""POST /token: trade email and password for a JWT (OAuth2 password flow, Swagger's Authorize).
+
+Unknown email and wrong password answer the same 401 after the same bcrypt work, so neither
+the body nor the timing tells an attacker which emails are registered. The route has its
+own, stricter rate limit (``TOKEN_RATE_LIMIT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Annotated
+
+import bcrypt
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotAuthorizedException
+from litestar.params import Body
+from litestar.status_codes import HTTP_200_OK
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.token.queries import find_credentials
+from features.token.schemas import TokenForm, TokenResponse
+from shared.auth import TokenIssuer, verify_password
+from shared.errors import error_responses
+from shared.rate_limit import SKIP_RATE_LIMIT
+from shared.settings import Settings
+
+
+@functools.cache
+def _dummy_hash(rounds: int) -> bytes:
+    """Checked when the email is unknown, so both failures cost the same bcrypt work."""
+    return bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(rounds))
+
+
+@post(
+    "/token",
+    status_code=HTTP_200_OK,
+    exclude_from_auth=True,
+    tags=["users"],
+    summary="Log in (OAuth2 password flow)",
+    responses=error_responses(401, 422, 429),
+    opt={SKIP_RATE_LIMIT: True},
+)
+async def token(
+    data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    db_session: NamedDependency[AsyncSession],
+    settings: NamedDependency[Settings],
+    token_issuer: NamedDependency[TokenIssuer],
+) -> TokenResponse:
+    email = data.username.strip().lower()
+    found = await find_credentials(db_session, email)
+    if found is None:
+        found_id, password_hash = None, await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)
+    else:
+        found_id, password_hash = found
+    if not await verify_password(data.password, password_hash) or found_id is None:
+        raise NotAuthorizedException(detail="incorrect email or password")
+    return TokenResponse(
+        access_token=token_issuer.issue(found_id),
+        expires_in=int(token_issuer.lifetime.total_seconds()),
+    )

@@ -1,0 +1,15 @@
+"""Look up the credentials for a login."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import User
+
+
+async def find_credentials(session: AsyncSession, email: str) -> tuple[int, bytes] | None:
+    row = (
+        await session.execute(select(User.id, User.password_hash).where(User.email == email))
+    ).one_or_none()
+    return (row.id, row.password_hash) if row else None

@@ -1,0 +1,72 @@
+# The project's menu: `just --list` shows every routine task.
+set dotenv-load := false
+
+venv := ".venv"
+py := venv / "bin/python"
+export PYTHONUNBUFFERED := "1"
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Create .venv and install the locked dependencies (hash-checked) plus this project
+setup:
+    test -x {{py}} || uv venv -q --python 3.11 {{venv}}
+    uv pip sync -q --python {{py}} --require-hashes requirements/dev.txt
+    uv pip install -q --python {{py}} --no-deps -e .
+
+# Re-lock requirements/*.txt from pyproject.toml (hashes, no index addresses)
+lock:
+    uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 -o requirements/main.txt
+    uv pip compile -q pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements/dev.txt
+
+# Create the database if missing and apply every migration
+migrate: setup
+    {{py}} -m migrations
+
+# Run api, consumer and worker together against local services (Ctrl-C stops all three)
+dev: migrate
+    #!/usr/bin/env bash
+    set -euo pipefail
+    trap 'kill -TERM $(jobs -p) 2>/dev/null; wait' EXIT INT TERM
+    {{py}} -m uvicorn app:create_app --factory --host 127.0.0.1 --port 8000 &
+    {{py}} -m workers.consumer &
+    {{py}} -m workers.worker &
+    echo "API on http://127.0.0.1:8000  (Swagger: /schema/swagger)"
+    wait -n
+
+# Run the API alone in the foreground (one process per core)
+api: setup
+    {{py}} -m uvicorn app:create_app --factory --host 0.0.0.0 --port 8000 --workers $(nproc) --no-access-log
+
+# Run the RabbitMQ -> arq consumer in the foreground
+consumer: setup
+    {{py}} -m workers.consumer
+
+# Run the arq worker in the foreground
+worker: setup
+    {{py}} -m workers.worker
+
+# Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
+test *args: setup
+    {{py}} -m pytest {{args}}
+
+# Lint and type-check
+lint: setup
+    {{py}} -m ruff check .
+    {{py}} -m ruff format --check .
+    {{py}} -m mypy .
+
+# Format the code
+fmt: setup
+    {{py}} -m ruff format .
+    {{py}} -m ruff check --fix .
+
+# Start the whole stack in Docker and wait until the API is ready
+up:
+    docker compose up -d --build --wait
+    @echo "API on http://localhost:8000  (Swagger: /schema/swagger)"
+
+# Stop the Docker stack (volumes are kept; `docker compose down -v` drops them)
+down:
+    docker compose down

@@ -1,0 +1,107 @@
+"""Database plumbing shared by the API, the workers, the migrations and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+)
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from shared.settings import Settings
+
+# A statement that runs longer than this is cancelled by PostgreSQL itself, so no request
+# can hang on a stuck lock; connecting is bounded too (asyncpg's `timeout`).
+STATEMENT_TIMEOUT_MS = 5_000
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONNECT_TIMEOUT_S = 5.0
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=5,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_S,
+            "command_timeout": STATEMENT_TIMEOUT_MS / 1000 * 2,
+            "server_settings": {
+                "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+                "application_name": "order-service",
+            },
+        },
+    )
+
+
+def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
+    """advanced-alchemy owns the engine's lifespan and hands each request a session."""
+    return SQLAlchemyAsyncConfig(
+        connection_string=settings.database_url,
+        engine_config=engine_config(settings),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+    )
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine for processes that are not the API (workers, tests)."""
+    cfg = engine_config(settings)
+    return create_async_engine(
+        settings.database_url,
+        pool_size=cfg.pool_size,
+        max_overflow=cfg.max_overflow,
+        pool_timeout=cfg.pool_timeout,
+        connect_args=cfg.connect_args,
+    )
+
+
+def asyncpg_dsn(database_url: str, database: str | None = None) -> str:
+    """The SQLAlchemy URL as a plain ``postgresql://`` DSN that asyncpg understands."""
+    url = make_url(database_url).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def ensure_database(database_url: str) -> bool:
+    """Create the database named in the URL if it is missing; True when it was created."""
+    name = make_url(database_url).database
+    if not name:
+        raise ValueError("DATABASE_URL names no database")
+    conn = await asyncpg.connect(asyncpg_dsn(database_url, "postgres"), timeout=CONNECT_TIMEOUT_S)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        # CREATE DATABASE takes no bind parameters; quote_ident makes the name safe.
+        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
+        await conn.execute(f"CREATE DATABASE {quoted}")
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(database_url: str) -> None:
+    name = make_url(database_url).database
+    conn = await asyncpg.connect(asyncpg_dsn(database_url, "postgres"), timeout=CONNECT_TIMEOUT_S)
+    try:
+        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
+        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    """Create the database if missing and upgrade it; synchronous, as Alembic runs its own loop."""
+    asyncio.run(ensure_database(database_url))
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = database_url
+    command.upgrade(cfg, revision)

@@ -1,0 +1,187 @@
+"""One error shape for every failure: ``{"status_code", "detail", "field"?, "errors"?}``, JSON only.
+
+Validation failures are 422 everywhere (the contract lets us pick 400 or 422; we keep one).
+Infrastructure faults a client cannot fix become 503 with ``Retry-After``, never a 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    TooManyRequestsException,
+    ValidationException,
+)
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    status_code: int
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class UnprocessableEntity(HTTPException):
+    """A well-formed request that breaks a rule (a total that does not add up, say)."""
+
+    status_code = HTTP_422_UNPROCESSABLE_ENTITY
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail=detail, extra={"field": field} if field else None)
+
+
+def error_response(
+    status_code: int,
+    detail: str,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(status_code=status_code, detail=detail, field=field, errors=errors),
+        status_code=status_code,
+        headers=headers,
+        media_type=MediaType.JSON,
+    )
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
+
+
+def _field_of(error: dict[str, Any]) -> tuple[str | None, str]:
+    """Turn msgspec's "… - at `$.items[0].name`" into ("items[0].name", "…")."""
+    message = str(error.get("message", "invalid value"))
+    path: str | None = None
+    match = _MSGSPEC_PATH.search(message)
+    if match:
+        path, message = match.group("path").lstrip("."), message[: match.start()]
+    missing = _MISSING.search(message)
+    if missing:
+        path = f"{path}.{missing['name']}" if path else missing["name"]
+    if not path:
+        key = error.get("key")
+        path = str(key) if key and key != "data" else None
+    return path, message
+
+
+def handle_validation(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[ErrorBody]:
+    raw = exc.extra if isinstance(exc.extra, list) else []
+    errors: list[dict[str, Any]] = []
+    for item in raw:
+        if isinstance(item, dict):
+            field, message = _field_of(item)
+            errors.append({"field": field, "message": message, "source": item.get("source")})
+    first = errors[0] if errors else None
+    detail: str
+    if first and first["field"]:
+        detail = f"{first['field']}: {first['message']}"
+    elif first:
+        detail = str(first["message"])
+    else:
+        detail = exc.detail or "invalid request"
+    return error_response(
+        HTTP_422_UNPROCESSABLE_ENTITY,
+        detail,
+        field=first["field"] if first else None,
+        errors=errors or None,
+    )
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    """Litestar's own 4xx (malformed JSON, 404, 405, 413, 429) in our shape."""
+    headers = dict(exc.headers or {})
+    status_code = exc.status_code
+    if status_code == HTTP_400_BAD_REQUEST:
+        status_code = HTTP_422_UNPROCESSABLE_ENTITY  # one status for every unusable body
+    field = exc.extra.get("field") if isinstance(exc.extra, dict) else None
+    if exc.status_code == HTTP_401_UNAUTHORIZED:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    if isinstance(exc, TooManyRequestsException):
+        # Litestar's limiter sends RateLimit-Reset (seconds); Retry-After is the same wait.
+        headers.setdefault("Retry-After", headers.get("RateLimit-Reset", "60"))
+    if exc.status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
+        logger.error("server error %s on %s %s", exc.status_code, request.method, request.url.path)
+    return error_response(status_code, exc.detail, field=field, headers=headers or None)
+
+
+def handle_unauthorized(
+    request: Request[Any, Any, Any], exc: NotAuthorizedException
+) -> Response[ErrorBody]:
+    """Every 401 carries the challenge header the contract asks for."""
+    return error_response(
+        HTTP_401_UNAUTHORIZED,
+        exc.detail or "not authenticated",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    name = "redis" if isinstance(exc, RedisError) else "database"
+    logger.warning("%s unavailable on %s %s: %s", name, request.method, request.url.path, exc)
+    return error_response(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        f"{name} temporarily unavailable, retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
+
+
+exception_handlers: ExceptionHandlersMap = {
+    ValidationException: handle_validation,
+    NotAuthorizedException: handle_unauthorized,
+    HTTPException: handle_http,
+    OperationalError: handle_dependency_down,
+    InterfaceError: handle_dependency_down,
+    PoolTimeoutError: handle_dependency_down,
+    OSError: handle_dependency_down,
+    RedisError: handle_dependency_down,
+    Exception: handle_unexpected,
+}
+
+
+_DESCRIPTIONS = {
+    401: "missing, invalid or expired token, or wrong credentials",
+    403: "not yours",
+    404: "not found",
+    409: "conflict",
+    413: "request body too large",
+    422: "the request does not validate",
+    429: "rate limited; see Retry-After",
+    503: "a dependency is unavailable; see Retry-After",
+}
+
+
+def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    return {
+        code: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[code])
+        for code in codes
+    }

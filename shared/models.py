@@ -1,0 +1,97 @@
+"""The tables. Several slices and the workers share them, so they live here once.
+
+Alembic's ``migrations/`` is the source of truth for the schema; these mappings mirror it
+(``just check-migrations`` compares the two).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from advanced_alchemy.base import DefaultBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PAID = "PAID"
+    SHIPPED = "SHIPPED"
+    CANCELED = "CANCELED"
+
+
+class User(DefaultBase):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[bytes] = mapped_column(LargeBinary(60))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
+
+
+class Order(DefaultBase):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # Serves "my orders, newest first" with an index scan and no sort.
+        Index("ix_orders_user_id_created_at", "user_id", text("created_at DESC"), text("id DESC")),
+        # One order per (user, Idempotency-Key); NULL keys are not constrained.
+        Index(
+            "uq_orders_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=False
+    )
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    total_price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    status: Mapped[OrderStatus] = mapped_column(
+        SAEnum(OrderStatus, name="order_status", values_callable=lambda e: [m.value for m in e]),
+        default=OrderStatus.PENDING,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # SHA-256 of the canonical request body, to tell a retry from a different order.
+    request_fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+
+
+class OutboxEvent(DefaultBase):
+    """An event committed with its order and published after the commit (transactional outbox)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
+    attempts: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -1,0 +1,121 @@
+"""Fixtures: every run gets its own database, Redis prefix and RabbitMQ names, and removes them.
+
+Nothing is mocked: the app talks to the real PostgreSQL, Redis and RabbitMQ of the machine
+(or those named by TEST_DATABASE_URL / TEST_REDIS_URL / TEST_RABBITMQ_URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import aio_pika
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from shared.bus import Topology
+from shared.database import drop_database, migrate
+from shared.redis import create_redis
+from shared.settings import Settings
+
+RUN_ID = secrets.token_hex(4)
+PASSWORD = "correct horse battery"
+
+
+def _base_url(var: str, default: str) -> str:
+    return os.environ.get(var, default)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """Settings for this run: isolated names everywhere, cheap bcrypt, generous limits."""
+    db_url = make_url(
+        _base_url("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    ).set(database=f"orders_test_{RUN_ID}")
+    test_settings = Settings(
+        environment="test",
+        database_url=db_url.render_as_string(hide_password=False),
+        redis_url=_base_url("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        rabbitmq_url=_base_url("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        jwt_secret=secrets.token_urlsafe(32),
+        bcrypt_rounds=4,
+        rate_limit="100000/minute",
+        token_rate_limit="100000/minute",
+        cors_allow_origins="https://shop.example",
+        redis_prefix=f"test:{RUN_ID}:",
+        rabbitmq_exchange=f"orders.test.{RUN_ID}",
+        rabbitmq_queue=f"new_order.test.{RUN_ID}",
+        arq_queue=f"test:{RUN_ID}:arq:queue",
+    )
+    migrate(test_settings.database_url)
+    yield test_settings
+    asyncio.run(_cleanup(test_settings))
+
+
+async def _cleanup(settings: Settings) -> None:
+    await drop_database(settings.database_url)
+    redis = create_redis(settings.redis_url)
+    try:
+        async for key in redis.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        await Topology(settings).delete(await connection.channel())
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return msgspec.structs.replace(settings, **changes)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app) as test_client:
+        assert await app.state.bus.wait_ready(within=10), "RabbitMQ did not connect"
+        yield test_client
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_account(client: AsyncTestClient[Litestar], password: str = PASSWORD) -> Account:
+    """Register and log in through the API, as a client would."""
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    created = await client.post("/register", json={"email": email, "password": password})
+    assert created.status_code == 201, created.text
+    issued = await client.post("/token", data={"username": email, "password": password})
+    assert issued.status_code == 200, issued.text
+    return Account(created.json()["id"], email, password, issued.json()["access_token"])
+
+
+@pytest.fixture
+async def alice(client: AsyncTestClient[Litestar]) -> Account:
+    return await make_account(client)
+
+
+@pytest.fixture
+async def bob(client: AsyncTestClient[Litestar]) -> Account:
+    return await make_account(client)

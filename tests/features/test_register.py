@@ -1,0 +1,116 @@
+"""POST /register, as API.md's users section states it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient[Litestar]
+
+
+def new_email() -> str:
+    return f"new-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def test_register_returns_201_with_id_email_and_created_at(client: Client) -> None:
+    email = new_email()
+    response = await client.post("/register", json={"email": email, "password": "password123"})
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "email", "created_at"}
+    assert isinstance(body["id"], int)
+    assert body["email"] == email
+    assert body["created_at"].endswith("Z")
+
+
+async def test_email_is_trimmed_and_lower_cased(client: Client) -> None:
+    email = new_email()
+    response = await client.post(
+        "/register", json={"email": f"  {email.upper()}  ", "password": "password123"}
+    )
+    assert response.status_code == 201
+    assert response.json()["email"] == email
+
+
+async def test_registering_an_existing_email_in_other_case_is_409(client: Client) -> None:
+    email = new_email()
+    first = await client.post("/register", json={"email": email, "password": "password123"})
+    again = await client.post("/register", json={"email": email.upper(), "password": "other-pass"})
+    assert first.status_code == 201
+    assert again.status_code == 409
+    assert "detail" in again.json()
+
+
+async def test_trailing_slash_is_served_without_redirect(client: Client) -> None:
+    response = await client.post("/register/", json={"email": new_email(), "password": "pass1234"})
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("email", ["", "plain", "a@b", "two@@example.com", "sp ace@example.com"])
+async def test_malformed_email_is_422_naming_the_field(client: Client, email: str) -> None:
+    response = await client.post("/register", json={"email": email, "password": "password123"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "email"
+
+
+@pytest.mark.parametrize(
+    ("password", "accepted"),
+    [
+        ("1234567", False),  # 7 bytes
+        ("12345678", True),  # 8 bytes
+        ("x" * 72, True),
+        ("x" * 73, False),  # bcrypt would silently cut it: refuse
+        ("é" * 36, True),  # 72 bytes in UTF-8
+        ("é" * 37, False),  # 37 characters, but 74 bytes
+    ],
+)
+async def test_password_length_is_counted_in_utf8_bytes(
+    client: Client, password: str, accepted: bool
+) -> None:
+    response = await client.post("/register", json={"email": new_email(), "password": password})
+    assert response.status_code == (201 if accepted else 422), response.text
+    if not accepted:
+        assert response.json()["field"] == "password"
+
+
+async def test_a_72_byte_password_logs_in_only_with_every_byte(client: Client) -> None:
+    email, password = new_email(), "é" * 36
+    await client.post("/register", json={"email": email, "password": password})
+    right = await client.post("/token", data={"username": email, "password": password})
+    wrong_tail = await client.post("/token", data={"username": email, "password": "é" * 35 + "e"})
+    assert right.status_code == 200
+    assert wrong_tail.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "x@example.com"},
+        {"password": "password123"},
+        {"email": 5, "password": "password123"},
+        {"email": "x@example.com", "password": None},
+        [],
+    ],
+)
+async def test_bad_bodies_are_422_with_a_detail(client: Client, body: object) -> None:
+    response = await client.post("/register", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["detail"]
+
+
+async def test_malformed_json_is_422_not_500(client: Client) -> None:
+    response = await client.post(
+        "/register", content=b'{"email": ', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+async def test_no_response_reveals_the_password_hash(client: Client) -> None:
+    response = await client.post("/register", json={"email": new_email(), "password": "pass1234"})
+    assert "password" not in response.text
+    assert "$2b$" not in response.text

@@ -17,14 +17,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import StoplightRenderPlugin, SwaggerRenderPlugin
 from litestar.stores.redis import RedisStore
 
+from features.create_order.handler import create_order
+from features.get_order.handler import get_order
 from features.health.handler import health, ready
+from features.list_user_orders.handler import list_user_orders
+from features.patch_order.handler import patch_order
 from features.register.handler import register
 from features.token.handler import token
-from shared.auth import TokenIssuer, UserDirectory, build_auth
+from shared.auth import TokenIssuer, UserDirectory, build_auth, provide_current_user
 from shared.bus import EventBus
 from shared.database import alchemy_config
 from shared.errors import exception_handlers
+from shared.exact_json import ExactJSONRequest
 from shared.logs import configure_logging
+from shared.order_cache import OrderCache
 from shared.rate_limit import RATE_LIMIT_STORE, api_rate_limit, token_rate_limit
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
@@ -36,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
     users = UserDirectory(settings)
+    order_cache = OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
     auth = build_auth(settings)
     issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
 
@@ -71,12 +78,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
         max_age=600,
     )
     return Litestar(
-        route_handlers=[health, ready, register, token_routes],
+        route_handlers=[
+            health,
+            ready,
+            register,
+            token_routes,
+            create_order,
+            get_order,
+            patch_order,
+            list_user_orders,
+        ],
         lifespan=[connections],
         plugins=[SQLAlchemyPlugin(config=alchemy_config(settings))],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "token_issuer": Provide(lambda: issuer, use_cache=True, sync_to_thread=False),
+            "current_user": Provide(provide_current_user, sync_to_thread=False),
+            "order_cache": Provide(lambda: order_cache, use_cache=True, sync_to_thread=False),
+            "bus": Provide(lambda: bus, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[api_rate_limit(settings).middleware],
@@ -88,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
+        request_class=ExactJSONRequest,
         openapi_config=OpenAPIConfig(
             title="Order service",
             version="1.0.0",

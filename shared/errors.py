@@ -38,6 +38,7 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     status_code: int
     detail: str
     field: str | None = None
+    current_status: str | None = None
     errors: list[dict[str, Any]] | None = None
 
 
@@ -55,35 +56,42 @@ def error_response(
     detail: str,
     *,
     field: str | None = None,
+    current_status: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ErrorBody]:
+    body = ErrorBody(
+        status_code=status_code,
+        detail=detail,
+        field=field,
+        current_status=current_status,
+        errors=errors,
+    )
     return Response(
-        ErrorBody(status_code=status_code, detail=detail, field=field, errors=errors),
+        body,
         status_code=status_code,
         headers=headers,
         media_type=MediaType.JSON,
     )
 
 
-_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
+# Our own checks in a Struct's __post_init__ start with the field's name in backticks.
+_NAMED = re.compile(r"^`(?P<name>\w+)` ")
+_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
 
 
 def _field_of(error: dict[str, Any]) -> tuple[str | None, str]:
-    """Turn msgspec's "… - at `$.items[0].name`" into ("items[0].name", "…")."""
+    """``{"key": "items.0", "message": "`price` must…"}`` → ("items[0].price", "must…")."""
     message = str(error.get("message", "invalid value"))
-    path: str | None = None
-    match = _MSGSPEC_PATH.search(message)
-    if match:
-        path, message = match.group("path").lstrip("."), message[: match.start()]
-    missing = _MISSING.search(message)
-    if missing:
-        path = f"{path}.{missing['name']}" if path else missing["name"]
-    if not path:
-        key = error.get("key")
-        path = str(key) if key and key != "data" else None
-    return path, message
+    key = str(error.get("key") or "")
+    path = _INDEX.sub(r"[\1]", key) if key and key != "data" else ""
+    named = _MISSING.search(message) or _NAMED.match(message)
+    if named:
+        path = f"{path}.{named['name']}" if path else named["name"]
+        if message.startswith("`"):
+            message = message[named.end() :]
+    return path or None, message
 
 
 def handle_validation(
@@ -117,7 +125,7 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     status_code = exc.status_code
     if status_code == HTTP_400_BAD_REQUEST:
         status_code = HTTP_422_UNPROCESSABLE_ENTITY  # one status for every unusable body
-    field = exc.extra.get("field") if isinstance(exc.extra, dict) else None
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
     if exc.status_code == HTTP_401_UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if isinstance(exc, TooManyRequestsException):
@@ -125,7 +133,13 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         headers.setdefault("Retry-After", headers.get("RateLimit-Reset", "60"))
     if exc.status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
         logger.error("server error %s on %s %s", exc.status_code, request.method, request.url.path)
-    return error_response(status_code, exc.detail, field=field, headers=headers or None)
+    return error_response(
+        status_code,
+        exc.detail,
+        field=extra.get("field"),
+        current_status=extra.get("current_status"),
+        headers=headers or None,
+    )
 
 
 def handle_unauthorized(

@@ -21,12 +21,12 @@ class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     def __post_init__(self) -> None:
         email = normalize_email(self.email)
         if not EMAIL_PATTERN.fullmatch(email):
-            raise ValueError("email does not look like an address - at `$.email`")
+            raise ValueError("`email` does not look like an address")
         size = len(self.password.encode())
         if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
             raise ValueError(
-                f"password must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes in UTF-8,"
-                f" got {size} - at `$.password`"
+                f"`password` must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes in UTF-8,"
+                f" got {size}"
             )
         msgspec.structs.force_setattr(self, "email", email)
 

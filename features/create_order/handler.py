@@ -1,0 +1,120 @@
+"""POST /orders: validate, insert the order and its event in one transaction, publish, cache.
+
+With an ``Idempotency-Key`` a retried request gets the first order back (same id, no second
+order, no second event); the same key with a different body is a 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Response, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from features.create_order.queries import (
+    find_by_idempotency_key,
+    insert_order,
+    release_expired_key,
+)
+from features.create_order.schemas import (
+    MAX_IDEMPOTENCY_KEY,
+    CreateOrderRequest,
+    checked_total,
+    order_items,
+    request_fingerprint,
+)
+from shared.auth import CurrentUser
+from shared.bus import EventBus
+from shared.errors import UnprocessableEntity, error_responses
+from shared.events import publish_staged, stage_new_order
+from shared.order_cache import OrderCache
+from shared.orders import OrderView, items_to_json, order_view
+
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(header="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY),
+]
+
+
+@post(
+    "/orders",
+    status_code=HTTP_201_CREATED,
+    tags=["orders"],
+    summary="Create an order",
+    responses=error_responses(401, 409, 422, 429),
+)
+async def create_order(
+    data: CreateOrderRequest,
+    current_user: NamedDependency[CurrentUser],
+    db_session: NamedDependency[AsyncSession],
+    db_engine: NamedDependency[AsyncEngine],
+    bus: NamedDependency[EventBus],
+    order_cache: NamedDependency[OrderCache],
+    idempotency_key: IdempotencyKey = None,
+) -> Response[OrderView]:
+    total = checked_total(data)
+    items = order_items(data.items)
+    fingerprint = request_fingerprint(items, total) if idempotency_key else None
+    if idempotency_key:
+        replay = await _replay(db_session, current_user.id, idempotency_key, fingerprint)
+        if replay is not None:
+            return _created(order_view(replay))
+        await release_expired_key(db_session, current_user.id, idempotency_key)
+    try:
+        row = await insert_order(
+            db_session,
+            user_id=current_user.id,
+            items=items_to_json(items),
+            total=total,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        if row is None:  # a concurrent request with the same key committed first
+            await db_session.rollback()
+            replay = await _replay(db_session, current_user.id, idempotency_key, fingerprint)
+            if replay is None:
+                raise UnprocessableEntity(
+                    "Idempotency-Key is in use; retry", field="Idempotency-Key"
+                )
+            return _created(order_view(replay))
+        view = order_view(row)
+        event = await stage_new_order(
+            db_session,
+            order_id=view.id,
+            user_id=view.user_id,
+            total_price=view.total_price,
+            created_at=view.created_at,
+        )
+        await db_session.commit()
+    except IntegrityError as exc:  # the user was deleted after the token was checked
+        raise NotAuthorizedException("user no longer exists") from exc
+    await publish_staged(bus, db_engine, event)
+    await order_cache.cache_order(view)
+    return _created(view)
+
+
+async def _replay(
+    session: AsyncSession, user_id: int, key: str | None, fingerprint: bytes | None
+) -> Row[Any] | None:
+    if key is None:
+        return None
+    found = await find_by_idempotency_key(session, user_id, key)
+    if found is None:
+        return None
+    row, first_fingerprint = found
+    if first_fingerprint != fingerprint:
+        raise UnprocessableEntity(
+            "Idempotency-Key was already used with a different request body",
+            field="Idempotency-Key",
+        )
+    return row
+
+
+def _created(view: OrderView) -> Response[OrderView]:
+    return Response(view, status_code=HTTP_201_CREATED, headers={"Location": f"/orders/{view.id}"})

@@ -1,0 +1,75 @@
+"""Statements for creating an order: the insert, and the Idempotency-Key look-ups."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import Order, OrderStatus
+from shared.orders import ORDER_VIEW_COLUMNS
+
+IDEMPOTENCY_WINDOW = text("interval '24 hours'")
+
+
+async def insert_order(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    items: list[dict[str, Any]],
+    total: Decimal,
+    idempotency_key: str | None,
+    fingerprint: bytes | None,
+) -> Row[Any] | None:
+    """The new order's row; None when the same user's same key won the race (ON CONFLICT)."""
+    stmt = (
+        insert(Order)
+        .values(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            items=items,
+            total_price=total,
+            status=OrderStatus.PENDING,
+            idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[Order.user_id, Order.idempotency_key],
+            index_where=Order.idempotency_key.is_not(None),
+        )
+        .returning(*ORDER_VIEW_COLUMNS)
+    )
+    return (await session.execute(stmt)).one_or_none()
+
+
+async def find_by_idempotency_key(
+    session: AsyncSession, user_id: int, key: str
+) -> tuple[Row[Any], bytes | None] | None:
+    """The order this user made with this key in the last 24 h, with its fingerprint."""
+    row = (
+        await session.execute(
+            select(*ORDER_VIEW_COLUMNS, Order.request_fingerprint).where(
+                Order.user_id == user_id,
+                Order.idempotency_key == key,
+                Order.created_at > func.now() - IDEMPOTENCY_WINDOW,
+            )
+        )
+    ).one_or_none()
+    return (row, row.request_fingerprint) if row else None
+
+
+async def release_expired_key(session: AsyncSession, user_id: int, key: str) -> None:
+    """A key older than 24 h may be used again: detach it from its old order."""
+    await session.execute(
+        update(Order)
+        .where(
+            Order.user_id == user_id,
+            Order.idempotency_key == key,
+            Order.created_at <= func.now() - IDEMPOTENCY_WINDOW,
+        )
+        .values(idempotency_key=None, request_fingerprint=None)
+    )

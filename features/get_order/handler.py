@@ -1,0 +1,51 @@
+"""GET /orders/{order_id}: Redis first, PostgreSQL on a miss (which fills the cache).
+
+A hit is served as the stored bytes. Ownership is checked on hits and misses alike, and
+somebody else's order is a 404 exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.get_order.schemas import owner_decoder
+from shared.auth import CurrentUser
+from shared.errors import error_responses
+from shared.order_cache import OrderCache
+from shared.orders import OrderView, find_own_order, order_view
+
+NOT_FOUND = "order not found"
+
+
+@get(
+    "/orders/{order_id:uuid}",
+    tags=["orders"],
+    summary="Get one of your orders",
+    # The body is the cached bytes of an OrderView; the schema says so.
+    responses={
+        200: ResponseSpec(OrderView, description="the order"),
+        **error_responses(401, 404, 429),
+    },
+)
+async def get_order(
+    order_id: uuid.UUID,
+    current_user: NamedDependency[CurrentUser],
+    order_cache: NamedDependency[OrderCache],
+    db_session: NamedDependency[AsyncSession],
+) -> Response[bytes]:
+    cached = await order_cache.get_raw(order_id)
+    if cached is not None:
+        if owner_decoder.decode(cached).user_id != current_user.id:
+            raise NotFoundException(NOT_FOUND)
+        return Response(cached, media_type=MediaType.JSON, headers={"X-Cache": "HIT"})
+    row = await find_own_order(db_session, order_id, current_user.id)
+    if row is None:
+        raise NotFoundException(NOT_FOUND)
+    encoded = await order_cache.cache_order(order_view(row))
+    return Response(encoded, media_type=MediaType.JSON, headers={"X-Cache": "MISS"})

@@ -1,0 +1,33 @@
+"""GET /orders/user/{user_id}: your own orders, newest first; anybody else's list is a 403."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.list_user_orders.queries import list_orders
+from features.list_user_orders.schemas import DEFAULT_LIMIT, Limit, Offset
+from shared.auth import CurrentUser
+from shared.errors import error_responses
+from shared.orders import OrderView, order_view
+
+
+@get(
+    "/orders/user/{user_id:int}",
+    tags=["orders"],
+    summary="List your orders",
+    responses=error_responses(401, 403, 422, 429),
+)
+async def list_user_orders(
+    user_id: int,
+    current_user: NamedDependency[CurrentUser],
+    db_session: NamedDependency[AsyncSession],
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> list[OrderView]:
+    if user_id != current_user.id:
+        raise PermissionDeniedException("you can only list your own orders")
+    rows = await list_orders(db_session, user_id, limit, offset)
+    return [order_view(row) for row in rows]

@@ -1,0 +1,55 @@
+"""PATCH /orders/{order_id}: move the status along the machine, then refresh the cache.
+
+The cache is written after the commit and before the response, with a version guard, so
+once this returns no GET can see the old status.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import patch
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.status_codes import HTTP_409_CONFLICT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.patch_order.queries import move_status
+from features.patch_order.schemas import PatchOrderRequest, statuses_that_can_move_to
+from shared.auth import CurrentUser
+from shared.errors import error_responses
+from shared.order_cache import OrderCache
+from shared.orders import OrderView, find_own_order, order_view
+
+
+@patch(
+    "/orders/{order_id:uuid}",
+    tags=["orders"],
+    summary="Change an order's status",
+    responses=error_responses(401, 404, 409, 422, 429),
+)
+async def patch_order(
+    order_id: uuid.UUID,
+    data: PatchOrderRequest,
+    current_user: NamedDependency[CurrentUser],
+    db_session: NamedDependency[AsyncSession],
+    order_cache: NamedDependency[OrderCache],
+) -> OrderView:
+    sources = statuses_that_can_move_to(data.status)
+    row = await move_status(db_session, order_id, current_user.id, data.status, sources)
+    if row is not None:
+        await db_session.commit()
+        view = order_view(row)
+        await order_cache.cache_order(view)
+        return view
+    current = await find_own_order(db_session, order_id, current_user.id)
+    if current is None:
+        raise NotFoundException("order not found")
+    if current.status == data.status:
+        return order_view(current)  # already there: a no-op
+    raise HTTPException(
+        status_code=HTTP_409_CONFLICT,
+        detail=f"cannot change status from {current.status.value} to {data.status.value};"
+        f" the order is {current.status.value}",
+        extra={"field": "status", "current_status": current.status.value},
+    )

@@ -1,0 +1,91 @@
+"""The Redis cache of orders: the encoded public view, stored as bytes and served as is.
+
+Key ``<prefix>order:<id>``. The cached view carries ``user_id``, so ownership is checked on a
+hit exactly as on a miss.
+
+Races: every write to an order sets ``updated_at = clock_timestamp()`` under the row lock, so
+``updated_at`` only grows. ``cache_order`` writes a view only if it is at least as new as the
+one cached (compared in Redis, atomically), so a reader that missed and read the row just
+before a PATCH committed, or a worker finishing after a PATCH, can never put an older
+status back over a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.orders import OrderView
+
+logger = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_decoder = msgspec.json.Decoder(OrderView)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_PUT_IF_NEWER = """
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) < current then
+    return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+
+def version_of(view: OrderView) -> int:
+    """``updated_at`` in whole microseconds: exact, and below 2**53 for Lua's numbers."""
+    return (view.updated_at - _EPOCH) // timedelta(microseconds=1)
+
+
+class OrderCache:
+    def __init__(self, redis: Redis, prefix: str, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+        self._put = redis.register_script(_PUT_IF_NEWER)
+
+    def key(self, order_id: uuid.UUID) -> str:
+        return f"{self._prefix}order:{order_id}"
+
+    def version_key(self, order_id: uuid.UUID) -> str:
+        return f"{self._prefix}order-version:{order_id}"
+
+    async def get_raw(self, order_id: uuid.UUID) -> bytes | None:
+        """The cached JSON, or None on a miss or when Redis is unreachable (PostgreSQL answers)."""
+        try:
+            raw: bytes | None = await self._redis.get(self.key(order_id))
+        except RedisError as exc:
+            logger.warning("order cache read failed: %s", exc, extra={"order_id": str(order_id)})
+            return None
+        return raw
+
+    @staticmethod
+    def decode(raw: bytes) -> OrderView:
+        return _decoder.decode(raw)
+
+    @staticmethod
+    def encode(view: OrderView) -> bytes:
+        return _encoder.encode(view)
+
+    async def cache_order(self, view: OrderView) -> bytes:
+        """Cache ``view`` unless a newer one is there; returns the encoded view either way.
+
+        A Redis failure is logged, not raised: the database already has the truth, and the
+        version key outlives the entry, so a later write cannot be undercut by this one.
+        """
+        encoded = self.encode(view)
+        try:
+            await self._put(
+                keys=[self.key(view.id), self.version_key(view.id)],
+                args=[encoded, version_of(view), self._ttl, self._ttl * 2],
+            )
+        except RedisError as exc:
+            logger.warning("order cache write failed: %s", exc, extra={"order_id": str(view.id)})
+        return encoded

@@ -1,0 +1,181 @@
+"""PATCH /orders/{order_id}: the status machine, ownership, and a cache that never lags."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from shared.order_cache import OrderCache
+from shared.orders import OrderView
+from shared.settings import Settings
+from tests.conftest import Account
+from tests.features.test_get_order import evict
+from tests.orders import Client, create_order
+
+PATHS = {
+    "PENDING": [],
+    "PAID": ["PAID"],
+    "SHIPPED": ["PAID", "SHIPPED"],
+    "CANCELED": ["CANCELED"],
+}
+
+
+async def order_in(client: Client, account: Account, status: str) -> str:
+    order_id = str((await create_order(client, account))["id"])
+    for step in PATHS[status]:
+        response = await client.patch(
+            f"/orders/{order_id}", json={"status": step}, headers=account.headers
+        )
+        assert response.status_code == 200, response.text
+    return order_id
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [("PENDING", "PAID"), ("PAID", "SHIPPED"), ("PENDING", "CANCELED"), ("PAID", "CANCELED")],
+)
+async def test_allowed_moves_succeed(
+    client: Client, alice: Account, start: str, target: str
+) -> None:
+    order_id = await order_in(client, alice, start)
+    response = await client.patch(
+        f"/orders/{order_id}/", json={"status": target}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == target
+    assert body["updated_at"] > body["created_at"]
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        ("PENDING", "SHIPPED"),
+        ("PAID", "PENDING"),
+        ("SHIPPED", "PAID"),
+        ("SHIPPED", "CANCELED"),
+        ("SHIPPED", "PENDING"),
+        ("CANCELED", "PAID"),
+        ("CANCELED", "PENDING"),
+        ("CANCELED", "SHIPPED"),
+    ],
+)
+async def test_forbidden_moves_are_409_naming_the_current_status(
+    client: Client, alice: Account, start: str, target: str
+) -> None:
+    order_id = await order_in(client, alice, start)
+    response = await client.patch(
+        f"/orders/{order_id}", json={"status": target}, headers=alice.headers
+    )
+    assert response.status_code == 409
+    assert response.json()["current_status"] == start
+    assert start in response.json()["detail"]
+    unchanged = await client.get(f"/orders/{order_id}", headers=alice.headers)
+    assert unchanged.json()["status"] == start
+
+
+@pytest.mark.parametrize("status", ["PENDING", "PAID", "SHIPPED", "CANCELED"])
+async def test_setting_the_same_status_is_a_200_no_op(
+    client: Client, alice: Account, status: str
+) -> None:
+    order_id = await order_in(client, alice, status)
+    before = (await client.get(f"/orders/{order_id}", headers=alice.headers)).json()
+    response = await client.patch(
+        f"/orders/{order_id}", json={"status": status}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    assert response.json() == before
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"status": "paid"}, {"status": "DELIVERED"}, {"status": 1}, []]
+)
+async def test_a_bad_body_is_422(client: Client, alice: Account, body: object) -> None:
+    order_id = await order_in(client, alice, "PENDING")
+    response = await client.patch(f"/orders/{order_id}", json=body, headers=alice.headers)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("warm", [True, False])
+async def test_another_user_cannot_patch_and_learns_nothing(
+    client: Client, alice: Account, bob: Account, settings: Settings, warm: bool
+) -> None:
+    order_id = await order_in(client, alice, "PENDING")
+    if not warm:
+        await evict(settings, order_id)
+    response = await client.patch(
+        f"/orders/{order_id}", json={"status": "CANCELED"}, headers=bob.headers
+    )
+    assert response.status_code == 404
+    mine = await client.get(f"/orders/{order_id}", headers=alice.headers)
+    assert mine.json()["status"] == "PENDING"
+
+
+async def test_patching_an_unknown_order_is_404(client: Client, alice: Account) -> None:
+    response = await client.patch(
+        f"/orders/{uuid.uuid4()}", json={"status": "PAID"}, headers=alice.headers
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("warm", [True, False])
+async def test_the_next_get_after_a_patch_shows_the_new_status(
+    client: Client, alice: Account, settings: Settings, warm: bool
+) -> None:
+    order_id = await order_in(client, alice, "PENDING")
+    if warm:
+        await client.get(f"/orders/{order_id}", headers=alice.headers)
+    else:
+        await evict(settings, order_id)
+    await client.patch(f"/orders/{order_id}", json={"status": "PAID"}, headers=alice.headers)
+    response = await client.get(f"/orders/{order_id}", headers=alice.headers)
+    assert response.json()["status"] == "PAID"
+
+
+async def test_a_stale_view_written_after_a_newer_one_is_refused(
+    client: Client, alice: Account, settings: Settings
+) -> None:
+    """The race, step by step: a GET that missed read PENDING, then PATCH cached PAID, then
+    the GET tries to fill the cache with what it read. The cache must keep PAID."""
+    order_id = await order_in(client, alice, "PENDING")
+    stale = (await client.get(f"/orders/{order_id}", headers=alice.headers)).json()
+    await client.patch(f"/orders/{order_id}", json={"status": "PAID"}, headers=alice.headers)
+
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        cache = OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
+        await cache.cache_order(msgspec.convert(stale, OrderView))
+    finally:
+        await redis.aclose()
+    response = await client.get(f"/orders/{order_id}", headers=alice.headers)
+    assert response.headers["x-cache"] == "HIT"
+    assert response.json()["status"] == "PAID"
+
+
+async def test_racing_cold_reads_never_outlive_a_patch(
+    client: Client, alice: Account, settings: Settings
+) -> None:
+    """Many cold GETs race each PATCH; once the PATCH has returned, every GET shows it."""
+    order_ids = [await order_in(client, alice, "PENDING") for _ in range(15)]
+    for order_id in order_ids:
+        await evict(settings, order_id)
+
+    async def read(order_id: str) -> None:
+        await client.get(f"/orders/{order_id}", headers=alice.headers)
+
+    async def patch_then_check(order_id: str) -> str:
+        readers = [asyncio.create_task(read(order_id)) for _ in range(4)]
+        response = await client.patch(
+            f"/orders/{order_id}", json={"status": "PAID"}, headers=alice.headers
+        )
+        assert response.status_code == 200
+        await asyncio.gather(*readers)
+        after = await client.get(f"/orders/{order_id}", headers=alice.headers)
+        return str(after.json()["status"])
+
+    statuses = await asyncio.gather(*[patch_then_check(o) for o in order_ids])
+    assert statuses == ["PAID"] * len(order_ids)

@@ -70,3 +70,7 @@ up:
 # Stop the Docker stack (volumes are kept; `docker compose down -v` drops them)
 down:
     docker compose down
+
+# Check the Docker artefacts without an engine: compose schema and rules, hadolint, .env.example
+check-docker: setup
+    {{py}} scripts/check_docker.py

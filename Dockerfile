@@ -1,0 +1,72 @@
+# syntax=docker/dockerfile:1
+# One image for every process; the command picks which one runs:
+#   api (default)  python -m uvicorn app:create_app --factory ...
+#   consumer       python -m workers.consumer
+#   worker         python -m workers.worker
+#   migrations     python -m migrations
+# Settings come from the environment at run time (see .env.example); none are baked in, and
+# ENVIRONMENT=production makes the app refuse to start without a real JWT_SECRET.
+
+# --- builder: a virtualenv with the hash-locked runtime dependencies and the project --------
+FROM python:3.11-slim AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /build
+# Dependencies first, so that a code change does not reinstall them (layer cache).
+# Every runtime dependency has a wheel for amd64 and arm64: no compiler is needed here.
+COPY requirements/main.txt requirements/main.txt
+RUN pip install --require-hashes --no-deps -r requirements/main.txt
+
+COPY pyproject.toml app.py ./
+COPY features/ features/
+COPY shared/ shared/
+COPY workers/ workers/
+# The project itself; its dependencies are already there, hash-checked.
+RUN pip install --no-deps .
+
+# --- runtime: the virtualenv and the source, run as an unprivileged user --------------------
+FROM python:3.11-slim AS runtime
+
+LABEL org.opencontainers.image.title="order-service" \
+      org.opencontainers.image.description="Order management REST service: api, consumer, worker and migrations in one image"
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin app
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ENVIRONMENT=production \
+    WEB_CONCURRENCY=2
+
+COPY --from=builder /opt/venv /opt/venv
+
+# /app is the working directory, so `python -m` imports the code from here (it comes first on
+# sys.path); migrations/ and alembic.ini are found next to shared/ (shared.database).
+# The files stay root-owned: the app user can read the code but not change it.
+WORKDIR /app
+COPY pyproject.toml alembic.ini app.py ./
+COPY features/ features/
+COPY shared/ shared/
+COPY workers/ workers/
+COPY migrations/ migrations/
+RUN python -m compileall -q /app
+
+USER 10001:10001
+
+EXPOSE 8000
+
+# Liveness of the API. The consumer, worker and migrate containers run the same image, so
+# docker-compose.yml gives them their own check (or none for the one-shot migrate).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+
+# As `just api`; uvicorn reads the number of processes from WEB_CONCURRENCY (one per core).
+CMD ["python", "-m", "uvicorn", "app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]

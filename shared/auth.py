@@ -17,6 +17,9 @@ from typing import Any
 import asyncpg
 import bcrypt
 import msgspec
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from litestar import Litestar, Request
+from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from sqlalchemy import select
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PATH = "/token"
 USER_DELETED_CHANNEL = "user_deleted"
+MAX_USER_ID = 2**31 - 1  # users.id is a PostgreSQL integer
+BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; bcrypt>=5 raises on longer input
 
 
 class CurrentUser(msgspec.Struct, frozen=True):
@@ -45,7 +50,10 @@ async def hash_password(password: str, rounds: int) -> bytes:
 
 
 async def verify_password(password: str, password_hash: bytes) -> bool:
-    return await asyncio.to_thread(bcrypt.checkpw, password.encode(), password_hash)
+    secret = password.encode()
+    if len(secret) > BCRYPT_MAX_BYTES:
+        return False  # no stored password is longer (registration refuses it); bcrypt would raise
+    return await asyncio.to_thread(bcrypt.checkpw, secret, password_hash)
 
 
 class UserDirectory:
@@ -55,7 +63,15 @@ class UserDirectory:
         self._dsn = asyncpg_dsn(settings.database_url)
         self._known: set[int] = set()
         self._listening = False
+        # Bumped by every deletion notice and every (re)connect of the listener: a lookup that
+        # saw the user before a bump may be stale, so its answer is not remembered.
+        self._epoch = 0
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def listening(self) -> bool:
+        """True while deletions reach this process (only then are ids remembered)."""
+        return self._listening
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="user-directory-listener")
@@ -66,17 +82,20 @@ class UserDirectory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def exists(self, user_id: int, engine: AsyncEngine) -> bool:
+    async def exists(self, user_id: int, app: Litestar) -> bool:
         if user_id in self._known:
             return True
-        async with engine.connect() as conn:
+        epoch, listening = self._epoch, self._listening
+        async with app_engine(app).connect() as conn:
             found = await conn.scalar(select(User.id).where(User.id == user_id))
-        # Only remember while deletions can reach us; otherwise ask every time.
-        if found is not None and self._listening:
+        # Only remember while deletions can reach us, and only if no deletion notice (or
+        # reconnect) arrived during the lookup: it may have been about this very user.
+        if found is not None and listening and epoch == self._epoch:
             self._known.add(user_id)
         return found is not None
 
     def _forget(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._epoch += 1
         with contextlib.suppress(ValueError):
             self._known.discard(int(payload))
 
@@ -88,16 +107,18 @@ class UserDirectory:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
                 await conn.add_listener(USER_DELETED_CHANNEL, self._forget)
+                self._epoch += 1
                 self._listening, delay = True, 0.5
                 while not conn.is_closed():
                     await asyncio.sleep(1)
                     await conn.execute("SELECT 1")  # notices a dead connection promptly
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: forget and retry
                 logger.warning("user directory listener lost: %s", exc)
             finally:
                 self._listening = False
+                self._epoch += 1
                 self._known.clear()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
@@ -109,14 +130,27 @@ async def retrieve_user(
     token: Token, connection: ASGIConnection[Any, Any, Any, Any]
 ) -> CurrentUser | None:
     """Trust the signature; check only that the subject still exists (from memory)."""
-    try:
-        user_id = int(token.sub)
-    except ValueError:
-        return None
-    state = connection.app.state
-    if await state.users.exists(user_id, state.db_engine):
+    if not token.sub.isascii() or not token.sub.isdigit():
+        return None  # not an id we issued; int() would also take " 7", "+7" and "7_0"
+    user_id = int(token.sub)
+    if not 0 < user_id <= MAX_USER_ID:
+        return None  # out of the column's range: the database would refuse the query
+    app = connection.app
+    if await app.state.users.exists(user_id, app):
         return CurrentUser(user_id)
     return None
+
+
+def app_engine(app: Litestar) -> AsyncEngine:
+    """The app's engine, found through its SQLAlchemy plugin.
+
+    Not ``app.state.db_engine``: advanced-alchemy makes that state key unique per process, so a
+    second app built in the same process (tests do) keeps its engine under ``db_engine_1``.
+    """
+    config = app.plugins.get(SQLAlchemyPlugin).config[0]
+    if not isinstance(config, SQLAlchemyAsyncConfig):
+        raise TypeError("the app's SQLAlchemy config is not async")
+    return config.provide_engine(app.state)
 
 
 class TokenIssuer:
@@ -130,8 +164,27 @@ class TokenIssuer:
         return self._auth.create_token(identifier=str(user_id), token_expiration=self.lifetime)
 
 
+def provide_current_user(request: Request[CurrentUser, Token, Any]) -> CurrentUser:
+    """The authenticated caller, for handlers to depend on by name."""
+    return request.user
+
+
+class BearerAuth(OAuth2PasswordBearerAuth[CurrentUser, Token]):
+    """Litestar's OAuth2 bearer auth, placed after the app's other middleware, not before it.
+
+    Litestar puts auth first, so a request with no or a bad token never reached the rate
+    limiter: it was neither counted nor refused with 429. Run second, the limiter sees every
+    request, whatever its token.
+    """
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config = super().on_app_init(app_config)
+        app_config.middleware.append(app_config.middleware.pop(0))  # super() inserted it at 0
+        return app_config
+
+
 def build_auth(settings: Settings) -> OAuth2PasswordBearerAuth[CurrentUser, Token]:
-    return OAuth2PasswordBearerAuth[CurrentUser, Token](
+    return BearerAuth(
         token_secret=settings.jwt_secret,
         token_url=TOKEN_PATH,
         retrieve_user_handler=retrieve_user,

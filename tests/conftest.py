@@ -10,17 +10,21 @@ import asyncio
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import msgspec
 import pytest
-from litestar import Litestar
+from litestar import Litestar, Request, get
+from litestar.security.jwt import Token
 from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from shared.auth import CurrentUser
 from shared.bus import Topology
 from shared.database import drop_database, migrate
 from shared.redis import create_redis
@@ -87,6 +91,29 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app) as test_client:
         assert await app.state.bus.wait_ready(within=10), "RabbitMQ did not connect"
         yield test_client
+
+
+PROBE = "/probe/whoami"
+
+
+@get(PROBE, sync_to_thread=False)
+def whoami(request: Request[CurrentUser, Token, Any]) -> dict[str, int]:
+    """A protected route for tests of auth itself (``app.register(whoami)``): the caller's id."""
+    return {"id": request.user.id}
+
+
+StartApp = Callable[[Litestar], Awaitable[AsyncTestClient[Litestar]]]
+
+
+@pytest.fixture
+async def start_app() -> AsyncIterator[StartApp]:
+    """Run extra apps (their own settings, extra routes) for one test; all stop after it."""
+    async with AsyncExitStack() as stack:
+
+        async def start(extra_app: Litestar) -> AsyncTestClient[Litestar]:
+            return await stack.enter_async_context(AsyncTestClient(extra_app))
+
+        yield start
 
 
 @dataclass(frozen=True)

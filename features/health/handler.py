@@ -8,8 +8,10 @@ from typing import Any
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -32,13 +34,13 @@ async def health() -> Health:
 async def _check(name: str, probe: Any) -> tuple[str, str]:
     try:
         await asyncio.wait_for(probe, CHECK_TIMEOUT_S)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is "down"; the reason is reported
         return name, f"down: {type(exc).__name__}"
     return name, "ok"
 
 
-async def _postgres(state: State) -> None:
-    async with state.db_engine.connect() as conn:
+async def _postgres(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
 
@@ -48,10 +50,10 @@ async def _rabbitmq(state: State) -> None:
 
 
 @get("/ready", exclude_from_auth=True, tags=["ops"], summary="Readiness")
-async def ready(state: State) -> Response[Readiness]:
+async def ready(state: State, db_engine: NamedDependency[AsyncEngine]) -> Response[Readiness]:
     results = dict(
         await asyncio.gather(
-            _check("postgresql", _postgres(state)),
+            _check("postgresql", _postgres(db_engine)),
             _check("redis", state.redis.ping()),
             _check("rabbitmq", _rabbitmq(state)),
         )

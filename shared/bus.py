@@ -16,10 +16,12 @@ import logging
 import time
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 
@@ -30,6 +32,28 @@ logger = logging.getLogger(__name__)
 NEW_ORDER = "new_order"
 CONNECT_TIMEOUT_S = 5.0
 PUBLISH_TIMEOUT_S = 5.0
+# How long a robust connection waits between reconnect attempts after losing the broker.
+RECONNECT_INTERVAL_S = 2.0
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    """One robust connection: after the first success aio-pika reconnects by itself, restoring
+    channels, prefetch, declared exchanges/queues/bindings and consumers."""
+    return await aio_pika.connect_robust(
+        url, timeout=CONNECT_TIMEOUT_S, reconnect_interval=RECONNECT_INTERVAL_S
+    )
+
+
+def is_open(connection: AbstractRobustConnection | None, channel: AbstractChannel | None) -> bool:
+    """Usable right now. ``RobustConnection.is_closed`` only turns true on an explicit
+    ``close()``, so it stays False while reconnecting; ``connected`` is cleared on the loss and
+    the channel reports closed until it is reopened on the new connection."""
+    return (
+        connection is not None
+        and connection.connected.is_set()
+        and channel is not None
+        and not channel.is_closed
+    )
 
 
 class Topology:
@@ -69,24 +93,21 @@ class Topology:
 class EventBus:
     """Publishes with publisher confirms; connects in the background so start-up never waits.
 
-    While RabbitMQ is unreachable ``publish`` raises at once and the caller leaves the event
-    in the outbox for the sweeper; aio-pika's robust connection reconnects by itself.
+    While RabbitMQ is unreachable (also while a robust connection is reconnecting) ``publish``
+    raises at once and the caller leaves the event in the outbox for the sweeper.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._url = settings.rabbitmq_url
         self.topology = Topology(settings)
         self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
-        return (
-            self._connection is not None
-            and not self._connection.is_closed
-            and self._exchange is not None
-        )
+        return self._exchange is not None and is_open(self._connection, self._channel)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connect_forever(), name="event-bus-connect")
@@ -102,19 +123,31 @@ class EventBus:
         delay = 0.5
         while self._connection is None:
             try:
-                connection = await aio_pika.connect_robust(self._url, timeout=CONNECT_TIMEOUT_S)
-                channel = await connection.channel(publisher_confirms=True)
-                self._exchange, _ = await self.topology.declare(channel)
+                connection = await connect(self._url)
+                try:
+                    channel = connection.channel(publisher_confirms=True)
+                    await channel.initialize(timeout=CONNECT_TIMEOUT_S)
+                    self._exchange, _ = await self.topology.declare(channel)
+                except BaseException:
+                    await connection.close()
+                    raise
+                self._channel = channel
                 self._connection = connection
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - broker down or refusing: retry
                 logger.warning("rabbitmq not reachable yet (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     async def publish(self, body: bytes, message_id: str, routing_key: str = NEW_ORDER) -> None:
-        """Return once the broker confirmed the persistent message; raise otherwise."""
+        """Return once the broker confirmed the persistent message; raise otherwise.
+
+        The channel has publisher confirms, so ``Exchange.publish`` waits for the broker's
+        ``Basic.Ack`` (a nack raises ``DeliveryError``). A message no queue is bound for comes
+        back as a ``Basic.Return`` (it is ``mandatory``), which is not a delivery: raise, so the
+        outbox keeps it.
+        """
         if not self.ready or self._exchange is None:
             raise ConnectionError("rabbitmq is not connected")
         message = aio_pika.Message(
@@ -124,7 +157,11 @@ class EventBus:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             type=routing_key,
         )
-        await self._exchange.publish(message, routing_key=routing_key, timeout=PUBLISH_TIMEOUT_S)
+        confirmation = await self._exchange.publish(
+            message, routing_key=routing_key, timeout=PUBLISH_TIMEOUT_S
+        )
+        if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+            raise ConnectionError(f"rabbitmq did not route {routing_key} message {message_id}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -134,3 +171,5 @@ class EventBus:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+            self._channel = None
+            self._exchange = None

@@ -40,6 +40,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rabbitmq_exchange: str = "orders"
     rabbitmq_queue: str = "new_order"
     arq_queue: str = "arq:queue"
+    # The event pipeline (workers/): consumer prefetch, the worker's pace and the outbox sweeper.
+    consumer_prefetch: int = 64
+    process_order_delay_s: float = 2.0
+    worker_max_jobs: int = 256
+    outbox_sweep_interval_s: int = 5
+    outbox_sweep_age_s: float = 5.0
     log_level: str = "INFO"
     log_json: bool | None = None
     max_body_bytes: int = 1024 * 1024
@@ -47,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         for value in (self.rate_limit, self.token_rate_limit):
             parse_rate(value)
+        if not 1 <= self.outbox_sweep_interval_s <= 60:
+            raise ValueError("OUTBOX_SWEEP_INTERVAL_S must be between 1 and 60 seconds")
         if self.environment != "development" and (
             self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
         ):

@@ -1,22 +1,192 @@
-"""Placeholder until the event-pipeline issue: runs, logs, and stops on SIGTERM."""
+"""The arq worker: runs ``process_order`` jobs and sweeps the outbox every few seconds.
+
+Run with ``python -m workers.worker`` (``just worker``); tests build one with
+``create_worker(settings, handle_signals=False, ...)`` and run it as a task.
+
+Shutdown (SIGTERM or SIGINT, arq's own handlers with ``job_completion_wait``): the worker
+stops picking up jobs, gives the ones in flight up to ``JOB_COMPLETION_WAIT_S`` to finish,
+then cancels the rest. arq treats a cancelled job as "run again": it stays in the queue and
+the next worker runs it (the try counts towards ``MAX_TRIES``). ``process_order`` is
+idempotent by order id, so running a job twice is harmless.
+"""
+
+from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+import uuid
+from typing import Any
 
+from arq.cron import cron
+from arq.worker import Retry, Worker, func
+from sqlalchemy import func as sql
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import EventBus
+from shared.database import create_engine
+from shared.events import sweep_outbox
 from shared.logs import configure_logging
-from shared.settings import load_settings
+from shared.models import Order
+from shared.order_cache import OrderCache
+from shared.orders import ORDER_VIEW_COLUMNS, order_view
+from shared.settings import Settings, load_settings
+from workers.jobs import PROCESS_ORDER, create_arq_redis
+
+logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
+
+JOB_TIMEOUT_S = 30
+JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kubernetes' 30 s)
+MAX_TRIES = 10
+RETRY_MAX_DEFER_S = 60
+# Long enough that a redelivered event finds the result and makes no second job; after it
+# expires a late duplicate runs again and finds processed_at already set.
+KEEP_RESULT_S = 3600
+SWEEP_BATCH = 500
+SWEEP_BUDGET_S = 20.0  # keep sweeping full batches for this long per tick, then yield
+SWEEP_TIMEOUT_S = 60
 
 
-async def main() -> None:
-    configure_logging(load_settings())
-    stop = asyncio.Event()
+async def startup(ctx: dict[str, Any]) -> None:
+    """Open this process's connections; ``ctx["redis"]`` (arq's client) serves the cache too."""
+    settings: Settings = ctx["settings"]
+    ctx["engine"] = create_engine(settings)
+    ctx["cache"] = OrderCache(ctx["redis"], settings.redis_prefix, settings.cache_ttl_seconds)
+    bus = EventBus(settings)
+    await bus.start()
+    ctx["bus"] = bus
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if "bus" in ctx:
+        await ctx["bus"].stop()
+    if "engine" in ctx:
+        await ctx["engine"].dispose()
+
+
+async def process_order(ctx: dict[str, Any], order_id: str) -> bool:
+    """Mark the order processed (once) and refresh its cached view; True if this run did it.
+
+    When the order was already processed the current view is cached anyway: a run that was
+    cut off between its commit and its cache write is repaired by the retry. The cache keeps
+    whichever view has the newest ``updated_at``, so this never undoes a later PATCH.
+    """
+    settings: Settings = ctx["settings"]
+    engine: AsyncEngine = ctx["engine"]
+    cache: OrderCache = ctx["cache"]
+    order_uuid = uuid.UUID(order_id)
+    extra = {"order_id": order_id}
+    await asyncio.sleep(settings.process_order_delay_s)
+    try:
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(Order)
+                    .where(Order.id == order_uuid, Order.processed_at.is_(None))
+                    .values(processed_at=sql.now(), updated_at=sql.clock_timestamp())
+                    .returning(*ORDER_VIEW_COLUMNS)
+                )
+            ).one_or_none()
+            processed_now = row is not None
+            if row is None:
+                row = (
+                    await conn.execute(select(*ORDER_VIEW_COLUMNS).where(Order.id == order_uuid))
+                ).one_or_none()
+    except SQLAlchemyError as exc:
+        defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
+        logger.warning("processing failed (%s); retrying in %ss", exc, defer, extra=extra)
+        raise Retry(defer=defer) from exc
+    if row is None:
+        logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
+        return False
+    await cache.cache_order(order_view(row))
+    if processed_now:
+        logger.info("Order %s processed", order_id, extra=extra)
+    else:
+        logger.info("Order %s was already processed", order_id, extra=extra)
+    return processed_now
+
+
+async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
+    """Publish events the API could not; full batches repeat until the backlog is gone."""
+    settings: Settings = ctx["settings"]
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    logging.getLogger(__name__).info("worker placeholder running")
-    await stop.wait()
+    deadline = loop.time() + SWEEP_BUDGET_S
+    total = 0
+    while True:
+        try:
+            published = await sweep_outbox(
+                ctx["bus"],
+                ctx["engine"],
+                older_than_s=settings.outbox_sweep_age_s,
+                batch=SWEEP_BATCH,
+            )
+        except SQLAlchemyError as exc:
+            logger.warning("outbox sweep skipped: %s", exc)
+            return total
+        total += published
+        if published < SWEEP_BATCH or loop.time() > deadline:
+            return total
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """arq ``Worker`` arguments from our settings (everything but the Redis client)."""
+    interval = settings.outbox_sweep_interval_s
+    return {
+        "functions": [
+            func(
+                process_order,
+                name=PROCESS_ORDER,
+                timeout=JOB_TIMEOUT_S,
+                keep_result=KEEP_RESULT_S,
+                max_tries=MAX_TRIES,
+            )
+        ],
+        "cron_jobs": [
+            cron(
+                sweep_outbox_job,
+                # The cron's job ids derive from its name; the queue in it keeps deployments
+                # (and test runs) that share a Redis from suppressing each other's sweeps.
+                name=f"cron:sweep_outbox:{settings.arq_queue}",
+                second=set(range(0, 60, interval)),
+                run_at_startup=True,
+                timeout=SWEEP_TIMEOUT_S,
+                max_tries=1,
+            )
+        ],
+        "queue_name": settings.arq_queue,
+        "ctx": {"settings": settings},
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        # Jobs mostly sleep, so many overlap; each holds a pooled Redis/PostgreSQL connection
+        # only for a few milliseconds.
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": JOB_TIMEOUT_S,
+        "max_tries": MAX_TRIES,
+        "keep_result": KEEP_RESULT_S,
+        "job_completion_wait": JOB_COMPLETION_WAIT_S,
+        "health_check_interval": 60,
+    }
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    """An arq worker for ``settings``; ``overrides`` are passed to ``Worker`` (tests use them)."""
+    # arq's bookkeeping and the cache share one pool: a connection per running job, and some.
+    redis = create_arq_redis(settings, max_connections=settings.worker_max_jobs + 16)
+    return Worker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        create_worker(settings).run()
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,0 +1,337 @@
+"""Fixtures for the event pipeline: real RabbitMQ, Redis and PostgreSQL, per-test names.
+
+Each test gets its own exchange, queues and arq queue (``pipeline_settings``), so a consumer
+or worker started by one test never sees another test's messages or jobs. arq keeps its job
+keys outside our Redis prefix (``arq:job:<id>`` …), so they are removed here explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import pytest
+from arq.worker import Worker
+from redis.asyncio import Redis
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from shared.bus import EventBus, Topology
+from shared.database import create_engine
+from shared.events import NewOrderEvent, stage_new_order
+from shared.models import Order, User
+from shared.redis import create_redis
+from shared.settings import Settings
+from tests.conftest import with_settings
+from workers.consumer import run_consumer
+from workers.jobs import process_order_job_id
+from workers.worker import create_worker
+
+ARQ_KEY_PREFIXES = ("arq:job:", "arq:result:", "arq:retry:", "arq:in-progress:")
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[Any]], *, within: float = 10.0, every: float = 0.05
+) -> Any:
+    """Poll until ``condition()`` is truthy and return it; fail the test after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(every)
+
+
+def with_address(url: str, port: int, host: str = "127.0.0.1") -> str:
+    """``url`` pointing at ``host:port``, credentials, path and query kept."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def delete_arq_keys(redis: Redis, job_ids: list[str]) -> None:
+    keys = [prefix + job_id for job_id in job_ids for prefix in ARQ_KEY_PREFIXES]
+    for start in range(0, len(keys), 1000):
+        await redis.delete(*keys[start : start + 1000])
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    db = create_engine(settings)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = create_redis(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _remove_arq_keys(
+    settings: Settings, engine: AsyncEngine, redis: Redis
+) -> AsyncIterator[None]:
+    """After the run: every order's job keys, and the cron's keys named after our arq queues."""
+    yield
+    async with engine.connect() as conn:
+        order_ids = (await conn.scalars(select(Order.id))).all()
+    await delete_arq_keys(redis, [process_order_job_id(order_id) for order_id in order_ids])
+    async for key in redis.scan_iter(match=f"arq:*{settings.arq_queue}*", count=1000):
+        await redis.delete(key)
+
+
+@pytest.fixture
+async def pipeline_settings(settings: Settings, redis: Redis) -> AsyncIterator[Settings]:
+    """This test's own topology and arq queue; fast jobs and a sweeper that runs every second."""
+    tag = secrets.token_hex(3)
+    test_settings = with_settings(
+        settings,
+        rabbitmq_exchange=f"{settings.rabbitmq_exchange}.{tag}",
+        rabbitmq_queue=f"{settings.rabbitmq_queue}.{tag}",
+        arq_queue=f"{settings.arq_queue}:{tag}",
+        process_order_delay_s=0.05,
+        outbox_sweep_interval_s=1,
+        outbox_sweep_age_s=0.0,
+    )
+    yield test_settings
+    job_ids = [job_id.decode() for job_id in await redis.zrange(test_settings.arq_queue, 0, -1)]
+    await delete_arq_keys(redis, job_ids)
+    await redis.delete(test_settings.arq_queue)
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        await Topology(test_settings).delete(await connection.channel())
+
+
+@pytest.fixture
+async def rabbitmq(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A plain channel for inspecting queues and publishing raw messages."""
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    async with connection:
+        yield await connection.channel()
+
+
+async def ready_count(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    """Messages waiting in ``queue`` (delivered but unacked ones are not counted)."""
+    declared = await channel.declare_queue(queue, passive=True)
+    count = declared.declaration_result.message_count
+    return int(count or 0)
+
+
+OrderFactory = Callable[[], Awaitable[NewOrderEvent]]
+
+
+@pytest.fixture
+def new_order(engine: AsyncEngine) -> OrderFactory:
+    """Insert a user and a PENDING order with its staged outbox row, as POST /orders does."""
+
+    async def make() -> NewOrderEvent:
+        order_id = uuid.uuid4()
+        async with AsyncSession(engine) as session, session.begin():
+            user_id = await session.scalar(
+                insert(User)
+                .values(email=f"worker-{order_id.hex[:12]}@example.com", password_hash=b"x" * 60)
+                .returning(User.id)
+            )
+            assert user_id is not None
+            row = (
+                await session.execute(
+                    insert(Order)
+                    .values(
+                        id=order_id,
+                        user_id=user_id,
+                        items=[{"name": "A", "quantity": 1, "price": "1.00"}],
+                        total_price=Decimal("1.00"),
+                    )
+                    .returning(Order.created_at)
+                )
+            ).one()
+            return await stage_new_order(
+                session,
+                order_id=order_id,
+                user_id=user_id,
+                total_price=Decimal("1.00"),
+                created_at=row.created_at,
+            )
+
+    return make
+
+
+@pytest.fixture
+async def bus(pipeline_settings: Settings) -> AsyncIterator[EventBus]:
+    """A connected publisher for this test's topology."""
+    event_bus = EventBus(pipeline_settings)
+    await event_bus.start()
+    assert await event_bus.wait_ready(within=10), "RabbitMQ did not connect"
+    yield event_bus
+    await event_bus.stop()
+
+
+class TcpProxy:
+    """A TCP relay to a real server that a test can cut (drop every live connection) and make
+    refuse new connections, to play a network failure without touching the server."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self.refusing = False
+        self.accepted = 0
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+
+    def cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        self._writers.update((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            pipe = asyncio.create_task(self._pipe(source, sink))
+            self._pipes.add(pipe)
+            pipe.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(sink)
+            sink.transport.abort()
+
+
+StartProxy = Callable[[str], Awaitable[TcpProxy]]
+
+
+@pytest.fixture
+async def tcp_proxy() -> AsyncIterator[StartProxy]:
+    """``await tcp_proxy(url)`` starts a proxy to the server in ``url``; all close at the end."""
+    proxies: list[TcpProxy] = []
+
+    async def start(url: str) -> TcpProxy:
+        parts = urlsplit(url)
+        port = parts.port or {"amqp": 5672, "redis": 6379}[parts.scheme]
+        proxy = TcpProxy(port, parts.hostname or "127.0.0.1")
+        await proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        await proxy.close()
+
+
+@dataclass
+class RunningConsumer:
+    task: asyncio.Task[None]
+    stop_event: asyncio.Event
+
+    async def stop(self) -> None:
+        """SIGTERM's path: stop consuming, let handlers finish, close; wait until it did."""
+        self.stop_event.set()
+        await asyncio.wait_for(asyncio.shield(self.task), 15)
+
+
+StartConsumer = Callable[[Settings], Awaitable[RunningConsumer]]
+
+
+@pytest.fixture
+async def start_consumer(
+    pipeline_settings: Settings, tcp_proxy: StartProxy
+) -> AsyncIterator[StartConsumer]:
+    """Run ``run_consumer`` as a task. All stop after the test, before its topology and proxies
+    are removed."""
+    running: list[RunningConsumer] = []
+
+    async def start(consumer_settings: Settings) -> RunningConsumer:
+        stop, started = asyncio.Event(), asyncio.Event()
+        consumer = RunningConsumer(
+            asyncio.create_task(run_consumer(consumer_settings, stop, started)), stop
+        )
+        running.append(consumer)
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({waiter, consumer.task}, timeout=15, return_when="FIRST_COMPLETED")
+        waiter.cancel()
+        if consumer.task.done():
+            consumer.task.result()  # raise what stopped it
+        assert started.is_set(), "consumer did not start"
+        return consumer
+
+    yield start
+    for consumer in running:
+        await consumer.stop()
+
+
+StartWorker = Callable[[Settings], Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(
+    pipeline_settings: Settings, tcp_proxy: StartProxy
+) -> AsyncIterator[StartWorker]:
+    """Run an arq ``Worker`` in-process (no signal handlers, fast polling) until the test ends."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(worker_settings: Settings) -> Worker:
+        worker = create_worker(worker_settings, handle_signals=False, poll_delay=0.05)
+        task = asyncio.create_task(worker.async_run())
+        running.append((worker, task))
+        return worker
+
+    yield start
+    for worker, task in running:
+        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def processed_at(engine: AsyncEngine, order_id: uuid.UUID) -> datetime | None:
+    async with engine.connect() as conn:
+        value: datetime | None = await conn.scalar(
+            select(Order.processed_at).where(Order.id == order_id)
+        )
+    return value

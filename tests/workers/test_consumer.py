@@ -1,0 +1,194 @@
+"""The consumer: new_order events in RabbitMQ become exactly one arq job per order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aio_pika.abc import AbstractChannel
+from arq.jobs import Job
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import EventBus, Topology
+from shared.events import encode_event, publish_staged
+from shared.settings import Settings
+from tests.conftest import with_settings
+from tests.workers.conftest import (
+    OrderFactory,
+    StartConsumer,
+    StartProxy,
+    StartWorker,
+    processed_at,
+    ready_count,
+    wait_for,
+    with_address,
+)
+from workers.jobs import PROCESS_ORDER, process_order_job_id
+
+
+async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:
+    """The process_order jobs waiting in this test's arq queue (the sweeper's cron aside)."""
+    ids = [job_id.decode() for job_id in await redis.zrange(settings.arq_queue, 0, -1)]
+    return [job_id for job_id in ids if job_id.startswith(PROCESS_ORDER)]
+
+
+async def test_event_becomes_a_process_order_job(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+) -> None:
+    await start_consumer(pipeline_settings)
+    event = await new_order()
+
+    assert await publish_staged(bus, engine, event)
+
+    async def queued() -> bool:
+        return await queued_jobs(redis, pipeline_settings) == [process_order_job_id(event.order_id)]
+
+    await wait_for(queued)
+
+
+async def test_duplicate_event_makes_no_second_job(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    rabbitmq: AbstractChannel,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    start_worker: StartWorker,
+) -> None:
+    worker = await start_worker(pipeline_settings)
+    consumer = await start_consumer(pipeline_settings)
+    event = await new_order()
+    assert await publish_staged(bus, engine, event)
+    await wait_for(lambda: processed_at(engine, event.order_id))
+    job = Job(process_order_job_id(event.order_id), worker.pool)
+    first = await wait_for(job.result_info)
+
+    await bus.publish(encode_event(event), message_id=str(event.event_id))  # a redelivery
+    await wait_for(lambda: _ready_is(rabbitmq, pipeline_settings.rabbitmq_queue, 0))
+    await consumer.stop()  # the duplicate was handled and acked (nothing went back)
+    await asyncio.sleep(0.3)  # time for a second job to be picked up, were there one
+
+    assert await ready_count(rabbitmq, pipeline_settings.rabbitmq_queue) == 0
+    assert await queued_jobs(redis, pipeline_settings) == []
+    last = await job.result_info()
+    assert last is not None
+    assert (last.enqueue_time, last.result) == (first.enqueue_time, True)
+
+
+async def test_unparseable_message_goes_to_the_dead_letter_queue(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    redis: Redis,
+    rabbitmq: AbstractChannel,
+    start_consumer: StartConsumer,
+) -> None:
+    await start_consumer(pipeline_settings)
+    junk = b'{"type": "new_order", "order_id": "not-a-uuid"}'
+
+    await bus.publish(junk, message_id="junk-1")
+
+    dead = await rabbitmq.declare_queue(Topology(pipeline_settings).dead_queue, passive=True)
+    message = await wait_for(lambda: dead.get(fail=False, timeout=5))
+    await message.ack()
+    assert message.body == junk
+    deaths = message.headers["x-death"]
+    assert isinstance(deaths, list)
+    assert deaths[0]["reason"] == "rejected"
+    assert await queued_jobs(redis, pipeline_settings) == []
+
+
+async def test_consumer_keeps_consuming_after_its_connection_drops(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    tcp_proxy: StartProxy,
+) -> None:
+    proxy = await tcp_proxy(pipeline_settings.rabbitmq_url)
+    via_proxy = with_settings(
+        pipeline_settings, rabbitmq_url=with_address(pipeline_settings.rabbitmq_url, proxy.port)
+    )
+    await start_consumer(via_proxy)
+    before = await new_order()
+    assert await publish_staged(bus, engine, before)
+    await wait_for(lambda: _queued(redis, pipeline_settings, before.order_id))
+
+    proxy.cut()
+    after = await new_order()
+    assert await publish_staged(bus, engine, after)
+
+    await wait_for(lambda: _queued(redis, pipeline_settings, after.order_id), within=15)
+    assert proxy.accepted >= 2  # it really reconnected
+
+
+async def test_event_is_not_acked_while_redis_is_unreachable(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    rabbitmq: AbstractChannel,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    tcp_proxy: StartProxy,
+) -> None:
+    proxy = await tcp_proxy(pipeline_settings.redis_url)
+    proxy.refusing = True
+    no_redis = with_settings(
+        pipeline_settings, redis_url=with_address(pipeline_settings.redis_url, proxy.port)
+    )
+    consumer = await start_consumer(no_redis)
+    event = await new_order()
+    assert await publish_staged(bus, engine, event)
+    await wait_for(lambda: _ready_is(rabbitmq, pipeline_settings.rabbitmq_queue, 0))
+    await asyncio.sleep(1)  # enqueue attempts fail meanwhile
+
+    await consumer.stop()
+
+    # Held, never acked: the stopped consumer's channel hands the event back to the queue.
+    await wait_for(lambda: _ready_is(rabbitmq, pipeline_settings.rabbitmq_queue, 1))
+    assert await queued_jobs(redis, pipeline_settings) == []
+
+
+async def test_consumer_enqueues_held_events_once_redis_is_back(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    rabbitmq: AbstractChannel,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    tcp_proxy: StartProxy,
+) -> None:
+    proxy = await tcp_proxy(pipeline_settings.redis_url)
+    proxy.refusing = True
+    flaky_redis = with_settings(
+        pipeline_settings, redis_url=with_address(pipeline_settings.redis_url, proxy.port)
+    )
+    consumer = await start_consumer(flaky_redis)
+    event = await new_order()
+    assert await publish_staged(bus, engine, event)
+    await wait_for(lambda: _ready_is(rabbitmq, pipeline_settings.rabbitmq_queue, 0))
+    await asyncio.sleep(1)
+    assert await queued_jobs(redis, pipeline_settings) == []
+
+    proxy.refusing = False
+
+    await wait_for(lambda: _queued(redis, pipeline_settings, event.order_id), within=15)
+    await consumer.stop()
+    assert await ready_count(rabbitmq, pipeline_settings.rabbitmq_queue) == 0  # acked
+
+
+async def _ready_is(channel: AbstractChannel, queue: str, count: int) -> bool:
+    return await ready_count(channel, queue) == count
+
+
+async def _queued(redis: Redis, settings: Settings, order_id: object) -> bool:
+    return process_order_job_id(str(order_id)) in await queued_jobs(redis, settings)

@@ -1,0 +1,178 @@
+"""The worker: process_order marks an order processed once and refreshes its cached view."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import EventBus
+from shared.events import mark_sent, publish_staged
+from shared.models import OutboxEvent
+from shared.order_cache import OrderCache
+from shared.settings import Settings
+from tests.conftest import with_settings
+from tests.workers.conftest import (
+    OrderFactory,
+    StartConsumer,
+    StartWorker,
+    processed_at,
+    wait_for,
+    with_address,
+)
+from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from workers.worker import process_order, shutdown, startup
+
+
+@pytest.fixture
+async def worker_ctx(pipeline_settings: Settings, redis: Redis) -> AsyncIterator[dict[str, Any]]:
+    """What arq hands a job: our settings and Redis, plus what ``startup`` opens."""
+    ctx: dict[str, Any] = {"settings": pipeline_settings, "redis": redis, "job_try": 1}
+    await startup(ctx)
+    yield ctx
+    await shutdown(ctx)
+
+
+def order_cache(settings: Settings, redis: Redis) -> OrderCache:
+    return OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
+
+
+async def test_published_event_gets_the_order_processed_and_cached(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    start_worker: StartWorker,
+) -> None:
+    await start_worker(pipeline_settings)
+    await start_consumer(pipeline_settings)
+    event = await new_order()
+
+    assert await publish_staged(bus, engine, event)
+
+    done = await wait_for(lambda: processed_at(engine, event.order_id))
+    cached = await order_cache(pipeline_settings, redis).get_raw(event.order_id)
+    assert cached is not None
+    assert OrderCache.decode(cached).processed_at == done
+
+
+async def test_process_order_is_idempotent(
+    worker_ctx: dict[str, Any], engine: AsyncEngine, new_order: OrderFactory
+) -> None:
+    event = await new_order()
+    await mark_sent(engine, [event.event_id])
+    assert await process_order(worker_ctx, str(event.order_id)) is True
+    first = await processed_at(engine, event.order_id)
+
+    assert await process_order(worker_ctx, str(event.order_id)) is False
+
+    assert first is not None
+    assert await processed_at(engine, event.order_id) == first
+
+
+async def test_process_order_logs_order_processed_with_its_id(
+    worker_ctx: dict[str, Any],
+    engine: AsyncEngine,
+    new_order: OrderFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = await new_order()
+    await mark_sent(engine, [event.event_id])
+
+    with caplog.at_level(logging.INFO, logger="workers.worker"):
+        await process_order(worker_ctx, str(event.order_id))
+
+    [record] = [r for r in caplog.records if r.getMessage().endswith(" processed")]
+    assert record.getMessage() == f"Order {event.order_id} processed"
+    assert record.levelno == logging.INFO
+    assert record.order_id == str(event.order_id)  # type: ignore[attr-defined]
+
+
+async def test_process_order_recaches_an_order_already_processed(
+    worker_ctx: dict[str, Any],
+    pipeline_settings: Settings,
+    engine: AsyncEngine,
+    redis: Redis,
+    new_order: OrderFactory,
+) -> None:
+    """A run cut off after its commit but before its cache write is repaired by the retry."""
+    event = await new_order()
+    await mark_sent(engine, [event.event_id])
+    await process_order(worker_ctx, str(event.order_id))
+    cache = order_cache(pipeline_settings, redis)
+    await redis.delete(cache.key(event.order_id), cache.version_key(event.order_id))
+
+    await process_order(worker_ctx, str(event.order_id))
+
+    cached = await cache.get_raw(event.order_id)
+    assert cached is not None
+    assert OrderCache.decode(cached).processed_at == await processed_at(engine, event.order_id)
+
+
+async def test_process_order_of_a_missing_order_does_nothing(worker_ctx: dict[str, Any]) -> None:
+    assert await process_order(worker_ctx, str(uuid.uuid4())) is False
+
+
+async def test_worker_runs_process_order_jobs_concurrently(
+    pipeline_settings: Settings,
+    engine: AsyncEngine,
+    new_order: OrderFactory,
+    start_worker: StartWorker,
+) -> None:
+    slow = with_settings(pipeline_settings, process_order_delay_s=1.0)
+    events = [await new_order() for _ in range(5)]
+    await mark_sent(engine, [event.event_id for event in events])
+    arq = create_arq_redis(slow, max_connections=4)
+    for event in events:
+        await arq.enqueue_job(
+            PROCESS_ORDER,
+            str(event.order_id),
+            _job_id=process_order_job_id(event.order_id),
+            _queue_name=slow.arq_queue,
+        )
+    await arq.aclose()
+
+    started = time.monotonic()
+    await start_worker(slow)
+
+    async def all_processed() -> bool:
+        done = [await processed_at(engine, event.order_id) for event in events]
+        return all(done)
+
+    await wait_for(all_processed)
+    assert time.monotonic() - started < 2.5  # five 1 s jobs, overlapping
+
+
+async def test_unsent_outbox_event_is_swept_then_processed(
+    pipeline_settings: Settings,
+    engine: AsyncEngine,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    start_worker: StartWorker,
+) -> None:
+    unreachable = with_settings(
+        pipeline_settings, rabbitmq_url=with_address(pipeline_settings.rabbitmq_url, 1)
+    )
+    event = await new_order()
+    assert not await publish_staged(EventBus(unreachable), engine, event)
+    assert await sent_at(engine, event.event_id) is None
+
+    await start_consumer(pipeline_settings)
+    await start_worker(pipeline_settings)
+
+    await wait_for(lambda: processed_at(engine, event.order_id), within=15)
+    assert await sent_at(engine, event.event_id) is not None
+
+
+async def sent_at(engine: AsyncEngine, event_id: uuid.UUID) -> object:
+    async with engine.connect() as conn:
+        return await conn.scalar(select(OutboxEvent.sent_at).where(OutboxEvent.id == event_id))

@@ -29,7 +29,8 @@ from shared.bus import EventBus
 from shared.database import alchemy_config
 from shared.errors import exception_handlers
 from shared.exact_json import ExactJSONRequest
-from shared.logs import configure_logging
+from shared.logs import RequestIdMiddleware, configure_logging
+from shared.metrics import MetricsController, prometheus_config
 from shared.order_cache import OrderCache
 from shared.rate_limit import RATE_LIMIT_STORE, api_rate_limit, token_rate_limit
 from shared.redis import create_redis
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
     users = UserDirectory(settings)
+    prometheus = prometheus_config()
     order_cache = OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
     auth = build_auth(settings)
     issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=[
             "Location",
+            "X-Request-ID",
             "X-Cache",
             "Retry-After",
             "RateLimit-Limit",
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_order,
             patch_order,
             list_user_orders,
+            MetricsController,
         ],
         lifespan=[connections],
         plugins=[SQLAlchemyPlugin(config=alchemy_config(settings))],
@@ -98,7 +102,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "bus": Provide(lambda: bus, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
-        middleware=[api_rate_limit(settings).middleware],
+        middleware=[
+            RequestIdMiddleware,
+            prometheus.middleware,
+            api_rate_limit(settings).middleware,
+        ],
         stores={
             RATE_LIMIT_STORE: RedisStore(
                 redis, namespace=f"{settings.redis_prefix}ratelimit", handle_client_shutdown=False

@@ -1,0 +1,68 @@
+"""Prometheus metrics through Litestar's own plugin: request counts and latencies per route.
+
+With several API processes (``uvicorn --workers``) each keeps its own counters; set
+``PROMETHEUS_MULTIPROC_DIR`` (the justfile and the image do) and /metrics aggregates them.
+The consumer and the worker serve their own counters on ``METRICS_PORT``-style ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar.plugins.prometheus import (
+    PrometheusConfig,
+    PrometheusController,
+    PrometheusMiddleware,
+)
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from shared.rate_limit import SKIP_RATE_LIMIT
+
+METRICS_PATH = "/metrics"
+
+
+class MetricsController(PrometheusController):
+    """For the scraper: no token, no rate limit. Keep it on the internal network."""
+
+    path = METRICS_PATH
+    opt = {"exclude_from_auth": True, SKIP_RATE_LIMIT: True}  # noqa: RUF012 - Litestar's own field
+    include_in_schema = False
+
+
+class StatusAwarePrometheusMiddleware(PrometheusMiddleware):
+    """Counts a 401/429 raised by an inner middleware with its real status.
+
+    Litestar's own middleware records 200 for those: the exception passes through it before
+    the outer exception handler turns it into a response.
+    """
+
+    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
+        super().__init__(app, config)
+        inner = self.app
+
+        async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await inner(scope, receive, send)
+            except Exception as exc:
+                span = getattr(send, "request_span", None)
+                if span is not None:
+                    span["status_code"] = getattr(exc, "status_code", 500)
+                raise
+
+        self.app = recording
+
+    def _get_wrapped_send(self, send: Send, request_span: dict[str, float]) -> Callable[..., Any]:
+        wrapped = super()._get_wrapped_send(send, request_span)
+        wrapped.request_span = request_span  # type: ignore[attr-defined]
+        return wrapped
+
+
+def prometheus_config() -> PrometheusConfig:
+    return PrometheusConfig(
+        app_name="order_service",
+        prefix="orders_api",
+        group_path=True,  # label by route template, not by order id: bounded cardinality
+        exclude=[r"^/metrics", r"^/health", r"^/ready", r"^/schema"],
+        middleware_class=StatusAwarePrometheusMiddleware,
+    )

@@ -36,15 +36,18 @@ FROM python:3.11-slim AS runtime
 LABEL org.opencontainers.image.title="order-service" \
       org.opencontainers.image.description="Order management REST service: api, consumer, worker and migrations in one image"
 
+# /tmp/metrics: prometheus_client's multiprocess files, so /metrics adds up every API process.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && install -d -o 10001 -g 10001 /tmp/metrics
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     ENVIRONMENT=production \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 
 COPY --from=builder /opt/venv /opt/venv
 

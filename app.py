@@ -123,5 +123,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), StoplightRenderPlugin()],
         ),
+        logging_config=None,  # shared.logs configured logging already; keep it
         debug=False,
     )

@@ -35,8 +35,12 @@ dev: migrate
     echo "API on http://127.0.0.1:8000  (Swagger: /schema/swagger)"
     wait -n
 
-# Run the API alone in the foreground (one process per core)
+# Run the API alone in the foreground (one process per core; /metrics adds them all up)
 api: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PROMETHEUS_MULTIPROC_DIR=$(mktemp -d)
+    trap 'rm -rf "$PROMETHEUS_MULTIPROC_DIR"' EXIT
     {{py}} -m uvicorn app:create_app --factory --host 0.0.0.0 --port 8000 --workers $(nproc) --no-access-log
 
 # Run the RabbitMQ -> arq consumer in the foreground
@@ -46,6 +50,10 @@ consumer: setup
 # Run the arq worker in the foreground
 worker: setup
     {{py}} -m workers.worker
+
+# Show queued, running and failed jobs and the outbox backlog (read-only)
+jobs: setup
+    {{py}} -m workers.queue_status
 
 # Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
 test *args: setup
@@ -74,3 +82,16 @@ down:
 # Check the Docker artefacts without an engine: compose schema and rules, hadolint, .env.example
 check-docker: setup
     {{py}} scripts/check_docker.py
+
+# Benchmark api, consumer and worker on loopback against a bare-ASGI ceiling (~3 min, own data; see BENCHMARKS.md)
+bench *args: setup _wrk
+    {{py}} bench/run.py {{args}}
+
+# The benchmark as a CI smoke run (~1 min): 2 s per scenario; fails on errors, not on targets
+bench-smoke: setup _wrk
+    {{py}} bench/run.py --smoke
+
+# Install wrk (Debian's package) if it is missing
+[private]
+_wrk:
+    @command -v wrk >/dev/null || { $(command -v sudo || true) apt-get update -qq && $(command -v sudo || true) apt-get install -y -qq wrk; }

@@ -27,8 +27,8 @@ CONNECT_TIMEOUT_S = 5.0
 
 def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
-        pool_size=10,
-        max_overflow=10,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_timeout=5,
         pool_pre_ping=False,
         pool_recycle=1800,

@@ -2,11 +2,13 @@
 
 With several API processes (``uvicorn --workers``) each keeps its own counters; set
 ``PROMETHEUS_MULTIPROC_DIR`` (the justfile and the image do) and /metrics aggregates them.
-The consumer and the worker serve their own counters on ``METRICS_PORT``-style ports.
+The consumer and the worker serve their own counters on ``CONSUMER_METRICS_PORT`` and
+``WORKER_METRICS_PORT``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +18,11 @@ from litestar.plugins.prometheus import (
     PrometheusMiddleware,
 )
 from litestar.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import Counter, Gauge, start_http_server
 
 from shared.rate_limit import SKIP_RATE_LIMIT
+
+logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
 
@@ -66,3 +71,33 @@ def prometheus_config() -> PrometheusConfig:
         exclude=[r"^/metrics", r"^/health", r"^/ready", r"^/schema"],
         middleware_class=StatusAwarePrometheusMiddleware,
     )
+
+
+# The pipeline's counters. Each process serves its own on its own port (``serve_metrics``);
+# the API's /metrics shows the API's. Names are defined once here for both workers.
+EVENTS_CONSUMED = Counter(
+    "orders_consumer_events_total",
+    "new_order events the consumer settled, by outcome",
+    ["outcome"],  # enqueued | duplicate | dead_lettered
+)
+JOBS = Counter(
+    "orders_worker_jobs_total",
+    "process_order runs, by outcome",
+    ["outcome"],  # processed | already_processed | missing | retried | failed
+)
+OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
+OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
+JOB_QUEUE_DEPTH = Gauge("orders_job_queue_depth", "arq jobs waiting in the queue (last sweep)")
+
+
+def serve_metrics(port: int) -> None:
+    """Expose this process's metrics over HTTP for Prometheus; port 0 means don't.
+
+    A taken port (a second worker on one host) costs the metrics, not the process.
+    """
+    if not port:
+        return
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        logger.warning("metrics not served on port %s: %s", port, exc)

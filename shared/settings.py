@@ -46,6 +46,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_max_jobs: int = 256
     outbox_sweep_interval_s: int = 5
     outbox_sweep_age_s: float = 5.0
+    # Connections each process may hold to PostgreSQL (pool + overflow); mind max_connections
+    # when scaling out: processes × (pool + overflow) + 1 LISTEN connection per API process.
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    # Prometheus endpoints of the non-HTTP processes (0 turns one off).
+    consumer_metrics_port: int = 9101
+    worker_metrics_port: int = 9102
     log_level: str = "INFO"
     log_json: bool | None = None
     max_body_bytes: int = 1024 * 1024

@@ -58,6 +58,8 @@ def settings() -> Iterator[Settings]:
         rabbitmq_exchange=f"orders.test.{RUN_ID}",
         rabbitmq_queue=f"new_order.test.{RUN_ID}",
         arq_queue=f"test:{RUN_ID}:arq:queue",
+        consumer_metrics_port=0,  # processes started by tests share the host: no fixed ports
+        worker_metrics_port=0,
     )
     migrate(test_settings.database_url)
     yield test_settings

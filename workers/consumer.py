@@ -37,6 +37,7 @@ from arq.connections import ArqRedis
 from shared.bus import CONNECT_TIMEOUT_S, Topology, connect
 from shared.events import decode_event
 from shared.logs import configure_logging
+from shared.metrics import EVENTS_CONSUMED, serve_metrics
 from shared.settings import Settings, load_settings
 from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 
@@ -88,7 +89,8 @@ class NewOrderHandler:
             logger.warning(
                 "unparseable message %s sent to the dead-letter queue: %s", message.message_id, exc
             )
-            await settle(message.reject(requeue=False), message)
+            if await settle(message.reject(requeue=False), message):
+                EVENTS_CONSUMED.labels("dead_lettered").inc()
             return
         order_id = str(event.order_id)
         extra = {"order_id": order_id}
@@ -122,8 +124,10 @@ class NewOrderHandler:
             logger.info("enqueueing works again", extra=extra)
         if await settle(message.ack(), message):
             if job is None:
+                EVENTS_CONSUMED.labels("duplicate").inc()
                 logger.info("duplicate new_order event: job already exists", extra=extra)
             else:
+                EVENTS_CONSUMED.labels("enqueued").inc()
                 logger.info("process_order enqueued", extra=extra)
 
     async def wait_idle(self, within: float) -> bool:
@@ -199,6 +203,7 @@ async def run_consumer(
 async def main() -> None:
     settings = load_settings()
     configure_logging(settings)
+    serve_metrics(settings.consumer_metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,8 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus
 from shared.database import create_engine
-from shared.events import sweep_outbox
+from shared.events import outbox_backlog, sweep_outbox
 from shared.logs import configure_logging
+from shared.metrics import (
+    JOB_QUEUE_DEPTH,
+    JOBS,
+    OUTBOX_BACKLOG,
+    OUTBOX_SWEPT,
+    serve_metrics,
+)
 from shared.models import Order
 from shared.order_cache import OrderCache
 from shared.orders import ORDER_VIEW_COLUMNS, order_view
@@ -66,6 +73,17 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def process_order(ctx: dict[str, Any], order_id: str) -> bool:
+    """The job: ``mark_processed``, with failures counted for /metrics (arq retries them)."""
+    try:
+        return await mark_processed(ctx, order_id)
+    except Retry:
+        raise
+    except Exception:
+        JOBS.labels("failed").inc()
+        raise
+
+
+async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
     """Mark the order processed (once) and refresh its cached view; True if this run did it.
 
     When the order was already processed the current view is cached anyway: a run that was
@@ -94,16 +112,20 @@ async def process_order(ctx: dict[str, Any], order_id: str) -> bool:
                     await conn.execute(select(*ORDER_VIEW_COLUMNS).where(Order.id == order_uuid))
                 ).one_or_none()
     except SQLAlchemyError as exc:
+        JOBS.labels("retried").inc()
         defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
         logger.warning("processing failed (%s); retrying in %ss", exc, defer, extra=extra)
         raise Retry(defer=defer) from exc
     if row is None:
+        JOBS.labels("missing").inc()
         logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
         return False
     await cache.cache_order(order_view(row))
     if processed_now:
+        JOBS.labels("processed").inc()
         logger.info("Order %s processed", order_id, extra=extra)
     else:
+        JOBS.labels("already_processed").inc()
         logger.info("Order %s was already processed", order_id, extra=extra)
     return processed_now
 
@@ -126,8 +148,20 @@ async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
             logger.warning("outbox sweep skipped: %s", exc)
             return total
         total += published
+        OUTBOX_SWEPT.inc(published)
         if published < SWEEP_BATCH or loop.time() > deadline:
+            await record_backlog(ctx)
             return total
+
+
+async def record_backlog(ctx: dict[str, Any]) -> None:
+    """Refresh the backlog gauges once per sweep (cheap: a partial-index count and a ZCARD)."""
+    settings: Settings = ctx["settings"]
+    try:
+        OUTBOX_BACKLOG.set(await outbox_backlog(ctx["engine"]))
+        JOB_QUEUE_DEPTH.set(await ctx["redis"].zcard(settings.arq_queue))
+    except Exception as exc:  # noqa: BLE001 - gauges are best effort
+        logger.debug("backlog gauges not refreshed: %s", exc)
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -180,6 +214,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings)
+    serve_metrics(settings.worker_metrics_port)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -6,6 +6,7 @@ order, no second event); the same key with a different body is a 422.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from litestar import Response, post
@@ -35,6 +36,8 @@ from shared.errors import UnprocessableEntity, error_responses
 from shared.events import publish_staged, stage_new_order
 from shared.order_cache import OrderCache
 from shared.orders import OrderView, items_to_json, order_view
+
+logger = logging.getLogger(__name__)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -94,6 +97,7 @@ async def create_order(
         await db_session.commit()
     except IntegrityError as exc:  # the user was deleted after the token was checked
         raise NotAuthorizedException("user no longer exists") from exc
+    logger.info("order created", extra={"order_id": str(view.id)})
     await publish_staged(bus, db_engine, event)
     await order_cache.cache_order(view)
     return _created(view)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
+import json
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import msgspec
-import pytest
+import httpx
 from aio_pika.abc import AbstractChannel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,53 +20,11 @@ from shared.bus import EventBus
 from shared.events import mark_sent, publish_staged
 from shared.settings import Settings
 from tests.conftest import with_settings
+from tests.processes import RunModule, run_module, start_api, stops_on_sigterm
 from tests.workers.conftest import OrderFactory, processed_at, ready_count, wait_for
 from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-Process = asyncio.subprocess.Process
-RunModule = Callable[[str, Settings], Awaitable[Process]]
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """``settings`` as the environment variables ``load_settings`` reads."""
-    env = dict(os.environ)
-    for name, value in msgspec.structs.asdict(settings).items():
-        if value is not None:
-            env[name.upper()] = str(value)
-    return env
-
-
-@pytest.fixture
-async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
-    """``await run_module("workers.worker", settings)`` starts ``python -m``; killed at the end."""
-    started: list[Process] = []
-
-    async def run(module: str, settings: Settings) -> Process:
-        log = (tmp_path / f"{module}.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            cwd=PROJECT_ROOT,
-            env=environment(settings),
-            stdout=log,
-            stderr=log,
-        )
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def stops_on_sigterm(process: Process, within: float) -> int:
-    process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), within)
+__all__ = ["run_module"]  # the fixture, imported for pytest
 
 
 async def test_worker_process_finishes_its_running_job_on_sigterm(
@@ -117,3 +76,86 @@ async def test_consumer_process_consumes_and_stops_on_sigterm(
 
     assert await stops_on_sigterm(consumer, within=10) == 0
     assert await ready_count(rabbitmq, pipeline_settings.rabbitmq_queue) == 0
+
+
+async def test_api_process_answers_its_in_flight_request_on_sigterm(
+    pipeline_settings: Settings, run_module: RunModule, tmp_path: Path
+) -> None:
+    settings = with_settings(pipeline_settings, bcrypt_rounds=12)  # a login takes ~0.3 s
+    api, base = await start_api(run_module, settings)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        email = f"sigterm-{uuid.uuid4().hex[:8]}@example.com"
+        await client.post("/register", json={"email": email, "password": "password123"})
+        login = asyncio.create_task(
+            client.post("/token", data={"username": email, "password": "password123"})
+        )
+        await asyncio.sleep(0.1)  # the login is being served
+
+        exit_code = await stops_on_sigterm(api, within=15)
+
+        assert (await login).status_code == 200
+    # uvicorn shuts down cleanly, then re-raises the signal so the exit status reports it.
+    assert exit_code in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in (tmp_path / "api.log").read_text()
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(raw))
+    return lines
+
+
+async def test_two_of_each_process_handle_every_order_exactly_once(
+    pipeline_settings: Settings, engine: AsyncEngine, run_module: RunModule, tmp_path: Path
+) -> None:
+    """The path past one machine, on one machine: APIs, consumers and workers are stateless
+    and share PostgreSQL, Redis and RabbitMQ, so they scale by running more of them."""
+    settings = with_settings(
+        pipeline_settings,
+        process_order_delay_s=0.3,
+        log_json=True,
+        db_pool_size=3,  # six processes share the machine's PostgreSQL with other test runs
+        db_max_overflow=2,
+    )
+    apis = [await start_api(run_module, settings, log=f"api-{n}") for n in (1, 2)]
+    for n in (1, 2):
+        await run_module("workers.consumer", settings, log=f"consumer-{n}")
+        await run_module("workers.worker", settings, log=f"worker-{n}")
+    clients = [httpx.AsyncClient(base_url=base, timeout=10) for _, base in apis]
+    try:
+        email = f"scale-{uuid.uuid4().hex[:8]}@example.com"
+        await clients[0].post("/register", json={"email": email, "password": "password123"})
+        login = await clients[1].post("/token", data={"username": email, "password": "password123"})
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        body = {"items": [{"name": "A", "quantity": 1, "price": "1.00"}]}
+        created = await asyncio.gather(
+            *(clients[n % 2].post("/orders", json=body, headers=auth) for n in range(40))
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert {r.status_code for r in created} == {201}
+    order_ids = {uuid.UUID(r.json()["id"]) for r in created}
+
+    async def all_processed() -> bool:
+        return all([await processed_at(engine, order_id) for order_id in order_ids])
+
+    await wait_for(all_processed, within=60, every=0.2)
+
+    processed = Counter(
+        line.get("order_id")
+        for n in (1, 2)
+        for line in json_lines(tmp_path / f"worker-{n}.log")
+        if line.get("message", "").endswith(" processed") and "already" not in line["message"]
+    )
+    assert {uuid.UUID(order_id) for order_id in processed} == order_ids
+    assert set(processed.values()) == {1}
+    first = created[0]
+    api_lines = json_lines(tmp_path / "api-1.log") + json_lines(tmp_path / "api-2.log")
+    assert any(
+        line.get("order_id") == first.json()["id"]
+        and line.get("request_id") == first.headers["x-request-id"]
+        for line in api_lines
+    ), "the API logs the new order with its request id"

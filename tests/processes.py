@@ -1,0 +1,91 @@
+"""Run the real entry points (``python -m …``) as subprocesses with a test's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from shared.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+Process = asyncio.subprocess.Process
+RunModule = Callable[..., Awaitable[Process]]
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """``settings`` as the environment variables ``load_settings`` reads."""
+    env = dict(os.environ)
+    for name, value in msgspec.structs.asdict(settings).items():
+        if value is not None:
+            env[name.upper()] = str(value)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
+    """``await run_module("workers.worker", settings, *args, log="name")`` starts
+    ``python -m module args``, logging to ``tmp_path/<log>.log``; killed after the test."""
+    started: list[Process] = []
+
+    async def run(module: str, settings: Settings, *args: str, log: str | None = None) -> Process:
+        log_file = (tmp_path / f"{log or module}.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            cwd=PROJECT_ROOT,
+            env=environment(settings),
+            stdout=log_file,
+            stderr=log_file,
+        )
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def start_api(run: RunModule, settings: Settings, log: str = "api") -> tuple[Process, str]:
+    """The API under uvicorn on a free port, once /health answers; returns its base URL."""
+    port = free_port()
+    process = await run(
+        "uvicorn", settings, "app:create_app", "--factory", "--port", str(port), log=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(200):
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    return process, base
+            except httpx.TransportError:
+                pass
+            if process.returncode is not None:
+                pytest.fail(f"api exited with {process.returncode}")
+            await asyncio.sleep(0.05)
+    pytest.fail("api did not start")
+
+
+async def stops_on_sigterm(process: Process, within: float) -> int:
+    process.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(process.wait(), within)

@@ -1,0 +1,139 @@
+"""What an operator sees: request ids, structured log lines, metrics, the job queue report."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.database import create_engine
+from shared.logs import JsonFormatter, configure_logging, request_id_var
+from shared.models import OutboxEvent
+from shared.redis import create_redis
+from shared.settings import Settings
+from tests.conftest import Account, with_settings
+from tests.orders import Client, create_order
+from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from workers.queue_status import queue_report, render
+
+
+async def test_every_response_carries_a_fresh_request_id(client: Client) -> None:
+    first = await client.get("/health")
+    second = await client.get("/health")
+    assert len(first.headers["x-request-id"]) == 32
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+async def test_a_sane_caller_request_id_is_echoed(client: Client) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "req-42.a:b"})
+    assert response.headers["x-request-id"] == "req-42.a:b"
+
+
+@pytest.mark.parametrize("sent", ["", "x" * 129, "bad id", "new\\nline", "ü"])
+async def test_an_unsafe_caller_request_id_is_replaced(client: Client, sent: str) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": sent.encode("utf-8")})
+    assert response.headers["x-request-id"] != sent
+    assert len(response.headers["x-request-id"]) == 32
+
+
+@pytest.fixture
+def json_log(settings: Settings) -> Iterator[io.StringIO]:
+    """Route the root logger through the production JSON setup into a buffer."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging(with_settings(settings, environment="production", log_json=None))
+    buffer = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    yield buffer
+    root.handlers[:], root.level = saved
+
+
+def test_production_logs_are_json_lines_with_request_and_order_ids(json_log: io.StringIO) -> None:
+    token = request_id_var.set("req-1")
+    try:
+        logging.getLogger("workers.worker").info(
+            "Order %s processed", "abc", extra={"order_id": "abc"}
+        )
+    finally:
+        request_id_var.reset(token)
+    line = json.loads(json_log.getvalue().splitlines()[-1])
+    assert line["message"] == "Order abc processed"
+    assert line["order_id"] == "abc"
+    assert line["request_id"] == "req-1"
+    assert line["level"] == "INFO"
+
+
+def test_json_lines_carry_the_exception() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("x").makeRecord(
+            "x", logging.ERROR, __file__, 1, "failed", (), exc_info=sys.exc_info()
+        )
+    line = json.loads(JsonFormatter().format(record))
+    assert "ValueError: boom" in line["exc"]
+
+
+async def test_metrics_count_requests_by_route_template_and_real_status(
+    client: Client, alice: Account
+) -> None:
+    order = await create_order(client, alice)
+    await client.get(f"/orders/{order['id']}", headers=alice.headers)
+    await client.get(f"/orders/{order['id']}")  # 401 from the auth middleware
+    metrics = (await client.get("/metrics")).text
+    get_line = 'method="GET",path="/orders/{order_id}",status_code="%s"'
+    assert get_line % "200" in metrics
+    assert get_line % "401" in metrics
+    assert str(order["id"]) not in metrics  # labelled by template: bounded cardinality
+
+
+async def test_metrics_need_no_token_and_are_not_in_the_api_schema(client: Client) -> None:
+    response = await client.get("/metrics")
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert response.status_code == 200
+    assert "/metrics" not in schema["paths"]
+
+
+async def test_the_jobs_report_shows_queued_jobs_and_the_outbox_backlog(settings: Settings) -> None:
+    report_settings = with_settings(
+        settings, arq_queue=f"{settings.arq_queue}:{uuid.uuid4().hex[:6]}"
+    )
+    order_id = uuid.uuid4()
+    arq = create_arq_redis(report_settings, max_connections=2)
+    redis: Redis = create_redis(settings.redis_url, max_connections=2)
+    engine: AsyncEngine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:  # an event the API could not publish yet
+            await conn.execute(
+                insert(OutboxEvent).values(
+                    id=uuid.uuid4(), event_type="new_order", order_id=order_id, payload=b"{}"
+                )
+            )
+        await arq.enqueue_job(
+            PROCESS_ORDER,
+            str(order_id),
+            _job_id=process_order_job_id(order_id),
+            _queue_name=report_settings.arq_queue,
+        )
+        report = await queue_report(report_settings, redis, engine)
+        text = render(report, report_settings)
+    finally:
+        await redis.delete(report_settings.arq_queue, f"arq:job:{process_order_job_id(order_id)}")
+        await arq.aclose()
+        await redis.aclose()
+        await engine.dispose()
+    assert report.queued == 1
+    assert report.running == []
+    assert report.outbox_backlog >= 1
+    assert f"arq queue {report_settings.arq_queue}" in text
+    assert "queued       1" in text

@@ -1,0 +1,102 @@
+"""``just jobs``: what the pipeline is doing right now, read-only (Flower's view, for arq).
+
+Queued, deferred (waiting to retry) and running ``process_order`` jobs, the recent failures,
+and the outbox rows not yet published to RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from arq.constants import in_progress_key_prefix, result_key_prefix
+from arq.jobs import DeserializationError, JobResult, deserialize_result
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.database import create_engine
+from shared.events import outbox_backlog
+from shared.redis import create_redis
+from shared.settings import Settings, load_settings
+
+RESULT_SCAN_LIMIT = 10_000  # bound the scan of finished results on a busy Redis
+SHOWN_FAILURES = 10
+
+
+@dataclass
+class QueueReport:
+    queued: int = 0
+    deferred: int = 0
+    running: list[str] = field(default_factory=list)
+    succeeded: int = 0
+    failed: list[JobResult] = field(default_factory=list)
+    outbox_backlog: int = 0
+
+
+async def queue_report(settings: Settings, redis: Redis, engine: AsyncEngine) -> QueueReport:
+    report = QueueReport(outbox_backlog=await outbox_backlog(engine))
+    now_ms = time.time() * 1000
+    entries: list[tuple[bytes, float]] = await redis.zrange(
+        settings.arq_queue, 0, -1, withscores=True
+    )
+    for job_id, score in entries:
+        if await redis.exists(in_progress_key_prefix + job_id.decode()):
+            report.running.append(job_id.decode())
+        elif score > now_ms:
+            report.deferred += 1
+        else:
+            report.queued += 1
+    seen = 0
+    async for key in redis.scan_iter(match=f"{result_key_prefix}*", count=1000):
+        seen += 1
+        if seen > RESULT_SCAN_LIMIT:
+            break
+        raw = await redis.get(key)
+        if raw is None:
+            continue
+        try:
+            result = deserialize_result(raw)
+        except DeserializationError:
+            continue
+        if result.queue_name != settings.arq_queue:
+            continue
+        if result.success:
+            report.succeeded += 1
+        else:
+            report.failed.append(result)
+    report.failed.sort(key=lambda r: r.finish_time, reverse=True)
+    return report
+
+
+def render(report: QueueReport, settings: Settings) -> str:
+    lines = [
+        f"arq queue {settings.arq_queue}",
+        f"  queued       {report.queued}",
+        f"  deferred     {report.deferred}  (waiting to retry)",
+        f"  running      {len(report.running)}",
+        *(f"    {job_id}" for job_id in report.running[:SHOWN_FAILURES]),
+        f"  succeeded    {report.succeeded}  (results kept for an hour)",
+        f"  failed       {len(report.failed)}",
+        *(
+            f"    {r.job_id}  try {r.job_try}  {r.finish_time:%H:%M:%S}  {r.result!r}"
+            for r in report.failed[:SHOWN_FAILURES]
+        ),
+        f"outbox backlog {report.outbox_backlog}  (events not yet on RabbitMQ)",
+    ]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    settings = load_settings()
+    redis = create_redis(settings.redis_url, max_connections=4)
+    engine = create_engine(settings)
+    try:
+        print(render(await queue_report(settings, redis, engine), settings))
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

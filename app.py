@@ -15,7 +15,6 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import StoplightRenderPlugin, SwaggerRenderPlugin
-from litestar.stores.redis import RedisStore
 
 from features.create_order.handler import create_order
 from features.get_order.handler import get_order
@@ -32,7 +31,7 @@ from shared.exact_json import ExactJSONRequest
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import MetricsController, prometheus_config
 from shared.order_cache import OrderCache
-from shared.rate_limit import RATE_LIMIT_STORE, api_rate_limit, token_rate_limit
+from shared.rate_limit import api_rate_limit, token_rate_limit
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 
@@ -107,11 +106,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             prometheus.middleware,
             api_rate_limit(settings).middleware,
         ],
-        stores={
-            RATE_LIMIT_STORE: RedisStore(
-                redis, namespace=f"{settings.redis_prefix}ratelimit", handle_client_shutdown=False
-            )
-        },
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,

@@ -25,7 +25,6 @@ the optimisations listed in BENCHMARKS.md, not to be deployed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
@@ -40,7 +39,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitConfig
+from litestar.middleware.rate_limit import DURATION_VALUES
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from litestar.types import ASGIApp
 from redis.asyncio import Redis
@@ -52,7 +51,6 @@ from features.get_order.schemas import owner_decoder
 from shared.auth import TOKEN_PATH, CurrentUser, app_engine
 from shared.order_cache import OrderCache
 from shared.orders import find_own_order, order_view
-from shared.rate_limit import FailOpenRateLimitMiddleware, api_rate_limit
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings, parse_rate
 
@@ -74,26 +72,6 @@ def without_rate_limit() -> Litestar:
         return app
 
     return _build(api_rate_limit=lambda settings: SimpleNamespace(middleware=passthrough))
-
-
-class UnlockedRateLimitMiddleware(FailOpenRateLimitMiddleware):
-    def __init__(self, app: ASGIApp, config: RateLimitConfig) -> None:
-        super().__init__(app, config)
-        self._lock = contextlib.nullcontext()  # type: ignore[assignment]
-
-
-def rate_limit_without_lock() -> Litestar:
-    def config(settings: Settings) -> RateLimitConfig:
-        base = api_rate_limit(settings)
-        return RateLimitConfig(
-            rate_limit=base.rate_limit,
-            exclude=base.exclude,
-            exclude_opt_key=base.exclude_opt_key,
-            middleware_class=UnlockedRateLimitMiddleware,
-            store=base.store,
-        )
-
-    return _build(api_rate_limit=config)
 
 
 Scope = MutableMapping[str, Any]

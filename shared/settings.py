@@ -43,7 +43,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The event pipeline (workers/): consumer prefetch, the worker's pace and the outbox sweeper.
     consumer_prefetch: int = 64
     process_order_delay_s: float = 2.0
-    worker_max_jobs: int = 256
+    worker_max_jobs: int = 1000
     outbox_sweep_interval_s: int = 5
     outbox_sweep_age_s: float = 5.0
     # Connections each process may hold to PostgreSQL (pool + overflow); mind max_connections

@@ -4,6 +4,7 @@ errors for unknown routes and methods, and the settings the service starts from.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -130,6 +131,18 @@ async def test_the_limit_is_shared_by_every_app_instance_on_the_same_redis(
     ]
     assert allowed == [422, 422, 422]
     assert await hit_limited_route(other) == 429
+
+
+async def test_concurrent_requests_through_two_apps_are_counted_exactly(
+    settings: Settings, start_app: StartApp
+) -> None:
+    """The count is one atomic Redis script: racing processes lose no request."""
+    shared = with_settings(limited_settings(settings), rate_limit="25/minute")
+    one = await start_app(create_app(shared))
+    other = await start_app(create_app(shared))
+    statuses = await asyncio.gather(*(hit_limited_route((one, other)[n % 2]) for n in range(60)))
+    assert statuses.count(422) == 25
+    assert statuses.count(429) == 35
 
 
 async def test_requests_pass_unlimited_while_redis_is_unreachable(

@@ -27,6 +27,7 @@ from shared.auth import TokenIssuer, UserDirectory, build_auth, provide_current_
 from shared.bus import EventBus
 from shared.database import alchemy_config
 from shared.errors import exception_handlers
+from shared.events import OutboxRelay
 from shared.exact_json import ExactJSONRequest
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import MetricsController, prometheus_config
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     bus = EventBus(settings)
     users = UserDirectory(settings)
     prometheus = prometheus_config()
+    database = alchemy_config(settings)
+    relay = OutboxRelay(bus, database.get_engine())
     order_cache = OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
     auth = build_auth(settings)
     issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
@@ -50,12 +53,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
         """Open every external connection once; close them on shutdown (SIGTERM included)."""
-        app.state.update(settings=settings, redis=redis, bus=bus, users=users)
+        app.state.update(
+            settings=settings,
+            redis=redis,
+            bus=bus,
+            users=users,
+            order_cache=order_cache,
+            engine=database.get_engine(),
+        )
         await bus.start()
         await users.start()
         try:
             yield
         finally:
+            await relay.stop()
             await users.stop()
             await bus.stop()
             await redis.aclose()
@@ -92,13 +103,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         lifespan=[connections],
-        plugins=[SQLAlchemyPlugin(config=alchemy_config(settings))],
+        plugins=[SQLAlchemyPlugin(config=database)],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "token_issuer": Provide(lambda: issuer, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             "order_cache": Provide(lambda: order_cache, use_cache=True, sync_to_thread=False),
             "bus": Provide(lambda: bus, use_cache=True, sync_to_thread=False),
+            "outbox_relay": Provide(lambda: relay, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[

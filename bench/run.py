@@ -157,7 +157,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         type=float,
         default=0.0,
         help="on a shared machine: wait up to this many seconds before each scenario for the"
-        f" cores to be under {QUIET:.0%} busy (0: do not wait, only report)",
+        f" cores to be under {QUIET * 100:.0f}%% busy (0: do not wait, only report)",
     )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "last.md")
     parser.add_argument(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import Row, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.models import Order, OrderStatus
 
@@ -72,7 +72,7 @@ def items_to_json(items: list[OrderItem]) -> list[dict[str, Any]]:
 
 
 async def find_own_order(
-    session: AsyncSession, order_id: uuid.UUID, user_id: int
+    session: AsyncSession | AsyncConnection, order_id: uuid.UUID, user_id: int
 ) -> Row[Any] | None:
     """One order, scoped to its owner in the WHERE clause: another user's order is "none"."""
     stmt = select(*ORDER_VIEW_COLUMNS).where(Order.id == order_id, Order.user_id == user_id)

@@ -95,3 +95,7 @@ bench-smoke: setup _wrk
 [private]
 _wrk:
     @command -v wrk >/dev/null || { $(command -v sudo || true) apt-get update -qq && $(command -v sudo || true) apt-get install -y -qq wrk; }
+
+# Audit the locked requirements for known vulnerabilities (says loudly what it could not check)
+audit: setup
+    {{py}} scripts/audit.py requirements/main.txt

@@ -18,23 +18,33 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
 
-# A statement that runs longer than this is cancelled by PostgreSQL itself, so no request
-# can hang on a stuck lock; connecting is bounded too (asyncpg's `timeout`).
-STATEMENT_TIMEOUT_MS = 5_000
+# Bounds, so that a request stuck on PostgreSQL answers 503 within seconds whatever the network
+# does (about 5.5 s when the connection stalls; tests/hardening/test_faults.py proves it):
+# - a statement running longer than STATEMENT_TIMEOUT_MS is cancelled by PostgreSQL itself
+#   (a stuck lock, a runaway query), so the client sees a clean error;
+# - COMMAND_TIMEOUT_S is asyncpg's own limit per round trip, a little longer, for when no
+#   answer can come at all (a half-open socket, a frozen server); SQLAlchemy then spends up
+#   to 2 s more closing the dead connection;
+# - connecting is bounded by CONNECT_TIMEOUT_S, and waiting for a pooled connection by
+#   POOL_TIMEOUT_S.
+# Every query the API runs is an index lookup of a few ms; 3 s is far above any of them.
+STATEMENT_TIMEOUT_MS = 3_000
+COMMAND_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 0.5
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 3.0
+POOL_TIMEOUT_S = 3
 
 
 def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_timeout=5,
+        pool_timeout=POOL_TIMEOUT_S,
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={
             "timeout": CONNECT_TIMEOUT_S,
-            "command_timeout": STATEMENT_TIMEOUT_MS / 1000 * 2,
+            "command_timeout": COMMAND_TIMEOUT_S,
             "server_settings": {
                 "statement_timeout": str(STATEMENT_TIMEOUT_MS),
                 "application_name": "order-service",

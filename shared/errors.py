@@ -194,8 +194,14 @@ _DESCRIPTIONS = {
 
 
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error statuses a route can answer with."""
+    """OpenAPI entries for the error statuses a route can answer with.
+
+    No generated examples: Litestar would invent random ones (``"status_code": 9361``), which
+    mislead readers of the docs and make the schema differ between two builds of the app.
+    """
     return {
-        code: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[code])
+        code: ResponseSpec(
+            data_container=ErrorBody, description=_DESCRIPTIONS[code], generate_examples=False
+        )
         for code in codes
     }

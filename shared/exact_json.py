@@ -27,7 +27,9 @@ class ExactJSONRequest(Request[Any, Any, Any]):
                 body = await self.body()
                 try:
                     decoded = _decoder.decode(body or b"null")
-                except msgspec.DecodeError as exc:
+                except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # or not even UTF-8
                     raise ClientException(f"JSON is malformed: {exc}") from exc
+                except RecursionError as exc:  # [[[[…]]]]: msgspec's depth limit, not ours
+                    raise ClientException("JSON is nested too deeply") from exc
                 self._json = self._connection_state.json = decoded
         return self._json

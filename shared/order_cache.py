@@ -8,6 +8,12 @@ Races: every write to an order sets ``updated_at = clock_timestamp()`` under the
 one cached (compared in Redis, atomically), so a reader that missed and read the row just
 before a PATCH committed, or a worker finishing after a PATCH, can never put an older
 status back over a newer one.
+
+Outages: when a write to Redis fails, the entry Redis holds may be older than the database
+(a PATCH during a partition: Redis kept the PENDING view). The process remembers the view it
+could not write; until Redis has it, reads of that order skip the cache and go to
+PostgreSQL, and the first Redis call that works again writes the remembered views (newest
+wins, as always). So no reader of this process sees the old status after the PATCH.
 """
 
 from __future__ import annotations
@@ -44,12 +50,19 @@ def version_of(view: OrderView) -> int:
     return (view.updated_at - _EPOCH) // timedelta(microseconds=1)
 
 
+# Views that could not be written during an outage, kept per process until Redis is back.
+# Beyond this many, the oldest are dropped (their stale entries expire with the TTL).
+MAX_UNWRITTEN = 10_000
+
+
 class OrderCache:
     def __init__(self, redis: Redis, prefix: str, ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl_seconds
         self._put = redis.register_script(_PUT_IF_NEWER)
+        self._unwritten: dict[uuid.UUID, OrderView] = {}
+        self._writing_unwritten = False  # one request writes the backlog; the others go on
 
     def key(self, order_id: uuid.UUID) -> str:
         return f"{self._prefix}order:{order_id}"
@@ -58,12 +71,18 @@ class OrderCache:
         return f"{self._prefix}order-version:{order_id}"
 
     async def get_raw(self, order_id: uuid.UUID) -> bytes | None:
-        """The cached JSON, or None on a miss or when Redis is unreachable (PostgreSQL answers)."""
+        """The cached JSON, or None on a miss, when Redis is unreachable, or when what Redis
+        holds may be older than the database (PostgreSQL answers)."""
         try:
             raw: bytes | None = await self._redis.get(self.key(order_id))
         except RedisError as exc:
             logger.warning("order cache read failed: %s", exc, extra={"order_id": str(order_id)})
             return None
+        if self._unwritten:
+            stale = order_id in self._unwritten
+            await self._write_unwritten()  # Redis answers again
+            if stale:
+                return None
         return raw
 
     @staticmethod
@@ -82,10 +101,51 @@ class OrderCache:
         """
         encoded = self.encode(view)
         try:
-            await self._put(
-                keys=[self.key(view.id), self.version_key(view.id)],
-                args=[encoded, version_of(view), self._ttl, self._ttl * 2],
-            )
+            await self._put_view(view, encoded)
         except RedisError as exc:
             logger.warning("order cache write failed: %s", exc, extra={"order_id": str(view.id)})
+            self._remember(view)
+            return encoded
+        pending = self._unwritten.get(view.id)
+        if pending is not None and version_of(pending) <= version_of(view):
+            del self._unwritten[view.id]
+        if self._unwritten:
+            await self._write_unwritten()
         return encoded
+
+    async def _put_view(self, view: OrderView, encoded: bytes | None = None) -> None:
+        await self._put(
+            keys=[self.key(view.id), self.version_key(view.id)],
+            args=[encoded or self.encode(view), version_of(view), self._ttl, self._ttl * 2],
+        )
+
+    def _remember(self, view: OrderView) -> None:
+        pending = self._unwritten.get(view.id)
+        if pending is None or version_of(pending) <= version_of(view):
+            self._unwritten.pop(view.id, None)  # re-inserted last: the dict stays oldest-first
+            self._unwritten[view.id] = view
+        while len(self._unwritten) > MAX_UNWRITTEN:
+            dropped = next(iter(self._unwritten))
+            del self._unwritten[dropped]
+            logger.warning(
+                "too many order views not written to the cache; one may be stale until its TTL",
+                extra={"order_id": str(dropped)},
+            )
+
+    async def _write_unwritten(self) -> None:
+        """Write what an outage kept from Redis; stop at the first failure (still down)."""
+        if self._writing_unwritten:
+            return
+        self._writing_unwritten = True
+        try:
+            for order_id, view in list(self._unwritten.items()):
+                try:
+                    await self._put_view(view)
+                except RedisError as exc:
+                    logger.warning("order cache still unreachable: %s", exc)
+                    return
+                if self._unwritten.get(order_id) is view:
+                    del self._unwritten[order_id]
+            logger.info("order cache: views kept during the outage are written")
+        finally:
+            self._writing_unwritten = False

@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.create_order.queries import (
     find_by_idempotency_key,
@@ -25,15 +25,15 @@ from features.create_order.queries import (
 )
 from features.create_order.schemas import (
     MAX_IDEMPOTENCY_KEY,
+    NO_NUL_PATTERN,
     CreateOrderRequest,
     checked_total,
     order_items,
     request_fingerprint,
 )
 from shared.auth import CurrentUser
-from shared.bus import EventBus
 from shared.errors import UnprocessableEntity, error_responses
-from shared.events import publish_staged, stage_new_order
+from shared.events import OutboxRelay, stage_new_order
 from shared.order_cache import OrderCache
 from shared.orders import OrderView, items_to_json, order_view
 
@@ -41,7 +41,12 @@ logger = logging.getLogger(__name__)
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(header="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY),
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        pattern=NO_NUL_PATTERN,
+    ),
 ]
 
 
@@ -50,14 +55,13 @@ IdempotencyKey = Annotated[
     status_code=HTTP_201_CREATED,
     tags=["orders"],
     summary="Create an order",
-    responses=error_responses(401, 409, 422, 429),
+    responses=error_responses(401, 409, 413, 422, 429, 503),
 )
 async def create_order(
     data: CreateOrderRequest,
     current_user: NamedDependency[CurrentUser],
     db_session: NamedDependency[AsyncSession],
-    db_engine: NamedDependency[AsyncEngine],
-    bus: NamedDependency[EventBus],
+    outbox_relay: NamedDependency[OutboxRelay],
     order_cache: NamedDependency[OrderCache],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[OrderView]:
@@ -98,7 +102,7 @@ async def create_order(
     except IntegrityError as exc:  # the user was deleted after the token was checked
         raise NotAuthorizedException("user no longer exists") from exc
     logger.info("order created", extra={"order_id": str(view.id)})
-    await publish_staged(bus, db_engine, event)
+    outbox_relay.submit(event)  # publish after the commit, off the request path
     await order_cache.cache_order(view)
     return _created(view)
 

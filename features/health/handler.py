@@ -9,6 +9,7 @@ import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +27,15 @@ class Readiness(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
 
 
-@get("/health", exclude_from_auth=True, tags=["ops"], summary="Liveness", cache_control=None)
+# `security=[{}]`: OpenAPI's "no credentials needed"; the app-wide default is the bearer token.
+@get(
+    "/health",
+    exclude_from_auth=True,
+    security=[{}],
+    tags=["ops"],
+    summary="Liveness",
+    cache_control=None,
+)
 async def health() -> Health:
     return Health(status="ok")
 
@@ -49,7 +58,14 @@ async def _rabbitmq(state: State) -> None:
         raise ConnectionError("not connected")
 
 
-@get("/ready", exclude_from_auth=True, tags=["ops"], summary="Readiness")
+@get(
+    "/ready",
+    exclude_from_auth=True,
+    security=[{}],
+    tags=["ops"],
+    summary="Readiness",
+    responses={503: ResponseSpec(Readiness, description="a dependency is down; `detail` names it")},
+)
 async def ready(state: State, db_engine: NamedDependency[AsyncEngine]) -> Response[Readiness]:
     results = dict(
         await asyncio.gather(

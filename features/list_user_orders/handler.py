@@ -18,7 +18,8 @@ from shared.orders import OrderView, order_view
     "/orders/user/{user_id:int}",
     tags=["orders"],
     summary="List your orders",
-    responses=error_responses(401, 403, 422, 429),
+    # 404: a user id that is not an integer matches no route.
+    responses=error_responses(401, 403, 404, 422, 429, 503),
 )
 async def list_user_orders(
     user_id: int,

@@ -21,7 +21,8 @@ from shared.settings import Settings
     exclude_from_auth=True,
     tags=["users"],
     summary="Register a user",
-    responses=error_responses(409, 422, 429),
+    responses=error_responses(409, 413, 422, 429, 503),
+    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
 )
 async def register(
     data: RegisterRequest,

@@ -9,14 +9,37 @@ from typing import Annotated
 import msgspec
 
 # Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is not our call.
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No NUL either: PostgreSQL cannot store it in text (it would be a 500, not a 422).
+EMAIL_PATTERN = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
 PASSWORD_MIN_BYTES = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores what follows; refuse rather than cut silently
 
 
+# The same rule for the OpenAPI schema, before trimming: clients and fuzzers see what is refused.
+EMAIL_SCHEMA_PATTERN = r"^\s*[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+\s*$"
+
+
 class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    email: Annotated[str, msgspec.Meta(max_length=320, examples=["ada@example.com"])]
-    password: Annotated[str, msgspec.Meta(examples=["correct horse battery"])]
+    email: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=320,
+            examples=["ada@example.com"],
+            description="trimmed and lower-cased before it is stored",
+            extra_json_schema={"extra": {"pattern": EMAIL_SCHEMA_PATTERN}},
+        ),
+    ]
+    # Counted in UTF-8 bytes (bcrypt's unit), which JSON Schema cannot express; 72 characters
+    # is the most any valid password can have, so the documented maxLength never admits one
+    # that the server refuses for length in characters.
+    password: Annotated[
+        str,
+        msgspec.Meta(
+            examples=["correct horse battery"],
+            description=f"{PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes in UTF-8",
+            extra_json_schema={"extra": {"max_length": PASSWORD_MAX_BYTES}},
+        ),
+    ]
 
     def __post_init__(self) -> None:
         email = normalize_email(self.email)

@@ -40,7 +40,8 @@ def _dummy_hash(rounds: int) -> bytes:
     exclude_from_auth=True,
     tags=["users"],
     summary="Log in (OAuth2 password flow)",
-    responses=error_responses(401, 422, 429),
+    responses=error_responses(401, 413, 422, 429, 503),
+    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
     opt={SKIP_RATE_LIMIT: True},
 )
 async def token(

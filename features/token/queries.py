@@ -9,6 +9,8 @@ from shared.models import User
 
 
 async def find_credentials(session: AsyncSession, email: str) -> tuple[int, bytes] | None:
+    if "\x00" in email:
+        return None  # registration refuses NUL, and PostgreSQL would reject it as a parameter
     row = (
         await session.execute(select(User.id, User.password_hash).where(User.email == email))
     ).one_or_none()

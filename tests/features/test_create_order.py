@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -319,3 +320,76 @@ async def test_an_expired_idempotency_key_makes_a_new_order(
         await engine.dispose()
     second = await create_order(client, alice, ONE_ITEM, **{"Idempotency-Key": "old"})
     assert second["id"] != first["id"]
+
+
+async def test_the_event_is_published_and_marked_sent_after_the_response(
+    client: Client, alice: Account, settings: Settings
+) -> None:
+    order = await create_order(client, alice)
+    engine = create_async_engine(settings.database_url)
+    try:
+        for _ in range(100):
+            async with engine.connect() as conn:
+                sent_at = await conn.scalar(
+                    select(OutboxEvent.sent_at).where(
+                        OutboxEvent.order_id == uuid.UUID(order["id"])
+                    )
+                )
+            if sent_at is not None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+    assert sent_at is not None
+
+
+# Found by tests/hardening/test_schemathesis.py:
+
+
+async def test_an_item_name_with_a_nul_character_is_422_not_500(
+    client: Client, alice: Account
+) -> None:
+    """JSONB cannot store NUL: the insert failed with a 500 before."""
+    body = {"items": [{"name": "a\x00b", "quantity": 1, "price": "1.00"}]}
+    response = await client.post("/orders", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert response.json()["field"] == "items[0].name"
+
+
+async def test_an_idempotency_key_with_a_nul_character_is_422_not_500(
+    client: Client, alice: Account
+) -> None:
+    response = await client.post(
+        "/orders", json=ONE_ITEM, headers={**alice.headers, "Idempotency-Key": "a\x00b"}
+    )
+    assert response.status_code == 422
+
+
+async def test_openapi_says_money_is_a_string_or_a_number(client: Client, alice: Account) -> None:
+    """Decimal was documented as a string only, though JSON numbers are accepted too."""
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    price = schemas["NewItem"]["properties"]["price"]
+    total = schemas["CreateOrderRequest"]["properties"]["total_price"]
+    assert [arm["type"] for arm in price["anyOf"]] == ["string", "number"]
+    assert [arm["type"] for arm in total["anyOf"]] == ["string", "number", "null"]
+    pattern = price["anyOf"][0]["pattern"]
+    assert re.search(pattern, "100.50")
+    assert not re.search(pattern, "100.505")
+    body = {"items": [{"name": "n", "quantity": 2, "price": 100.5}], "total_price": 201}
+    assert (await create_order(client, alice, body))["total_price"] == "201.00"
+
+
+async def test_the_documented_example_is_an_order_that_can_be_created(
+    client: Client, alice: Account
+) -> None:
+    """The example total (451.00) did not add up to the example item (2 × 100.50)."""
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    item = {name: prop["examples"][0] for name, prop in schemas["NewItem"]["properties"].items()}
+    total = schemas["CreateOrderRequest"]["properties"]["total_price"]["examples"][0]
+    order = await create_order(client, alice, {"items": [item], "total_price": total})
+    assert order["total_price"] == total
+
+
+async def test_openapi_documents_413_and_503(client: Client) -> None:
+    operation = (await client.get("/schema/openapi.json")).json()["paths"]["/orders"]["post"]
+    assert {"401", "413", "422", "429", "503"} <= set(operation["responses"])

@@ -97,3 +97,11 @@ async def test_a_list_reflects_a_patch(client: Client, alice: Account) -> None:
     await client.patch(f"/orders/{order['id']}", json={"status": "PAID"}, headers=alice.headers)
     response = await client.get(f"/orders/user/{alice.id}", headers=alice.headers)
     assert response.json()[0]["status"] == "PAID"
+
+
+async def test_openapi_documents_the_404_for_an_id_that_is_not_a_number(client: Client) -> None:
+    """Found by tests/hardening/test_schemathesis.py: /orders/user/me was an undocumented 404."""
+    schema = (await client.get("/schema/openapi.json")).json()
+    responses = schema["paths"]["/orders/user/{user_id}"]["get"]["responses"]
+    assert (await client.get("/orders/user/me")).status_code == 404
+    assert {"401", "403", "404", "422", "429", "503"} <= set(responses)

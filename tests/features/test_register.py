@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from typing import Any
 
 import pytest
 from litestar import Litestar
@@ -114,3 +116,41 @@ async def test_no_response_reveals_the_password_hash(client: Client) -> None:
     response = await client.post("/register", json={"email": new_email(), "password": "pass1234"})
     assert "password" not in response.text
     assert "$2b$" not in response.text
+
+
+# Found by tests/hardening/test_schemathesis.py:
+
+
+async def test_an_email_with_a_nul_character_is_422_not_500(client: Client) -> None:
+    """PostgreSQL cannot store NUL in text: the insert failed with a 500 before."""
+    response = await client.post(
+        "/register", json={"email": f"a\x00{new_email()}", "password": "password123"}
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "email"
+
+
+async def test_openapi_says_registering_needs_no_token(client: Client) -> None:
+    """The app-wide bearer requirement was inherited by /register in the schema."""
+    operation = (await client.get("/schema/openapi.json")).json()["paths"]["/register"]["post"]
+    assert operation["security"] == [{}]
+    assert {"409", "413", "422", "429", "503"} <= set(operation["responses"])
+
+
+async def test_openapi_documents_the_email_rule_the_server_applies(client: Client) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    email = schema["RegisterRequest"]["properties"]["email"]
+    password = schema["RegisterRequest"]["properties"]["password"]
+    pattern = re.compile(email["pattern"])
+    for good in ["a@b.co", "  Ada@Example.COM "]:
+        assert pattern.search(good)
+        assert (await register(client, good)).status_code == 201
+    for bad in ["no-at.example.com", "a@b", "a b@c.de", "a@b.c\x00"]:
+        assert not pattern.search(bad)
+        assert (await register(client, bad)).status_code == 422
+    assert password["maxLength"] == 72
+
+
+async def register(client: Client, email: str) -> Any:
+    unique = email.replace("@", f"{uuid.uuid4().hex[:8]}@", 1) if "@" in email else email
+    return await client.post("/register", json={"email": unique, "password": "password123"})

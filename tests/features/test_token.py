@@ -305,3 +305,27 @@ async def test_token_of_a_deleted_user_stops_working(
 
     assert before.status_code == 200
     assert await eventually(rejected, within=2)
+
+
+# Found by tests/hardening/test_schemathesis.py:
+
+
+async def test_a_username_with_a_nul_character_is_the_same_401_not_a_500(
+    client: Client, alice: Account
+) -> None:
+    """PostgreSQL refuses NUL as a query parameter: the lookup was a 500 before."""
+    wrong_password = await client.post(
+        "/token", data={"username": alice.email, "password": "not the password"}
+    )
+    response = await client.post(
+        "/token", data={"username": f"{alice.email}\x00", "password": alice.password}
+    )
+    assert response.status_code == 401
+    assert response.json() == wrong_password.json()
+
+
+async def test_openapi_says_logging_in_needs_no_token(client: Client) -> None:
+    """The app-wide bearer requirement was inherited by /token in the schema."""
+    operation = (await client.get("/schema/openapi.json")).json()["paths"]["/token"]["post"]
+    assert operation["security"] == [{}]
+    assert {"401", "413", "422", "429", "503"} <= set(operation["responses"])

@@ -1,0 +1,79 @@
+"""Fixtures for the hardening tests: faulty links to the real services, and the event pipeline.
+
+The pipeline fixtures (per-test topology and arq queue, in-process consumer and worker, the
+arq key clean-up) are the ones tests/workers uses, imported so both suites run them alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.faults import FaultyLink, target_of
+from tests.processes import run_module  # noqa: F401 - a fixture
+from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by import
+    _remove_arq_keys,
+    bus,
+    engine,
+    new_order,
+    pipeline_settings,
+    rabbitmq,
+    redis,
+    start_consumer,
+    start_worker,
+    tcp_proxy,
+)
+
+StartLink = Callable[[str], FaultyLink]
+
+
+@pytest.fixture
+def faults() -> Iterator[StartLink]:
+    """``faults(url)`` starts a link to the server in ``url``; all close after the test.
+
+    Request it before ``start_app`` (and the pipeline fixtures), so apps and workers stop
+    while their links still exist.
+    """
+    links: list[FaultyLink] = []
+
+    def start(url: str) -> FaultyLink:
+        link = FaultyLink(target_of(url))
+        link.start()
+        links.append(link)
+        return link
+
+    yield start
+    for link in links:
+        link.close()
+
+
+class Lines(logging.Handler):
+    """Every message a logger emits during a test, as text."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def count(self, message: str) -> int:
+        return self.messages.count(message)
+
+
+@pytest.fixture
+def worker_log() -> Iterator[Lines]:
+    """The in-process worker's log lines. On its own logger, not the root: ``create_app``
+    replaces the root's handlers (and with them pytest's ``caplog``)."""
+    lines = Lines()
+    logger = logging.getLogger("workers.worker")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)

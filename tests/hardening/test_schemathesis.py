@@ -1,0 +1,213 @@
+"""Property-based tests generated from the app's own OpenAPI schema (schemathesis).
+
+Every operation is fuzzed with schema-valid and schema-invalid requests, authenticated as a
+registered user; then a stateful run chains POST /orders into GET and PATCH /orders/{id}. Each
+response must be no 5xx, a documented status, and a body and headers that match the schema.
+
+Deterministic for CI: a fixed example budget and ``derandomize=True``, so a run tries the same
+requests every time (until schemathesis or hypothesis is upgraded in the lock).
+
+Checks left out, and why:
+- ``positive_data_acceptance``: schema-valid requests that break a business rule (a total
+  that does not add up, a password over 72 bytes of UTF-8, a status move the machine forbids)
+  are 4xx by contract, and JSON Schema cannot express those rules.
+- ``allow_header_conformance``: Litestar 2's automatic OPTIONS answer lists only the methods
+  of the first handler registered on a path (litestar#4169, fixed in v3), so OPTIONS
+  /orders/{id} says ``GET, OPTIONS`` without PATCH. The fix belongs in app.py; pinned by an
+  xfail in tests/features/test_get_order.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from litestar import Litestar
+from schemathesis import Case as GenericCase
+from schemathesis.python import asgi
+from schemathesis.specs.openapi import checks
+
+from app import create_app
+from shared.settings import Settings
+from tests.conftest import PASSWORD
+
+EXAMPLES_PER_OPERATION = 50
+STATEFUL_SCENARIOS = 30
+STATEFUL_STEPS = 6
+EXCLUDED_CHECKS = [checks.positive_data_acceptance, checks.allow_header_conformance]
+
+# (method, path template) → status codes seen; read by the coverage test at the end.
+SEEN: Counter[tuple[str, str, int]] = Counter()
+
+
+Case = GenericCase[Any]
+
+
+def asgi_app(app: Litestar) -> Any:
+    """The app as schemathesis's ASGI client types it (Litestar's own scope types differ)."""
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The schema the app serves at /schema/openapi.json, plus links for the stateful run.
+
+    Built from an app with default settings: the document does not depend on them, and the
+    parametrized tests need it at import time.
+    """
+    document = create_app(Settings()).openapi_schema.to_schema()
+    plain: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(document))
+    order_id = {"order_id": "$response.body#/id"}
+    plain["paths"]["/orders"]["post"]["responses"]["201"]["links"] = {
+        "GetOrder": {"operationRef": "#/paths/~1orders~1{order_id}/get", "parameters": order_id},
+        "PatchOrder": {
+            "operationRef": "#/paths/~1orders~1{order_id}/patch",
+            "parameters": order_id,
+        },
+        "ListOrders": {
+            "operationRef": "#/paths/~1orders~1user~1{user_id}/get",
+            "parameters": {"user_id": "$response.body#/user_id"},
+        },
+    }
+    return plain
+
+
+schema = schemathesis.openapi.from_dict(openapi_document())
+
+
+@pytest.fixture(scope="module")
+def app_under_test(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+def fuzzed_app(app_under_test: Litestar) -> Litestar:
+    """The app, run by schemathesis's ASGI transport in its own event-loop thread.
+
+    schemathesis's pytest plugin ends the app's lifespan after every test item, so each one
+    starts it again here and waits for the bus: /ready must answer 200 from the first case.
+    """
+    with asgi.get_client(asgi_app(app_under_test)):
+        deadline = time.monotonic() + 10
+        while not app_under_test.state.bus.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert app_under_test.state.bus.ready, "RabbitMQ did not connect"
+    return app_under_test
+
+
+@pytest.fixture(scope="module")
+def auth_headers(app_under_test: Litestar) -> dict[str, str]:
+    with asgi.get_client(asgi_app(app_under_test)) as client:
+        email = f"fuzz-{uuid.uuid4().hex[:12]}@example.com"
+        created = client.post("/register", json={"email": email, "password": PASSWORD})
+        assert created.status_code == 201, created.text
+        issued = client.post("/token", data={"username": email, "password": PASSWORD})
+        assert issued.status_code == 200, issued.text
+    # Real responses of the app under test too (no fuzzer guesses a password): checked alike.
+    for path, response in (("/register", created), ("/token", issued)):
+        schema[path]["POST"].validate_response(response)
+        SEEN[("POST", path, response.status_code)] += 1
+    return {"Authorization": f"Bearer {issued.json()['access_token']}"}
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_operation_answers_within_its_schema(
+    case: Case, fuzzed_app: Litestar, auth_headers: dict[str, str]
+) -> None:
+    response = case.call_and_validate(
+        app=fuzzed_app, headers=auth_headers, excluded_checks=EXCLUDED_CHECKS
+    )
+    SEEN[(case.operation.method.upper(), case.operation.path, response.status_code)] += 1
+
+
+def test_chained_order_operations_answer_within_their_schema(
+    fuzzed_app: Litestar, auth_headers: dict[str, str]
+) -> None:
+    """POST /orders, then GET / PATCH that order and list its owner's orders, in sequences.
+
+    Only the order operations: a sequence's outcome must depend on its own steps alone (the
+    same generated email registered twice would be 201, then 409 on a rerun, which hypothesis
+    rejects as flaky generation).
+    """
+    machine = schema.include(path_regex="^/orders").as_state_machine()
+
+    class AuthenticatedMachine(machine):  # type: ignore[misc, valid-type]
+        def before_call(self, case: Case) -> None:
+            if case.operation.path == "/orders" and case.operation.method == "post":
+                make_creatable(case)
+
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            return {"app": fuzzed_app, "headers": auth_headers}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: Case, **kwargs: Any
+        ) -> None:
+            SEEN[(case.operation.method.upper(), case.operation.path, response.status_code)] += 1
+            case.validate_response(
+                response, excluded_checks=EXCLUDED_CHECKS, transport_kwargs=kwargs
+            )
+
+    AuthenticatedMachine.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=STATEFUL_STEPS,
+            derandomize=True,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+
+
+def make_creatable(case: Case) -> None:
+    """Steer a generated POST /orders towards a 201, so the chain has an order to work on.
+
+    A random total rarely equals the sum of the items, and a quantity sent as ``2.0`` is
+    refused (a whole number must be written as one): both are fuzzed above. A generated
+    Idempotency-Key may repeat across sequences and replay an older order; dropping it keeps
+    each sequence independent of the ones before it.
+    """
+    case.headers.pop("Idempotency-Key", None)
+    body: Any = case.body
+    if not isinstance(body, dict):
+        return
+    body.pop("total_price", None)
+    for item in body.get("items") or []:
+        quantity = item.get("quantity") if isinstance(item, dict) else None
+        if isinstance(quantity, float) and quantity.is_integer():
+            item["quantity"] = int(quantity)
+
+
+def test_the_schema_is_the_same_in_every_build() -> None:
+    """Litestar invented random examples for error bodies (``"status_code": 9361``), so two
+    processes served different schemas and the docs showed nonsense; now no examples."""
+    first, second = openapi_document(), openapi_document()
+    assert first == second
+    assert "examples" not in first["components"]["schemas"]["ErrorBody"]
+
+
+def test_every_operation_was_reached_with_a_success() -> None:
+    """The runs above are only worth something if each operation answered 2xx at least once."""
+    if not SEEN:
+        pytest.skip("run with the fuzz tests above")
+    operations = {(method.upper(), path) for path, method in _operations()}
+    succeeded = {(m, p) for (m, p, status), _ in SEEN.items() if 200 <= status < 300}
+    assert operations - succeeded == set()
+
+
+def _operations() -> Iterator[tuple[str, str]]:
+    for path, methods in schema.raw_schema["paths"].items():
+        for method in methods:
+            yield path, method

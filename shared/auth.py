@@ -138,7 +138,7 @@ class UserDirectory:
                 self._listening, delay = True, 0.5
                 while not conn.is_closed():
                     await asyncio.sleep(1)
-                    await conn.execute("SELECT 1")  # notices a dead connection promptly
+                    await conn.execute("SELECT 1", timeout=2)  # notices a dead or stalled link
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: forget and retry

@@ -109,7 +109,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "token_issuer": Provide(lambda: issuer, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             "order_cache": Provide(lambda: order_cache, use_cache=True, sync_to_thread=False),
-            "bus": Provide(lambda: bus, use_cache=True, sync_to_thread=False),
             "outbox_relay": Provide(lambda: relay, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],

@@ -1,7 +1,7 @@
 """The ``new_order`` event and its transactional outbox.
 
 ``stage_new_order`` adds the outbox row inside the order's own transaction; after the commit
-``publish_staged`` publishes it with publisher confirms and marks it sent. If that fails (the
+``OutboxRelay`` publishes it with publisher confirms and marks it sent. If that fails (the
 broker is down, the process dies) the row stays unsent and ``sweep_outbox`` publishes it
 later. Delivery is therefore at least once; consumers dedupe by order id.
 """
@@ -77,8 +77,8 @@ async def stage_new_order(
     return event
 
 
-async def publish_staged(bus: EventBus, engine: AsyncEngine, event: NewOrderEvent) -> bool:
-    """Publish a committed event and mark it sent; False (logged) leaves it to the sweeper."""
+async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:
+    """Publish a committed event; False (logged) leaves it in the outbox for the sweeper."""
     try:
         await bus.publish(encode_event(event), message_id=str(event.event_id))
     except Exception as exc:  # noqa: BLE001 - any failure: the sweeper retries
@@ -87,6 +87,13 @@ async def publish_staged(bus: EventBus, engine: AsyncEngine, event: NewOrderEven
             exc,
             extra={"order_id": str(event.order_id)},
         )
+        return False
+    return True
+
+
+async def publish_staged(bus: EventBus, engine: AsyncEngine, event: NewOrderEvent) -> bool:
+    """Publish a committed event and mark it sent, in line (``OutboxRelay`` does it later)."""
+    if not await publish_event(bus, event):
         return False
     await mark_sent(engine, [event.event_id])
     return True
@@ -197,14 +204,7 @@ class OutboxRelay:
         task.add_done_callback(self._running.discard)
 
     async def _publish(self, event: NewOrderEvent) -> None:
-        try:
-            await self._bus.publish(encode_event(event), message_id=str(event.event_id))
-        except Exception as exc:  # noqa: BLE001 - any failure: the sweeper retries
-            logger.warning(
-                "new_order not published, left in outbox: %s",
-                exc,
-                extra={"order_id": str(event.order_id)},
-            )
+        if not await publish_event(self._bus, event):
             return
         self._confirmed.append(event.event_id)
         if self._flusher is None or self._flusher.done():

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -33,6 +32,7 @@ from shared.models import Order, User
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.conftest import with_settings
+from tests.faults import FaultyLink, target_of
 from workers.consumer import run_consumer
 from workers.jobs import process_order_job_id
 from workers.worker import create_worker
@@ -52,14 +52,6 @@ async def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {within}s")
         await asyncio.sleep(every)
-
-
-def with_address(url: str, port: int, host: str = "127.0.0.1") -> str:
-    """``url`` pointing at ``host:port``, credentials, path and query kept."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def delete_arq_keys(redis: Redis, job_ids: list[str]) -> None:
@@ -181,88 +173,24 @@ async def bus(pipeline_settings: Settings) -> AsyncIterator[EventBus]:
     await event_bus.stop()
 
 
-class TcpProxy:
-    """A TCP relay to a real server that a test can cut (drop every live connection) and make
-    refuse new connections, to play a network failure without touching the server."""
-
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._pipes: set[asyncio.Task[None]] = set()
-        self.refusing = False
-        self.accepted = 0
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-
-    def cut(self) -> None:
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for pipe in list(self._pipes):
-            pipe.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        self._writers.update((writer, up_writer))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            pipe = asyncio.create_task(self._pipe(source, sink))
-            self._pipes.add(pipe)
-            pipe.add_done_callback(self._pipes.discard)
-
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._writers.discard(sink)
-            sink.transport.abort()
-
-
-StartProxy = Callable[[str], Awaitable[TcpProxy]]
+StartProxy = Callable[[str], Awaitable[FaultyLink]]
 
 
 @pytest.fixture
 async def tcp_proxy() -> AsyncIterator[StartProxy]:
-    """``await tcp_proxy(url)`` starts a proxy to the server in ``url``; all close at the end."""
-    proxies: list[TcpProxy] = []
+    """``await tcp_proxy(url)`` starts a ``FaultyLink`` to the server in ``url`` (a test can
+    make it refuse or cut connections); all close at the end."""
+    links: list[FaultyLink] = []
 
-    async def start(url: str) -> TcpProxy:
-        parts = urlsplit(url)
-        port = parts.port or {"amqp": 5672, "redis": 6379}[parts.scheme]
-        proxy = TcpProxy(port, parts.hostname or "127.0.0.1")
-        await proxy.start()
-        proxies.append(proxy)
-        return proxy
+    async def start(url: str) -> FaultyLink:
+        link = FaultyLink(target_of(url))
+        link.start()
+        links.append(link)
+        return link
 
     yield start
-    for proxy in proxies:
-        await proxy.close()
+    for link in links:
+        link.close()
 
 
 @dataclass

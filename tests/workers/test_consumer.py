@@ -13,6 +13,7 @@ from shared.bus import EventBus, Topology
 from shared.events import encode_event, publish_staged
 from shared.settings import Settings
 from tests.conftest import with_settings
+from tests.faults import via
 from tests.workers.conftest import (
     OrderFactory,
     StartConsumer,
@@ -21,7 +22,6 @@ from tests.workers.conftest import (
     processed_at,
     ready_count,
     wait_for,
-    with_address,
 )
 from workers.jobs import PROCESS_ORDER, process_order_job_id
 
@@ -114,7 +114,7 @@ async def test_consumer_keeps_consuming_after_its_connection_drops(
 ) -> None:
     proxy = await tcp_proxy(pipeline_settings.rabbitmq_url)
     via_proxy = with_settings(
-        pipeline_settings, rabbitmq_url=with_address(pipeline_settings.rabbitmq_url, proxy.port)
+        pipeline_settings, rabbitmq_url=via(pipeline_settings.rabbitmq_url, proxy.port)
     )
     await start_consumer(via_proxy)
     before = await new_order()
@@ -142,7 +142,7 @@ async def test_event_is_not_acked_while_redis_is_unreachable(
     proxy = await tcp_proxy(pipeline_settings.redis_url)
     proxy.refusing = True
     no_redis = with_settings(
-        pipeline_settings, redis_url=with_address(pipeline_settings.redis_url, proxy.port)
+        pipeline_settings, redis_url=via(pipeline_settings.redis_url, proxy.port)
     )
     consumer = await start_consumer(no_redis)
     event = await new_order()
@@ -170,7 +170,7 @@ async def test_consumer_enqueues_held_events_once_redis_is_back(
     proxy = await tcp_proxy(pipeline_settings.redis_url)
     proxy.refusing = True
     flaky_redis = with_settings(
-        pipeline_settings, redis_url=with_address(pipeline_settings.redis_url, proxy.port)
+        pipeline_settings, redis_url=via(pipeline_settings.redis_url, proxy.port)
     )
     consumer = await start_consumer(flaky_redis)
     event = await new_order()

@@ -7,7 +7,8 @@ import pytest
 from shared.bus import EventBus
 from shared.settings import Settings
 from tests.conftest import with_settings
-from tests.workers.conftest import StartProxy, wait_for, with_address
+from tests.faults import via
+from tests.workers.conftest import StartProxy, wait_for
 
 
 async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(
@@ -17,7 +18,7 @@ async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(
     bus = EventBus(
         with_settings(
             pipeline_settings,
-            rabbitmq_url=with_address(pipeline_settings.rabbitmq_url, proxy.port),
+            rabbitmq_url=via(pipeline_settings.rabbitmq_url, proxy.port),
         )
     )
     await bus.start()

@@ -19,13 +19,13 @@ from shared.models import OutboxEvent
 from shared.order_cache import OrderCache
 from shared.settings import Settings
 from tests.conftest import with_settings
+from tests.faults import via
 from tests.workers.conftest import (
     OrderFactory,
     StartConsumer,
     StartWorker,
     processed_at,
     wait_for,
-    with_address,
 )
 from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.worker import process_order, shutdown, startup
@@ -160,7 +160,7 @@ async def test_unsent_outbox_event_is_swept_then_processed(
     start_worker: StartWorker,
 ) -> None:
     unreachable = with_settings(
-        pipeline_settings, rabbitmq_url=with_address(pipeline_settings.rabbitmq_url, 1)
+        pipeline_settings, rabbitmq_url=via(pipeline_settings.rabbitmq_url, 1)
     )
     event = await new_order()
     assert not await publish_staged(EventBus(unreachable), engine, event)

@@ -13,10 +13,9 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import StoplightRenderPlugin, SwaggerRenderPlugin
 
 from features.create_order.handler import create_order
+from features.docs.handler import docs_config
 from features.get_order.handler import get_order
 from features.health.handler import health, ready
 from features.list_user_orders.handler import list_user_orders
@@ -121,13 +120,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
         request_class=ExactJSONRequest,
-        openapi_config=OpenAPIConfig(
-            title="Order service",
-            version="1.0.0",
-            description="Orders with JWT auth. Use **Authorize** with your email and password.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), StoplightRenderPlugin()],
-        ),
+        openapi_config=docs_config(),
         logging_config=None,  # shared.logs configured logging already; keep it
         debug=False,
     )

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from shared.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+START_WITHIN_S = 30  # importing the app takes seconds while other suites load the machine
 
 Process = asyncio.subprocess.Process
 RunModule = Callable[..., Awaitable[Process]]
@@ -38,14 +40,14 @@ def free_port() -> int:
     return port
 
 
-@pytest.fixture
-async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
-    """``await run_module("workers.worker", settings, *args, log="name")`` starts
-    ``python -m module args``, logging to ``tmp_path/<log>.log``; killed after the test."""
+@asynccontextmanager
+async def running_modules(log_dir: Path) -> AsyncIterator[RunModule]:
+    """``run("workers.worker", settings, *args, log="name")`` starts ``python -m module args``,
+    logging to ``log_dir/<log>.log``; every process started is killed on exit."""
     started: list[Process] = []
 
     async def run(module: str, settings: Settings, *args: str, log: str | None = None) -> Process:
-        log_file = (tmp_path / f"{log or module}.log").open("wb")
+        log_file = (log_dir / f"{log or module}.log").open("wb")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -59,11 +61,20 @@ async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
         started.append(process)
         return process
 
-    yield run
-    for process in started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    try:
+        yield run
+    finally:
+        for process in started:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+@pytest.fixture
+async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
+    """``running_modules`` for one test, logging to its ``tmp_path``."""
+    async with running_modules(tmp_path) as run:
+        yield run
 
 
 async def start_api(run: RunModule, settings: Settings, log: str = "api") -> tuple[Process, str]:
@@ -74,7 +85,7 @@ async def start_api(run: RunModule, settings: Settings, log: str = "api") -> tup
     )
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(200):
+        for _ in range(int(START_WITHIN_S / 0.05)):
             try:
                 if (await client.get("/health")).status_code == 200:
                     return process, base

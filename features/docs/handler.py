@@ -11,6 +11,9 @@ under a Content-Security-Policy that names no host but the service's own.
 - Every HTML page under /schema gets a CSP allowing only its own origin, plus the exact
   inline ``<script>``/``<style>`` blocks the render plugins emit, by their SHA-256 hash.
 - Docs and assets are neither rate-limited nor behind auth (API.md: docs are not limited).
+- Nothing on the pages calls out at run time: swagger-ui's validator badge (which would load
+  from validator.swagger.io) belongs to its standalone layout, which Litestar does not use;
+  tests/browser fails on any request to another origin.
 """
 
 from __future__ import annotations

@@ -1,0 +1,33 @@
+"""The order's statements that several slices and the worker share: the view's columns, and
+one order scoped to its owner. The only module of shared/orders that touches a database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from shared.models import Order
+
+# The columns every view is built from; select these and pass the row to `order_view`.
+ORDER_VIEW_COLUMNS = (
+    Order.id,
+    Order.user_id,
+    Order.items,
+    Order.total_price,
+    Order.status,
+    Order.created_at,
+    Order.updated_at,
+    Order.processed_at,
+)
+
+
+async def find_own_order(
+    session: AsyncSession | AsyncConnection, order_id: uuid.UUID, user_id: int
+) -> Row[Any] | None:
+    """One order, scoped to its owner in the WHERE clause: another user's order is "none"."""
+    stmt = select(*ORDER_VIEW_COLUMNS).where(Order.id == order_id, Order.user_id == user_id)
+    return (await session.execute(stmt)).one_or_none()

@@ -1,0 +1,78 @@
+"""The order as the API shows it, defined once for every slice, the cache and the worker."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Protocol
+
+import msgspec
+
+from shared.orders.money import CENT
+from shared.orders.status import OrderStatus
+
+Money = Annotated[Decimal, msgspec.Meta(examples=[Decimal("100.50")])]
+
+
+class OrderItem(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    quantity: int
+    price: Money
+
+
+class OrderView(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    user_id: int
+    items: list[OrderItem]
+    total_price: Money
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+
+
+class OrderRecord(Protocol):
+    """What a view is built from: a selected row, an ORM object, any object with these fields.
+
+    ``items`` is the stored JSON (prices as strings or numbers), ``status`` its enum or text.
+    """
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def items(self) -> Any: ...
+    @property
+    def total_price(self) -> Decimal: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def processed_at(self) -> datetime | None: ...
+
+
+def order_view(record: OrderRecord) -> OrderView:
+    """Build the public view from stored values; money keeps exactly two places."""
+    return OrderView(
+        id=record.id,
+        user_id=record.user_id,
+        items=msgspec.convert(record.items, list[OrderItem], strict=False),
+        total_price=Decimal(record.total_price).quantize(CENT),
+        status=OrderStatus(record.status),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        processed_at=record.processed_at,
+    )
+
+
+def items_to_json(items: list[OrderItem]) -> list[dict[str, Any]]:
+    """Items as stored in JSONB: prices as strings, so no float ever touches the money."""
+    return [
+        {"name": item.name, "quantity": item.quantity, "price": str(item.price.quantize(CENT))}
+        for item in items
+    ]

@@ -29,13 +29,12 @@ from features.create_order.schemas import (
     CreateOrderRequest,
     checked_total,
     order_items,
-    request_fingerprint,
 )
 from shared.auth import CurrentUser
 from shared.errors import UnprocessableEntity, error_responses
 from shared.events import OutboxRelay, stage_new_order
 from shared.order_cache import OrderCache
-from shared.orders import OrderView, items_to_json, order_view
+from shared.orders import OrderView, items_to_json, order_view, request_fingerprint
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,31 @@
-"""POST /orders: the request, validated declaratively, and the rules that need the whole body."""
+"""POST /orders: the request as clients send it, checked by the orders domain's money rules.
+
+The domain's refusals become the 422s clients know: a rule broken inside the body is raised
+from ``__post_init__`` (so msgspec reports it under the item's path, like any other invalid
+field); the total check, which needs the whole body, is a 422 naming ``total_price``.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar.openapi.spec import OpenAPIType, Schema
 
 from shared.errors import UnprocessableEntity
-from shared.orders import CENT, MAX_TOTAL, OrderItem
+from shared.orders import (
+    CENT,
+    MAX_TOTAL,
+    MoneyInput,
+    OrderItem,
+    OrderRuleError,
+    check_price,
+    parse_amount,
+)
+from shared.orders import checked_total as total_of_items
 
 MAX_IDEMPOTENCY_KEY = 255
 # Text PostgreSQL can store: anything but NUL (refused up front, so it is a 422, not a 500).
@@ -45,9 +60,10 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000, examples=[2])]
-    # A JSON number or string; msgspec parses either straight to Decimal, never via float.
+    # A JSON number (already exact: shared/exact_json.py) or string, parsed by the domain:
+    # typed as Decimal, msgspec would parse strings itself, "1_000" and " 1 " included.
     price: Annotated[
-        Decimal,
+        Any,
         msgspec.Meta(
             examples=["100.50"],
             extra_json_schema=money_schema("greater than 0, at most 2 decimal places"),
@@ -55,22 +71,25 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True):
     ]
 
     def __post_init__(self) -> None:
+        # In the order msgspec checked them when price was a Decimal: its type and syntax
+        # while decoding, the name's NUL and the price's bounds after.
+        price = _amount(self.price, "price", "decimal")
         if "\x00" in self.name:
             raise ValueError("`name` must not contain NUL characters")
-        # msgspec cannot put bounds on Decimal, so they are checked here.
-        if not self.price.is_finite() or self.price <= 0:
-            raise ValueError("`price` must be a number greater than 0")
-        if not has_cents_at_most(self.price):
-            raise ValueError("`price` must have at most 2 decimal places")
-        if self.price > MAX_TOTAL:
-            raise ValueError(f"`price` must not exceed {MAX_TOTAL}")
+        with _as_invalid_field():
+            check_price(price)
+
+    @property
+    def amount(self) -> Decimal:
+        """The price as the exact Decimal the client sent (valid: __post_init__ checked it)."""
+        return parse_amount(self.price, field="price")
 
 
 class CreateOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     items: Annotated[list[NewItem], msgspec.Meta(min_length=1, max_length=100)]
     total_price: (
         Annotated[
-            Decimal,
+            Any,  # like NewItem.price: the domain parses it
             msgspec.Meta(
                 examples=["201.00"],  # the sum of the item example: 2 × 100.50
                 extra_json_schema=money_schema(
@@ -81,39 +100,47 @@ class CreateOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         | None
     ) = None
 
+    def __post_init__(self) -> None:
+        if self.total_price is not None:
+            _amount(self.total_price, "total_price", "decimal | null")
 
-def has_cents_at_most(value: Decimal) -> bool:
-    exponent = value.as_tuple().exponent
-    return value.is_finite() and isinstance(exponent, int) and exponent >= -2
-
-
-def computed_total(items: list[NewItem]) -> Decimal:
-    return sum((item.price * item.quantity for item in items), Decimal("0"))
+    @property
+    def sent_total(self) -> Decimal | None:
+        if self.total_price is None:
+            return None
+        return parse_amount(self.total_price, field="total_price")
 
 
 def order_items(items: list[NewItem]) -> list[OrderItem]:
-    return [OrderItem(name=i.name, quantity=i.quantity, price=i.price) for i in items]
-
-
-def request_fingerprint(items: list[OrderItem], total: Decimal) -> bytes:
-    """Same order, same fingerprint: "1.5" and 1.50 as a price are one request."""
-    canonical = msgspec.json.encode(
-        {
-            "items": [[i.name, i.quantity, str(i.price.normalize())] for i in items],
-            "total": str(total.normalize()),
-        }
-    )
-    return hashlib.sha256(canonical).digest()
+    return [OrderItem(name=i.name, quantity=i.quantity, price=i.amount) for i in items]
 
 
 def checked_total(request: CreateOrderRequest) -> Decimal:
-    """Σ quantity × price; a sent total must equal it exactly; it must fit Numeric(10, 2)."""
-    total = computed_total(request.items)
-    if request.total_price is not None and request.total_price != total:
-        raise UnprocessableEntity(
-            f"total_price {request.total_price} does not equal the sum of the items {total:.2f}",
-            field="total_price",
-        )
-    if total > MAX_TOTAL:
-        raise UnprocessableEntity(f"order total must not exceed {MAX_TOTAL}", field="total_price")
-    return total.quantize(CENT)
+    """The domain's total check; a refusal is a 422 naming ``total_price``."""
+    try:
+        return total_of_items(order_items(request.items), request.sent_total)
+    except OrderRuleError as exc:
+        raise UnprocessableEntity(exc.message, field=exc.field) from exc
+
+
+# The names msgspec gives JSON types in its errors, so a mistyped amount reads as it did.
+_JSON_TYPES: dict[type, str] = {type(None): "null", bool: "bool", list: "array", dict: "object"}
+
+
+def _amount(value: Any, field: str, expected: str) -> Decimal:
+    """``value`` as an amount, refused in msgspec's words when it is not a string or number."""
+    if isinstance(value, bool) or not isinstance(value, MoneyInput):
+        got = _JSON_TYPES.get(type(value), type(value).__name__)
+        raise TypeError(f"`{field}` Expected `{expected}`, got `{got}`")
+    with _as_invalid_field():
+        return parse_amount(value, field=field)
+
+
+@contextmanager
+def _as_invalid_field() -> Iterator[None]:
+    """A domain refusal inside ``__post_init__`` as the ValueError msgspec reports under the
+    item's path; shared/errors.py reads the field's name from the leading backticks."""
+    try:
+        yield
+    except OrderRuleError as exc:
+        raise ValueError(f"`{exc.field}` {exc.message}") from exc

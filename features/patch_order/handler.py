@@ -15,11 +15,11 @@ from litestar.status_codes import HTTP_409_CONFLICT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.patch_order.queries import move_status
-from features.patch_order.schemas import PatchOrderRequest, statuses_that_can_move_to
+from features.patch_order.schemas import PatchOrderRequest
 from shared.auth import CurrentUser
 from shared.errors import error_responses
 from shared.order_cache import OrderCache
-from shared.orders import OrderView, find_own_order, order_view
+from shared.orders import OrderView, find_own_order, order_view, statuses_that_can_move_to
 
 
 @patch(

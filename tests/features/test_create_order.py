@@ -173,6 +173,41 @@ async def test_a_total_past_numeric_10_2_is_422_not_a_database_error(
     assert response.json()["field"] == "total_price"
 
 
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        ("items[0].price", {"items": [{"name": "a", "quantity": 1, "price": "1_000"}]}),
+        ("items[0].price", {"items": [{"name": "a", "quantity": 1, "price": " 1"}]}),
+        ("items[0].price", {"items": [{"name": "a", "quantity": 1, "price": "١٢"}]}),
+        ("total_price", {**ONE_ITEM, "total_price": "2_01"}),
+        ("total_price", {**ONE_ITEM, "total_price": "201.00 "}),
+    ],
+)
+async def test_money_strings_only_python_would_read_are_422(
+    client: Client, alice: Account, field: str, body: dict[str, Any]
+) -> None:
+    """Python's Decimal() reads "1_000", " 1" and non-ASCII digits; money is plain digits."""
+    response = await client.post("/orders", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert response.json()["detail"] == f"{field}: Invalid decimal string"
+
+
+@pytest.mark.parametrize("total", ["sNaN", "-sNaN", "NaN", "Infinity"])
+async def test_a_total_that_is_not_a_number_is_422_not_500(
+    client: Client, alice: Account, total: str
+) -> None:
+    response = await client.post(
+        "/orders", json={**ONE_ITEM, "total_price": total}, headers=alice.headers
+    )
+    assert response.status_code == 422, response.text
+    assert response.json() == {
+        "status_code": 422,
+        "detail": f"total_price {total} does not equal the sum of the items 201.00",
+        "field": "total_price",
+    }
+
+
 async def test_the_largest_total_that_fits_is_accepted(client: Client, alice: Account) -> None:
     body = {"items": [{"name": "a", "quantity": 1, "price": "99999999.99"}]}
     order = await create_order(client, alice, body)

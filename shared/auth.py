@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -29,7 +30,7 @@ from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import CONNECT_TIMEOUT_S, asyncpg_dsn
+from shared.database import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
 from shared.models import User
 from shared.settings import Settings
 
@@ -84,12 +85,23 @@ async def verify_password(password: str, password_hash: bytes) -> bool:
 
 
 class UserDirectory:
-    """Answers "does user N still exist?" from memory, kept honest by LISTEN/NOTIFY."""
+    """Answers "does user N still exist?" from memory, kept honest by LISTEN/NOTIFY.
+
+    When the LISTEN link drops (PostgreSQL down or unreachable), the ids already known keep
+    being vouched for, for at most ``USER_DIRECTORY_MAX_STALENESS_S``: their cached reads go on
+    through the outage. The price: a user deleted meanwhile (through another process that
+    still reaches PostgreSQL) keeps that long. Past the bound, and for ids not known before,
+    the database is asked, so the request fails with 503 until it answers. Once the link is
+    back, the ids remembered across the gap are checked against the table before anything else
+    is trusted to be current: deletions missed during it are applied.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._dsn = asyncpg_dsn(settings.database_url)
+        self._max_staleness_s = settings.user_directory_max_staleness_s
         self._known: set[int] = set()
         self._listening = False
+        self._lost_at: float | None = None  # monotonic time the link was lost, while it is
         # Bumped by every deletion notice and every (re)connect of the listener: a lookup that
         # saw the user before a bump may be stale, so its answer is not remembered.
         self._epoch = 0
@@ -109,8 +121,19 @@ class UserDirectory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def vouches_for(self, user_id: int) -> bool:
+        """Known, and either deletions reach us or the link was lost less than the bound ago."""
+        if user_id not in self._known:
+            return False
+        if self._listening or self._lost_at is None:
+            return True
+        if time.monotonic() - self._lost_at <= self._max_staleness_s:
+            return True
+        self._known.clear()  # too old to trust: from now on every id is looked up
+        return False
+
     async def exists(self, user_id: int, app: Litestar) -> bool:
-        if user_id in self._known:
+        if self.vouches_for(user_id):
             return True
         epoch, listening = self._epoch, self._listening
         async with app_engine(app).connect() as conn:
@@ -126,27 +149,46 @@ class UserDirectory:
         with contextlib.suppress(ValueError):
             self._known.discard(int(payload))
 
+    async def _recheck_known(self, conn: asyncpg.Connection) -> None:
+        """After a gap: drop the remembered ids whose users were deleted while we were deaf.
+
+        Runs once LISTEN is on again, so a deletion after this query arrives as a notice; one
+        that lands during it is applied by ``_forget`` and not undone here (ids only leave).
+        """
+        remembered = list(self._known)
+        if not remembered:
+            return
+        rows = await conn.fetch(
+            "SELECT id FROM users WHERE id = ANY($1::int[])", remembered, timeout=COMMAND_TIMEOUT_S
+        )
+        gone = set(remembered) - {row["id"] for row in rows}
+        self._known -= gone
+        if gone:
+            logger.info("user directory: %d users deleted during the gap forgotten", len(gone))
+
     async def _listen(self) -> None:
-        """Hold one LISTEN connection; on any loss forget everything and reconnect."""
+        """Hold one LISTEN connection; on a loss keep vouching (bounded) and reconnect."""
         delay = 0.5
         while True:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
                 await conn.add_listener(USER_DELETED_CHANNEL, self._forget)
+                await self._recheck_known(conn)
                 self._epoch += 1
-                self._listening, delay = True, 0.5
+                self._listening, self._lost_at, delay = True, None, 0.5
                 while not conn.is_closed():
                     await asyncio.sleep(1)
                     await conn.execute("SELECT 1", timeout=2)  # notices a dead or stalled link
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: forget and retry
+            except Exception as exc:  # noqa: BLE001 - any failure: mark the gap and retry
                 logger.warning("user directory listener lost: %s", exc)
             finally:
+                if self._listening or self._lost_at is None:
+                    self._lost_at = time.monotonic()
                 self._listening = False
                 self._epoch += 1
-                self._known.clear()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
             await asyncio.sleep(delay)

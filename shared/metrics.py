@@ -87,6 +87,15 @@ JOBS = Counter(
 )
 OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
 OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
+RECONCILER_REENQUEUED = Counter(
+    "orders_reconciler_reenqueued_total",
+    "process_order jobs the reconciler enqueued again, by what had become of the job",
+    ["reason"],  # lost (gone from Redis) | failed (only its failed result was left)
+)
+RECONCILER_FAILING = Gauge(
+    "orders_reconciler_failing",
+    "unprocessed orders whose job the reconciler had to enqueue again (last run)",
+)
 JOB_QUEUE_DEPTH = Gauge("orders_job_queue_depth", "arq jobs waiting in the queue (last sweep)")
 
 

@@ -55,6 +55,13 @@ class Order(DefaultBase):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
+        # The reconciler's scan: only unprocessed orders are in it (workers/reconciler.py).
+        Index(
+            "ix_orders_unprocessed",
+            "created_at",
+            "reconcile_next_at",
+            postgresql_where=text("processed_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -73,6 +80,9 @@ class Order(DefaultBase):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # SHA-256 of the canonical request body, to tell a retry from a different order.
     request_fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    # The reconciler's bookkeeping: re-enqueues so far, and when it looks at the order next.
+    reconcile_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    reconcile_next_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
 class OutboxEvent(DefaultBase):
@@ -81,6 +91,7 @@ class OutboxEvent(DefaultBase):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_outbox_unsent_order_id", "order_id", postgresql_where=text("sent_at IS NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -46,10 +46,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_max_jobs: int = 1000
     outbox_sweep_interval_s: int = 5
     outbox_sweep_age_s: float = 5.0
+    # process_order's tries before arq gives up on a job (the reconciler takes it up later).
+    job_max_tries: int = 10
+    # The reconciler (workers/reconciler.py): orders still unprocessed this long after their
+    # creation, with no live job, get their job again; it runs every RECONCILE_INTERVAL_S,
+    # looks at up to RECONCILE_BATCH orders a run, and backs off up to RECONCILE_MAX_DELAY_S
+    # between re-enqueues of an order whose job keeps failing.
+    reconcile_after_s: float = 30.0
+    reconcile_interval_s: int = 10
+    reconcile_batch: int = 500
+    reconcile_max_delay_s: float = 3600.0
     # Connections each process may hold to PostgreSQL (pool + overflow); mind max_connections
     # when scaling out: processes × (pool + overflow) + 1 LISTEN connection per API process.
     db_pool_size: int = 10
     db_max_overflow: int = 5
+    # How long an API process keeps vouching for the users it knew once its LISTEN link to
+    # PostgreSQL is lost (GET /orders/{id} is served from the cache meanwhile); a user deleted
+    # during that time keeps reading their cached orders until then. 0: stop vouching at once.
+    user_directory_max_staleness_s: float = 300.0
     # Prometheus endpoints of the non-HTTP processes (0 turns one off).
     consumer_metrics_port: int = 9101
     worker_metrics_port: int = 9102
@@ -62,6 +76,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             parse_rate(value)
         if not 1 <= self.outbox_sweep_interval_s <= 60:
             raise ValueError("OUTBOX_SWEEP_INTERVAL_S must be between 1 and 60 seconds")
+        if not 1 <= self.reconcile_interval_s <= 60:
+            raise ValueError("RECONCILE_INTERVAL_S must be between 1 and 60 seconds")
+        if self.job_max_tries < 1 or self.reconcile_batch < 1:
+            raise ValueError("JOB_MAX_TRIES and RECONCILE_BATCH must be at least 1")
+        if self.reconcile_after_s < 0 or self.user_directory_max_staleness_s < 0:
+            raise ValueError("RECONCILE_AFTER_S and USER_DIRECTORY_MAX_STALENESS_S must be >= 0")
         if self.environment != "development" and (
             self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
         ):

@@ -59,6 +59,9 @@ def settings() -> Iterator[Settings]:
         rabbitmq_queue=f"new_order.test.{RUN_ID}",
         arq_queue=f"test:{RUN_ID}:arq:queue",
         consumer_metrics_port=0,  # processes started by tests share the host: no fixed ports
+        # The session's database fills with orders nobody processes (the API tests'): workers
+        # started by tests leave them alone. The reconciler's tests use a database of their own.
+        reconcile_after_s=24 * 3600,
         worker_metrics_port=0,
     )
     migrate(test_settings.database_url)

@@ -39,7 +39,7 @@ from shared.events import decode_event
 from shared.logs import configure_logging
 from shared.metrics import EVENTS_CONSUMED, serve_metrics
 from shared.settings import Settings, load_settings
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from workers.jobs import create_arq_redis, enqueue_process_order
 
 logger = logging.getLogger("workers.consumer")  # not __name__: under `python -m` that is __main__
 
@@ -97,12 +97,7 @@ class NewOrderHandler:
         attempt = 0
         while True:
             try:
-                job = await self._arq.enqueue_job(
-                    PROCESS_ORDER,
-                    order_id,
-                    _job_id=process_order_job_id(order_id),
-                    _queue_name=self._arq_queue,
-                )
+                job = await enqueue_process_order(self._arq, self._arq_queue, order_id)
                 break
             except Exception as exc:  # noqa: BLE001 - not enqueued, whatever the cause: hold and retry
                 delay = backoff(attempt)

@@ -1,7 +1,9 @@
 """``just jobs``: what the pipeline is doing right now, read-only (Flower's view, for arq).
 
 Queued, deferred (waiting to retry) and running ``process_order`` jobs, the recent failures,
-and the outbox rows not yet published to RabbitMQ.
+the outbox rows not yet published to RabbitMQ, and the reconciler's work: how many jobs it
+enqueued again, and the orders still failing after that (PostgreSQL's view, which survives
+Redis losing its data).
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from shared.database import create_engine
 from shared.events import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
+from workers.reconciler import (
+    FailingOrder,
+    count_failing_orders,
+    oldest_failing_orders,
+    reenqueued_counts_key,
+)
 
 RESULT_SCAN_LIMIT = 10_000  # bound the scan of finished results on a busy Redis
 SHOWN_FAILURES = 10
@@ -32,10 +40,19 @@ class QueueReport:
     succeeded: int = 0
     failed: list[JobResult] = field(default_factory=list)
     outbox_backlog: int = 0
+    reenqueued: dict[str, int] = field(default_factory=dict)
+    failing_orders: int = 0
+    oldest_failing: list[FailingOrder] = field(default_factory=list)
 
 
 async def queue_report(settings: Settings, redis: Redis, engine: AsyncEngine) -> QueueReport:
-    report = QueueReport(outbox_backlog=await outbox_backlog(engine))
+    report = QueueReport(
+        outbox_backlog=await outbox_backlog(engine),
+        failing_orders=await count_failing_orders(engine),
+        oldest_failing=await oldest_failing_orders(engine, SHOWN_FAILURES),
+    )
+    counts: dict[bytes, bytes] = await redis.hgetall(reenqueued_counts_key(settings))  # type: ignore[misc]
+    report.reenqueued = {reason.decode(): int(count) for reason, count in counts.items()}
     now_ms = time.time() * 1000
     entries: list[tuple[bytes, float]] = await redis.zrange(
         settings.arq_queue, 0, -1, withscores=True
@@ -83,6 +100,19 @@ def render(report: QueueReport, settings: Settings) -> str:
             for r in report.failed[:SHOWN_FAILURES]
         ),
         f"outbox backlog {report.outbox_backlog}  (events not yet on RabbitMQ)",
+        "reconciler",
+        *(
+            f"  re-enqueued  {report.reenqueued.get(reason, 0)}  ({why})"
+            for reason, why in (("lost", "job gone from Redis"), ("failed", "job failed for good"))
+        ),
+        f"  failing      {report.failing_orders}  (unprocessed orders re-enqueued at least once)",
+        *(
+            f"    {o.id}  attempts {o.attempts}  created {o.created_at:%Y-%m-%d %H:%M:%S}"
+            f"  next look {o.next_look_at:%H:%M:%S}"
+            if o.next_look_at
+            else f"    {o.id}  attempts {o.attempts}"
+            for o in report.oldest_failing
+        ),
     ]
     return "\n".join(lines)
 

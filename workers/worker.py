@@ -1,4 +1,4 @@
-"""The arq worker: runs ``process_order`` jobs and sweeps the outbox every few seconds.
+"""The arq worker: runs ``process_order`` jobs, sweeps the outbox and reconciles every few seconds.
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
 ``create_worker(settings, handle_signals=False, ...)`` and run it as a task.
@@ -6,7 +6,7 @@ Run with ``python -m workers.worker`` (``just worker``); tests build one with
 Shutdown (SIGTERM or SIGINT, arq's own handlers with ``job_completion_wait``): the worker
 stops picking up jobs, gives the ones in flight up to ``JOB_COMPLETION_WAIT_S`` to finish,
 then cancels the rest. arq treats a cancelled job as "run again": it stays in the queue and
-the next worker runs it (the try counts towards ``MAX_TRIES``). ``process_order`` is
+the next worker runs it (the try counts towards ``JOB_MAX_TRIES``). ``process_order`` is
 idempotent by order id, so running a job twice is harmless.
 """
 
@@ -40,12 +40,12 @@ from shared.order_cache import OrderCache
 from shared.orders import ORDER_VIEW_COLUMNS, order_view
 from shared.settings import Settings, load_settings
 from workers.jobs import PROCESS_ORDER, create_arq_redis
+from workers.reconciler import Reconciler, reconcile_job
 
 logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
 
 JOB_TIMEOUT_S = 30
 JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kubernetes' 30 s)
-MAX_TRIES = 10
 RETRY_MAX_DEFER_S = 60
 # Long enough that a redelivered event finds the result and makes no second job; after it
 # expires a late duplicate runs again and finds processed_at already set.
@@ -53,6 +53,7 @@ KEEP_RESULT_S = 3600
 SWEEP_BATCH = 500
 SWEEP_BUDGET_S = 20.0  # keep sweeping full batches for this long per tick, then yield
 SWEEP_TIMEOUT_S = 60
+RECONCILE_TIMEOUT_S = 60
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -60,6 +61,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx["engine"] = create_engine(settings)
     ctx["cache"] = OrderCache(ctx["redis"], settings.redis_prefix, settings.cache_ttl_seconds)
+    ctx["reconciler"] = Reconciler(settings, ctx["engine"], ctx["redis"])
     bus = EventBus(settings)
     await bus.start()
     ctx["bus"] = bus
@@ -111,7 +113,7 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
                 row = (
                     await conn.execute(select(*ORDER_VIEW_COLUMNS).where(Order.id == order_uuid))
                 ).one_or_none()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:  # OSError: refused, reset or timed out
         JOBS.labels("retried").inc()
         defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
         logger.warning("processing failed (%s); retrying in %ss", exc, defer, extra=extra)
@@ -166,7 +168,6 @@ async def record_backlog(ctx: dict[str, Any]) -> None:
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """arq ``Worker`` arguments from our settings (everything but the Redis client)."""
-    interval = settings.outbox_sweep_interval_s
     return {
         "functions": [
             func(
@@ -174,20 +175,29 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 name=PROCESS_ORDER,
                 timeout=JOB_TIMEOUT_S,
                 keep_result=KEEP_RESULT_S,
-                max_tries=MAX_TRIES,
+                max_tries=settings.job_max_tries,
             )
         ],
+        # A cron's job ids derive from its name and tick, so of several workers one runs each
+        # tick; the queue in the name keeps deployments (and test runs) that share a Redis
+        # from suppressing each other's runs.
         "cron_jobs": [
             cron(
                 sweep_outbox_job,
-                # The cron's job ids derive from its name; the queue in it keeps deployments
-                # (and test runs) that share a Redis from suppressing each other's sweeps.
                 name=f"cron:sweep_outbox:{settings.arq_queue}",
-                second=set(range(0, 60, interval)),
+                second=set(range(0, 60, settings.outbox_sweep_interval_s)),
                 run_at_startup=True,
                 timeout=SWEEP_TIMEOUT_S,
                 max_tries=1,
-            )
+            ),
+            cron(
+                reconcile_job,
+                name=f"cron:reconcile:{settings.arq_queue}",
+                second=set(range(0, 60, settings.reconcile_interval_s)),
+                run_at_startup=True,
+                timeout=RECONCILE_TIMEOUT_S,
+                max_tries=1,
+            ),
         ],
         "queue_name": settings.arq_queue,
         "ctx": {"settings": settings},
@@ -197,7 +207,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         # only for a few milliseconds.
         "max_jobs": settings.worker_max_jobs,
         "job_timeout": JOB_TIMEOUT_S,
-        "max_tries": MAX_TRIES,
+        "max_tries": settings.job_max_tries,
         "keep_result": KEEP_RESULT_S,
         "job_completion_wait": JOB_COMPLETION_WAIT_S,
         "health_check_interval": 60,

@@ -18,6 +18,7 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     bus,
     engine,
     new_order,
+    own_database,
     pipeline_settings,
     rabbitmq,
     redis,

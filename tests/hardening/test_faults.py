@@ -7,13 +7,17 @@ never touched.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import signal
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import httpx
 from aio_pika.abc import AbstractChannel
 from arq.jobs import Job, JobStatus
 from litestar import Litestar
@@ -24,22 +28,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import create_app
 from shared.bus import EventBus
+from shared.database import asyncpg_dsn, create_engine
 from shared.events import mark_sent, publish_staged
 from shared.models import Order, OutboxEvent
 from shared.settings import Settings
 from tests.conftest import StartApp, make_account, with_settings
 from tests.hardening.conftest import Lines, StartLink
 from tests.orders import ONE_ITEM, create_order
-from tests.processes import RunModule
+from tests.processes import RunModule, free_port
 from tests.workers.conftest import (
     OrderFactory,
     StartConsumer,
     StartWorker,
+    delete_arq_keys,
+    order_factory,
     processed_at,
     ready_count,
     wait_for,
 )
 from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from workers.queue_status import queue_report
 
 Client = AsyncTestClient[Litestar]
 
@@ -224,6 +232,146 @@ async def _job_outcomes(
         await arq.aclose()
 
 
+# --- jobs lost or given up: the reconciler ------------------------------------------------
+
+RECONCILE_AFTER_S = 2.0
+RECONCILE_INTERVAL_S = 1
+
+
+def reconciling(settings: Settings, **changes: Any) -> Settings:
+    """Small reconciler settings, and a Redis prefix of the test's own (its counters)."""
+    return with_settings(
+        settings,
+        reconcile_after_s=RECONCILE_AFTER_S,
+        reconcile_interval_s=RECONCILE_INTERVAL_S,
+        redis_prefix=own_prefix(settings),
+        **changes,
+    )
+
+
+async def test_orders_whose_jobs_redis_lost_are_processed_once_the_worker_is_back(
+    own_database: Settings,
+    run_module: RunModule,
+    start_app: StartApp,
+    redis: Redis,
+    start_consumer: StartConsumer,
+    tmp_path: Path,
+) -> None:
+    metrics_port = free_port()
+    settings = reconciling(own_database, worker_metrics_port=metrics_port)
+    app = create_app(settings)
+    client = await start_app(app)
+    assert await app.state.bus.wait_ready(within=10)
+    alice = await make_account(client)
+    await start_consumer(settings)  # no worker: the jobs wait in Redis
+    ids = [uuid.UUID((await create_order(client, alice))["id"]) for _ in range(JOBS_LOST)]
+    db = create_engine(settings)
+    try:
+        await wait_for(lambda: _queued_is(redis, settings.arq_queue, JOBS_LOST), within=15)
+        await wait_for(lambda: _unsent_is(db, ids, 0))
+
+        # Redis restarts without persistence: the run's arq keys are gone (only the run's:
+        # other runs share this Redis, so no FLUSHDB).
+        await delete_arq_keys(redis, [process_order_job_id(order_id) for order_id in ids])
+        await redis.delete(settings.arq_queue)
+        assert await redis.zcard(settings.arq_queue) == 0
+
+        await run_module("workers.worker", settings, log="worker")
+        log = tmp_path / "worker.log"
+        await wait_for(_logged(log, "Starting worker"), within=60, every=0.02)
+        back = time.monotonic()  # the worker is up
+        await wait_for(lambda: _all_processed(db, ids), within=30, every=0.1)
+        elapsed = time.monotonic() - back
+        await wait_for(lambda: _jobs_done(settings, ids))
+    finally:
+        await db.dispose()
+
+    assert elapsed < RECONCILE_AFTER_S + RECONCILE_INTERVAL_S
+    assert {order_id: len(_lines(log, f"Order {order_id} processed")) for order_id in ids} == (
+        dict.fromkeys(ids, 1)
+    )
+    assert _lines(log, "was already processed") == []
+    assert await _job_outcomes(settings, ids) == dict.fromkeys(ids, (True, 1))
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    assert f'orders_reconciler_reenqueued_total{{reason="lost"}} {float(JOBS_LOST)}' in metrics
+
+
+JOBS_LOST = 20
+
+
+async def test_an_order_whose_job_failed_all_its_tries_is_processed_after_postgresql_returns(
+    own_database: Settings,
+    faults: StartLink,
+    redis: Redis,
+    start_worker: StartWorker,
+    worker_log: Lines,
+) -> None:
+    link = faults(own_database.database_url)
+    settings = reconciling(
+        own_database, database_url=link.url(own_database.database_url), job_max_tries=2
+    )
+    db = create_engine(own_database)  # the test's own path to PostgreSQL, never cut
+    try:
+        event = await order_factory(db)()
+        await mark_sent(db, [event.event_id])
+        await _enqueue(settings, event.order_id)
+        link.down()
+
+        await start_worker(settings)
+        # Try 1 and 2 fail (retried 2 s, then 4 s later); the third pickup exceeds max_tries
+        # and arq stores the failed result, which would make it refuse the job id for an hour.
+        result_key = f"arq:result:{process_order_job_id(event.order_id)}"
+        await wait_for(lambda: redis.exists(result_key), within=30, every=0.2)
+        assert await _job_outcomes_of_failures(settings, event.order_id) == (False, 3)
+        assert await processed_at(db, event.order_id) is None
+
+        link.restore()
+        restored = time.monotonic()
+        await wait_for(lambda: processed_at(db, event.order_id), within=30, every=0.1)
+        elapsed = time.monotonic() - restored
+        await wait_for(lambda: _jobs_done(settings, [event.order_id]))
+        report = await queue_report(settings, redis, db)
+        async with db.connect() as conn:
+            attempts = await conn.scalar(
+                select(Order.reconcile_attempts).where(Order.id == event.order_id)
+            )
+    finally:
+        await db.dispose()
+
+    assert elapsed < RECONCILE_AFTER_S + RECONCILE_INTERVAL_S
+    assert worker_log.count(f"Order {event.order_id} processed") == 1
+    assert await _job_outcomes(settings, [event.order_id]) == {event.order_id: (True, 1)}
+    assert (report.reenqueued, attempts) == ({"failed": 1}, 1)
+
+
+async def _job_outcomes_of_failures(settings: Settings, order_id: uuid.UUID) -> tuple[bool, int]:
+    arq = create_arq_redis(settings, max_connections=2)
+    try:
+        info = await Job(process_order_job_id(order_id), arq).result_info()
+    finally:
+        await arq.aclose()
+    assert info is not None
+    return info.success, info.job_try
+
+
+def _logged(log: Path, containing: str) -> Callable[[], Awaitable[bool]]:
+    """A condition for ``wait_for``: ``log`` has a line ``containing`` this."""
+
+    async def check() -> bool:
+        return await asyncio.to_thread(lambda: log.exists() and bool(_lines(log, containing)))
+
+    return check
+
+
+async def _queued_is(redis: Redis, queue: str, count: int) -> bool:
+    return bool(await redis.zcard(queue) == count)
+
+
+async def _unsent_is(engine: AsyncEngine, order_ids: list[uuid.UUID], count: int) -> bool:
+    return await _unsent(engine, order_ids) == count
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
@@ -253,6 +401,127 @@ async def test_a_database_outage_is_a_prompt_503_and_the_same_app_recovers(
     listed = await client.get(f"/orders/user/{alice.id}", headers=alice.headers)
     assert listed.status_code == 200
     assert {o["id"] for o in listed.json()} >= {order["id"], created.json()["id"]}
+
+
+async def test_cached_reads_go_on_through_a_database_outage_while_writes_are_a_prompt_503(
+    settings: Settings, faults: StartLink, start_app: StartApp
+) -> None:
+    link = faults(settings.database_url)
+    app_settings = with_settings(settings, database_url=link.url(settings.database_url))
+    app = create_app(with_settings(app_settings, redis_prefix=own_prefix(settings)))
+    client = await start_app(app)
+    alice, bob = await make_account(client), await make_account(client)
+    order = await create_order(client, alice)  # cached
+    users = app.state.users
+    await wait_for(lambda: asyncio.sleep(0, users.listening), within=10)
+    path = f"/orders/{order['id']}"
+    assert (await client.get(path, headers=alice.headers)).headers["x-cache"] == "HIT"
+
+    for fault in (link.down, link.stall):
+        fault()
+        await wait_for(lambda: asyncio.sleep(0, not users.listening), within=10)
+
+        read, read_s = await timed(client.get(path, headers=alice.headers))
+        assert (read.status_code, read.headers["x-cache"], read.json()) == (200, "HIT", order)
+        assert read_s < 1.0
+        bound = 1.0 if fault == link.down else DATABASE_STALL_BOUND_S
+        write, write_s = await timed(client.post("/orders", json=ONE_ITEM, headers=alice.headers))
+        _assert_database_503(write)
+        listed, list_s = await timed(client.get(f"/orders/user/{alice.id}", headers=alice.headers))
+        _assert_database_503(listed)
+        assert max(write_s, list_s) < bound
+        # Bob never called before the outage: nothing vouches for him, so no answer but 503.
+        unknown = await client.get(path, headers=bob.headers)
+        _assert_database_503(unknown)
+
+        link.restore()
+        await wait_for(lambda: asyncio.sleep(0, users.listening), within=15)
+
+    created = await client.post("/orders", json=ONE_ITEM, headers=alice.headers)
+    assert created.status_code == 201, created.text
+
+
+async def test_a_user_deleted_during_a_database_outage_is_vouched_for_at_most_the_bound(
+    settings: Settings, faults: StartLink, start_app: StartApp
+) -> None:
+    link = faults(settings.database_url)
+    app = create_app(
+        with_settings(
+            settings,
+            database_url=link.url(settings.database_url),
+            redis_prefix=own_prefix(settings),
+            user_directory_max_staleness_s=STALENESS_S,
+        )
+    )
+    client = await start_app(app)
+    alice, carol = await make_account(client), await make_account(client)
+    orders = {a.id: await create_order(client, a) for a in (alice, carol)}
+    users = app.state.users
+    await wait_for(lambda: asyncio.sleep(0, users.listening), within=10)
+    for account in (alice, carol):  # both known to this process, both orders cached
+        read = await client.get(f"/orders/{orders[account.id]['id']}", headers=account.headers)
+        assert read.status_code == 200
+
+    link.down()
+    await wait_for(lambda: asyncio.sleep(0, not users.listening), within=10, every=0.01)
+    lost = time.monotonic()  # the directory's bound runs from here
+    await _delete_user(settings, carol.id)  # through another path: this process cannot tell
+    carol_read = f"/orders/{orders[carol.id]['id']}"
+
+    within_bound = await client.get(carol_read, headers=carol.headers)
+    assert time.monotonic() - lost < STALENESS_S
+    assert within_bound.status_code == 200  # the documented trade-off
+    await asyncio.sleep(STALENESS_S - (time.monotonic() - lost) + 0.2)
+    _assert_database_503(await client.get(carol_read, headers=carol.headers))  # no more vouching
+    _assert_database_503(
+        await client.get(f"/orders/{orders[alice.id]['id']}", headers=alice.headers)
+    )
+
+    link.restore()
+    await wait_for(lambda: asyncio.sleep(0, users.listening), within=15)
+    assert (await client.get(carol_read, headers=carol.headers)).status_code == 401
+    alice_read = f"/orders/{orders[alice.id]['id']}"
+    assert (await client.get(alice_read, headers=alice.headers)).status_code == 200
+
+
+STALENESS_S = 2.0
+
+
+async def test_users_deleted_while_the_listener_was_away_are_forgotten_when_it_is_back(
+    settings: Settings, faults: StartLink, start_app: StartApp
+) -> None:
+    link = faults(settings.database_url)
+    app = create_app(with_settings(settings, database_url=link.url(settings.database_url)))
+    client = await start_app(app)
+    alice, carol = await make_account(client), await make_account(client)
+    users = app.state.users
+    await wait_for(lambda: asyncio.sleep(0, users.listening), within=10)
+    for account in (alice, carol):
+        assert (await client.get(f"/orders/user/{account.id}", headers=account.headers)).is_success
+
+    link.down()
+    await wait_for(lambda: asyncio.sleep(0, not users.listening), within=10)
+    await _delete_user(settings, carol.id)  # its NOTIFY never reaches this process
+    link.restore()
+    await wait_for(lambda: asyncio.sleep(0, users.listening), within=15)
+    # The pool's connections died in the outage: the first query finds one and fails (503),
+    # which makes SQLAlchemy drop them all. A client retries a 503.
+    await wait_for(lambda: _answers(client, f"/orders/user/{alice.id}", alice.headers))
+
+    assert (await client.get(f"/orders/user/{carol.id}", headers=carol.headers)).status_code == 401
+    assert (await client.get(f"/orders/user/{alice.id}", headers=alice.headers)).status_code == 200
+
+
+async def _answers(client: Client, path: str, headers: dict[str, str]) -> bool:
+    return (await client.get(path, headers=headers)).status_code != 503
+
+
+async def _delete_user(settings: Settings, user_id: int) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+    finally:
+        await conn.close()
 
 
 def _assert_database_503(response: Any) -> None:

@@ -23,10 +23,11 @@ import pytest
 from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.bus import EventBus, Topology
-from shared.database import create_engine
+from shared.database import create_engine, drop_database, migrate
 from shared.events import NewOrderEvent, stage_new_order
 from shared.models import Order, User
 from shared.redis import create_redis
@@ -127,8 +128,7 @@ async def ready_count(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
 OrderFactory = Callable[[], Awaitable[NewOrderEvent]]
 
 
-@pytest.fixture
-def new_order(engine: AsyncEngine) -> OrderFactory:
+def order_factory(engine: AsyncEngine) -> OrderFactory:
     """Insert a user and a PENDING order with its staged outbox row, as POST /orders does."""
 
     async def make() -> NewOrderEvent:
@@ -161,6 +161,38 @@ def new_order(engine: AsyncEngine) -> OrderFactory:
             )
 
     return make
+
+
+@pytest.fixture
+def new_order(engine: AsyncEngine) -> OrderFactory:
+    return order_factory(engine)
+
+
+@pytest.fixture
+async def own_database(pipeline_settings: Settings, redis: Redis) -> AsyncIterator[Settings]:
+    """``pipeline_settings`` on a database of the test's own, migrated, dropped after it.
+
+    For the reconciler: it takes up every old unprocessed order it finds, and the session's
+    database is full of them (the API tests' orders, never processed). The jobs it made are
+    removed with the database.
+    """
+    url = make_url(pipeline_settings.database_url)
+    test_settings = with_settings(
+        pipeline_settings,
+        database_url=url.set(database=f"{url.database}_{secrets.token_hex(3)}").render_as_string(
+            hide_password=False
+        ),
+    )
+    await asyncio.to_thread(migrate, test_settings.database_url)
+    yield test_settings
+    db = create_engine(test_settings)
+    try:
+        async with db.connect() as conn:
+            order_ids = (await conn.scalars(select(Order.id))).all()
+    finally:
+        await db.dispose()
+    await delete_arq_keys(redis, [process_order_job_id(order_id) for order_id in order_ids])
+    await drop_database(test_settings.database_url)
 
 
 @pytest.fixture

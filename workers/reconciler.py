@@ -1,0 +1,240 @@
+"""The reconciler: enqueues ``process_order`` again for orders the job store lost or gave up on.
+
+PostgreSQL, never Redis, says whether an order is done. Every ``RECONCILE_INTERVAL_S`` a
+worker claims up to ``RECONCILE_BATCH`` orders that are still unprocessed
+``RECONCILE_AFTER_S`` after their creation, are due (``reconcile_next_at`` passed or unset)
+and have no unsent outbox event (an unsent one is the sweeper's: its event brings the job).
+Then it looks at each one's job in arq's Redis:
+
+- queued, waiting to retry, or running: nothing to do; the claim already moved the order's
+  next look ``RECONCILE_AFTER_S`` ahead;
+- gone (Redis lost its data), or only a stored result left (a job that used up its tries;
+  arq refuses a job id whose result exists, so the result is removed first): it is enqueued
+  again with its own id ``process_order:<id>`` and the order's next look is put off by a delay
+  that doubles with each re-enqueue (``RECONCILE_AFTER_S`` × 2^(n-1), at most
+  ``RECONCILE_MAX_DELAY_S``): an order whose job keeps failing is tried less and less often,
+  never forgotten.
+
+Safe with several workers: the claim is one UPDATE over ``FOR UPDATE SKIP LOCKED`` rows that
+moves their ``reconcile_next_at`` forward and commits before Redis is touched, so two
+reconcilers never hold the same order, no row lock is held across Redis calls, and one that
+dies mid-way delays its orders by ``RECONCILE_AFTER_S`` at most. A live job is never doubled:
+whether it is live is read and its leftovers removed in one Lua script (atomic in Redis), and
+arq's own enqueue refuses the id if a job appeared since. Nothing to do costs one index scan
+over the unprocessed orders only (``ix_orders_unprocessed``; plan in RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.metrics import RECONCILER_FAILING, RECONCILER_REENQUEUED
+from shared.models import Order, OutboxEvent
+from shared.settings import Settings
+from workers.jobs import enqueue_process_order, process_order_job_id
+
+logger = logging.getLogger("workers.reconciler")
+
+LOST, FAILED = "lost", "failed"  # why a job was enqueued again (the metric's label)
+MAX_DOUBLINGS = 30  # keeps 2^n finite; the delay is capped long before
+
+# KEYS: the queue (zset), the job, in-progress and result keys; ARGV[1]: the job id.
+# Live means queued (deferred retries included: still in the zset) or running. Otherwise the
+# leftovers that would make arq refuse the id are removed: a stored result, or a job key whose
+# queue entry is gone (arq would never run it). Returns 'live', 'failed' or 'lost'.
+_CLEAR_UNLESS_LIVE = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('EXISTS', KEYS[3]) == 1 then
+    return 'live'
+end
+local had_result = redis.call('EXISTS', KEYS[4]) == 1
+redis.call('DEL', KEYS[2], KEYS[4])
+if had_result then
+    return 'failed'
+end
+return 'lost'
+"""
+
+
+def reenqueued_counts_key(settings: Settings) -> str:
+    """A Redis hash of re-enqueues by reason, shared by every worker, for ``just jobs``."""
+    return f"{settings.redis_prefix}reconciler:reenqueued"
+
+
+@dataclass
+class Outcome:
+    claimed: int = 0
+    live: int = 0
+    lost: int = 0
+    failed: int = 0
+
+
+def _seconds(value: float | ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.make_interval(0, 0, 0, 0, 0, 0, value)
+
+
+async def claim_due_orders(engine: AsyncEngine, settings: Settings) -> list[uuid.UUID]:
+    """Take up to a batch of due orders and move their next look ahead; committed at once."""
+    due = (
+        select(Order.id)
+        .where(
+            Order.processed_at.is_(None),
+            Order.created_at <= func.now() - _seconds(settings.reconcile_after_s),
+            or_(Order.reconcile_next_at.is_(None), Order.reconcile_next_at <= func.now()),
+            ~exists().where(OutboxEvent.order_id == Order.id, OutboxEvent.sent_at.is_(None)),
+        )
+        .order_by(Order.created_at)
+        .limit(settings.reconcile_batch)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        claimed = await conn.scalars(
+            update(Order)
+            .where(Order.id.in_(due.scalar_subquery()))
+            .values(reconcile_next_at=func.now() + _seconds(settings.reconcile_after_s))
+            .returning(Order.id)
+        )
+        return list(claimed)
+
+
+async def still_unprocessed(engine: AsyncEngine, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    async with engine.connect() as conn:
+        rows = await conn.scalars(
+            select(Order.id).where(Order.id.in_(order_ids), Order.processed_at.is_(None))
+        )
+        return set(rows)
+
+
+async def record_reenqueued(
+    engine: AsyncEngine, settings: Settings, order_ids: Sequence[uuid.UUID]
+) -> None:
+    """Count the re-enqueue and put the order's next look off: RECONCILE_AFTER_S × 2^(n-1)."""
+    doublings = func.least(Order.reconcile_attempts, MAX_DOUBLINGS)
+    delay = func.least(
+        settings.reconcile_after_s * func.power(2, doublings), settings.reconcile_max_delay_s
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Order)
+            .where(Order.id.in_(order_ids))
+            .values(
+                reconcile_attempts=Order.reconcile_attempts + 1,
+                reconcile_next_at=func.now() + _seconds(delay),
+            )
+        )
+
+
+class Reconciler:
+    """One worker's reconciler: its engine, arq's Redis client, and the Lua script."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, arq: ArqRedis) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._arq = arq
+        self._clear = arq.register_script(_CLEAR_UNLESS_LIVE)
+        self.counts_key = reenqueued_counts_key(settings)
+
+    async def run(self) -> Outcome:
+        """One batch: claim, look at each job, enqueue the ones that are gone, record."""
+        outcome = Outcome()
+        claimed = await claim_due_orders(self._engine, self._settings)
+        outcome.claimed = len(claimed)
+        if not claimed:
+            return outcome
+        # Processed between the claim and now (a job that just finished)? Then leave it be.
+        pending = await still_unprocessed(self._engine, claimed)
+        enqueued: list[uuid.UUID] = []
+        for order_id in claimed:
+            if order_id not in pending:
+                continue
+            reason = await self._clear_unless_live(order_id)
+            if reason != "live" and await enqueue_process_order(
+                self._arq, self._settings.arq_queue, str(order_id)
+            ):
+                enqueued.append(order_id)
+                setattr(outcome, reason, getattr(outcome, reason) + 1)
+                RECONCILER_REENQUEUED.labels(reason).inc()
+                logger.warning(
+                    "process_order enqueued again (%s)", reason, extra={"order_id": str(order_id)}
+                )
+            else:
+                outcome.live += 1  # a job exists (or was just made by someone else)
+        if enqueued:
+            await record_reenqueued(self._engine, self._settings, enqueued)
+            async with self._arq.pipeline(transaction=False) as pipe:
+                for reason in (LOST, FAILED):
+                    if count := getattr(outcome, reason):
+                        pipe.hincrby(self.counts_key, reason, count)
+                await pipe.execute()
+        return outcome
+
+    async def _clear_unless_live(self, order_id: uuid.UUID) -> str:
+        job_id = process_order_job_id(order_id)
+        reason = await self._clear(
+            keys=[
+                self._settings.arq_queue,
+                job_key_prefix + job_id,
+                in_progress_key_prefix + job_id,
+                result_key_prefix + job_id,
+            ],
+            args=[job_id],
+        )
+        return reason.decode() if isinstance(reason, bytes) else str(reason)
+
+
+@dataclass(frozen=True)
+class FailingOrder:
+    id: uuid.UUID
+    attempts: int
+    created_at: datetime
+    next_look_at: datetime | None
+
+
+# Unprocessed orders the reconciler had to enqueue again: their jobs fail (or keep vanishing).
+_FAILING = (Order.processed_at.is_(None), Order.reconcile_attempts > 0)
+
+
+async def count_failing_orders(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).select_from(Order).where(*_FAILING))
+    return int(count or 0)
+
+
+async def oldest_failing_orders(engine: AsyncEngine, limit: int) -> list[FailingOrder]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Order.id, Order.reconcile_attempts, Order.created_at, Order.reconcile_next_at)
+            .where(*_FAILING)
+            .order_by(Order.created_at)
+            .limit(limit)
+        )
+        return [FailingOrder(*row) for row in rows]
+
+
+MAX_BATCHES_PER_RUN = 20  # a backlog drains batch by batch within one run, then yields
+
+
+async def reconcile_job(ctx: dict[str, Any]) -> int:
+    """The cron job: full batches repeat (a bounded number); returns the jobs re-enqueued."""
+    settings: Settings = ctx["settings"]
+    reconciler: Reconciler = ctx["reconciler"]
+    total = 0
+    try:
+        for _ in range(MAX_BATCHES_PER_RUN):
+            outcome = await reconciler.run()
+            total += outcome.lost + outcome.failed
+            if outcome.claimed < settings.reconcile_batch:
+                break
+        RECONCILER_FAILING.set(await count_failing_orders(ctx["engine"]))
+    except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis down: the next run retries
+        logger.warning("reconcile stopped: %s: %s", type(exc).__name__, exc)
+    return total

@@ -55,6 +55,10 @@ worker: setup
 jobs: setup
     {{py}} -m workers.queue_status
 
+# The reconciler's query plan on 200,000 orders, in a scratch database it drops (RELIABILITY.md)
+explain-reconcile: setup
+    {{py}} scripts/explain_reconcile.py
+
 # Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
 test *args: setup
     {{py}} -m pytest {{args}}

@@ -35,7 +35,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Update, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.metrics import RECONCILER_FAILING, RECONCILER_REENQUEUED
@@ -82,8 +82,8 @@ def _seconds(value: float | ColumnElement[Any]) -> ColumnElement[Any]:
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 
-async def claim_due_orders(engine: AsyncEngine, settings: Settings) -> list[uuid.UUID]:
-    """Take up to a batch of due orders and move their next look ahead; committed at once."""
+def claim_statement(settings: Settings) -> Update:
+    """Take up to a batch of due orders and move their next look ahead (RETURNING their ids)."""
     due = (
         select(Order.id)
         .where(
@@ -96,14 +96,18 @@ async def claim_due_orders(engine: AsyncEngine, settings: Settings) -> list[uuid
         .limit(settings.reconcile_batch)
         .with_for_update(skip_locked=True)
     )
+    return (
+        update(Order)
+        .where(Order.id.in_(due.scalar_subquery()))
+        .values(reconcile_next_at=func.now() + _seconds(settings.reconcile_after_s))
+        .returning(Order.id)
+    )
+
+
+async def claim_due_orders(engine: AsyncEngine, settings: Settings) -> list[uuid.UUID]:
+    """The claim, committed at once: no row stays locked while Redis is asked."""
     async with engine.begin() as conn:
-        claimed = await conn.scalars(
-            update(Order)
-            .where(Order.id.in_(due.scalar_subquery()))
-            .values(reconcile_next_at=func.now() + _seconds(settings.reconcile_after_s))
-            .returning(Order.id)
-        )
-        return list(claimed)
+        return list(await conn.scalars(claim_statement(settings)))
 
 
 async def still_unprocessed(engine: AsyncEngine, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:

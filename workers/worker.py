@@ -146,7 +146,7 @@ async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
                 older_than_s=settings.outbox_sweep_age_s,
                 batch=SWEEP_BATCH,
             )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             logger.warning("outbox sweep skipped: %s", exc)
             return total
         total += published

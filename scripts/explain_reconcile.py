@@ -1,0 +1,113 @@
+"""The reconciler's claim on 200,000 orders: EXPLAIN (ANALYZE, BUFFERS), in a scratch database.
+
+``just explain-reconcile`` (numbers for RELIABILITY.md). Builds ``<database>_explain_<hex>``
+from DATABASE_URL's server, migrates it, fills it, prints the plans of the exact statement the
+worker runs (``workers.reconciler.claim_statement``), rolled back, and drops the database.
+
+Two cases: the steady state (everything processed but the last few seconds' orders: nothing
+to do) and a backlog (1,000 orders whose jobs Redis lost: one batch of 500 claimed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import asyncpg
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+
+from shared.database import asyncpg_dsn, drop_database, migrate
+from shared.settings import load_settings
+from workers.reconciler import claim_statement
+
+ORDERS = 200_000
+FRESH = 20  # created in the last second, not processed yet: the steady state's only rows
+LOST = 1_000  # old, event sent, never processed: what the reconciler exists for
+
+FILL = """
+INSERT INTO users (email, password_hash)
+SELECT 'explain-' || n || '@example.com', '\\x00'::bytea FROM generate_series(1, 1000) n;
+INSERT INTO orders (id, user_id, items, total_price, status, created_at, updated_at,
+                    processed_at)
+SELECT gen_random_uuid(), 1 + n % 1000, '[{"name": "A", "quantity": 1, "price": "1.00"}]',
+       1.00, 'PENDING', now() - make_interval(secs => 60 + n),
+       now() - make_interval(secs => 60 + n),
+       CASE WHEN n <= $1 THEN NULL ELSE now() - make_interval(secs => 58 + n) END
+FROM generate_series(1, $2) n;
+INSERT INTO outbox (id, event_type, order_id, payload, created_at, sent_at)
+SELECT gen_random_uuid(), 'new_order', id, '\\x7b7d'::bytea, created_at, created_at
+FROM orders;
+"""
+
+
+async def explain(dsn: str, sql: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+        finally:
+            await transaction.rollback()
+    finally:
+        await conn.close()
+    return "\n".join(row[0] for row in rows)
+
+
+async def fill(dsn: str, unprocessed: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE users, orders, outbox RESTART IDENTITY CASCADE")
+        for statement in FILL.split(";"):
+            if not statement.strip():
+                continue
+            if "$1" in statement:
+                await conn.execute(statement, unprocessed, ORDERS)
+            else:
+                await conn.execute(statement)
+        await conn.execute("VACUUM ANALYZE users, orders, outbox")
+    finally:
+        await conn.close()
+
+
+async def run(database_url: str) -> None:
+    settings = load_settings()
+    sql = str(
+        claim_statement(settings).compile(
+            dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+            compile_kwargs={"literal_binds": True},
+        )
+    )
+    dsn = asyncpg_dsn(database_url)
+    print(f"-- {ORDERS:,} orders; RECONCILE_AFTER_S={settings.reconcile_after_s}")
+    print(f"-- batch {settings.reconcile_batch}\n{sql}\n")
+    # Steady state: the FRESH newest are unprocessed but younger than RECONCILE_AFTER_S.
+    await fill(dsn, FRESH)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE orders SET created_at = now() WHERE processed_at IS NULL; ANALYZE orders"
+        )
+    finally:
+        await conn.close()
+    print(f"== steady state: {FRESH} unprocessed orders, all younger than RECONCILE_AFTER_S")
+    print(await explain(dsn, sql))
+    await fill(dsn, LOST)
+    print(f"\n== backlog: {LOST:,} orders whose jobs were lost (older than RECONCILE_AFTER_S)")
+    print(await explain(dsn, sql))
+
+
+def main() -> None:
+    url = make_url(load_settings().database_url)
+    scratch = url.set(database=f"{url.database}_explain_{secrets.token_hex(3)}")
+    database_url = scratch.render_as_string(hide_password=False)
+    migrate(database_url)
+    try:
+        asyncio.run(run(database_url))
+    finally:
+        asyncio.run(drop_database(database_url))
+
+
+if __name__ == "__main__":
+    main()

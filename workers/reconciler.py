@@ -20,8 +20,10 @@ moves their ``reconcile_next_at`` forward and commits before Redis is touched, s
 reconcilers never hold the same order, no row lock is held across Redis calls, and one that
 dies mid-way delays its orders by ``RECONCILE_AFTER_S`` at most. A live job is never doubled:
 whether it is live is read and its leftovers removed in one Lua script (atomic in Redis), and
-arq's own enqueue refuses the id if a job appeared since. Nothing to do costs one index scan
-over the unprocessed orders only (``ix_orders_unprocessed``; plan in RELIABILITY.md).
+arq's own enqueue refuses the id if a job appeared since. A job that finishes between the
+claim and the look is caught by re-reading ``processed_at`` after the look. Nothing to do
+costs one index scan over the unprocessed orders only (``ix_orders_unprocessed``; plan in
+RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -48,16 +50,19 @@ logger = logging.getLogger("workers.reconciler")
 LOST, FAILED = "lost", "failed"  # why a job was enqueued again (the metric's label)
 MAX_DOUBLINGS = 30  # keeps 2^n finite; the delay is capped long before
 
-# KEYS: the queue (zset), the job, in-progress and result keys; ARGV[1]: the job id.
-# Live means queued (deferred retries included: still in the zset) or running. Otherwise the
-# leftovers that would make arq refuse the id are removed: a stored result, or a job key whose
-# queue entry is gone (arq would never run it). Returns 'live', 'failed' or 'lost'.
-_CLEAR_UNLESS_LIVE = """
+# KEYS: the queue (zset), the job, in-progress and result keys; ARGV[1]: the job id;
+# ARGV[2]: '1' to remove the leftovers, '0' to only look. Live means queued (deferred retries
+# included: still in the zset) or running. The leftovers that make arq refuse the id are a
+# stored result, or a job key whose queue entry is gone (arq would never run it). Returns
+# 'live', 'failed' (a result was left) or 'lost'.
+_JOB_STATE = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('EXISTS', KEYS[3]) == 1 then
     return 'live'
 end
 local had_result = redis.call('EXISTS', KEYS[4]) == 1
-redis.call('DEL', KEYS[2], KEYS[4])
+if ARGV[2] == '1' then
+    redis.call('DEL', KEYS[2], KEYS[4])
+end
 if had_result then
     return 'failed'
 end
@@ -144,7 +149,7 @@ class Reconciler:
         self._settings = settings
         self._engine = engine
         self._arq = arq
-        self._clear = arq.register_script(_CLEAR_UNLESS_LIVE)
+        self._state = arq.register_script(_JOB_STATE)
         self.counts_key = reenqueued_counts_key(settings)
 
     async def run(self) -> Outcome:
@@ -154,13 +159,16 @@ class Reconciler:
         outcome.claimed = len(claimed)
         if not claimed:
             return outcome
-        # Processed between the claim and now (a job that just finished)? Then leave it be.
-        pending = await still_unprocessed(self._engine, claimed)
+        states = {order_id: await self._job_state(order_id, clear=False) for order_id in claimed}
+        # Read after the look: a job that finished since the claim left a result, and its
+        # order is processed by now; only orders still unprocessed are touched.
+        gone = [order_id for order_id, state in states.items() if state != "live"]
+        pending = await still_unprocessed(self._engine, gone) if gone else set()
         enqueued: list[uuid.UUID] = []
         for order_id in claimed:
-            if order_id not in pending:
-                continue
-            reason = await self._clear_unless_live(order_id)
+            reason = "live"
+            if order_id in pending:
+                reason = await self._job_state(order_id, clear=True)
             if reason != "live" and await enqueue_process_order(
                 self._arq, self._settings.arq_queue, str(order_id)
             ):
@@ -171,7 +179,7 @@ class Reconciler:
                     "process_order enqueued again (%s)", reason, extra={"order_id": str(order_id)}
                 )
             else:
-                outcome.live += 1  # a job exists (or was just made by someone else)
+                outcome.live += 1  # a job exists, just finished, or was just made elsewhere
         if enqueued:
             await record_reenqueued(self._engine, self._settings, enqueued)
             async with self._arq.pipeline(transaction=False) as pipe:
@@ -181,18 +189,18 @@ class Reconciler:
                 await pipe.execute()
         return outcome
 
-    async def _clear_unless_live(self, order_id: uuid.UUID) -> str:
+    async def _job_state(self, order_id: uuid.UUID, *, clear: bool) -> str:
         job_id = process_order_job_id(order_id)
-        reason = await self._clear(
+        state = await self._state(
             keys=[
                 self._settings.arq_queue,
                 job_key_prefix + job_id,
                 in_progress_key_prefix + job_id,
                 result_key_prefix + job_id,
             ],
-            args=[job_id],
+            args=[job_id, "1" if clear else "0"],
         )
-        return reason.decode() if isinstance(reason, bytes) else str(reason)
+        return state.decode() if isinstance(state, bytes) else str(state)
 
 
 @dataclass(frozen=True)

@@ -577,6 +577,58 @@ def smoke(check: CheckRun, names: Mapping[str, str]) -> None:
     log("smoke: passed (the worker logged the order; the API container reports healthy)")
 
 
+def refused(what: str, attempt: Any, *errors: type[BaseException]) -> str:
+    """Run ``attempt``; it must fail with one of ``errors`` (the credential lacks the right)."""
+    try:
+        attempt()
+    except errors:
+        return what
+    raise RuntimeError(f"least privilege: {what} was allowed")
+
+
+def least_privilege(check: CheckRun) -> None:
+    """The credentials the containers ran with can do their work (the smoke) and no more."""
+    from redis.exceptions import NoPermissionError  # noqa: PLC0415
+
+    api, consumer = (Redis.from_url(check.redis_url(role)) for role in ("api", "consumer"))
+    prefix = check.settings["REDIS_PREFIX"]
+    probes = [
+        refused("Redis api: FLUSHDB", api.flushdb, NoPermissionError),
+        refused("Redis api: CONFIG GET", lambda: api.config_get("*"), NoPermissionError),
+        refused("Redis api: arq's job keys", lambda: api.get("arq:job:x"), NoPermissionError),
+        refused("Redis consumer: the cache", lambda: consumer.get(f"{prefix}x"), NoPermissionError),
+    ]
+    for client in (api, consumer):
+        client.close()
+    probes.append(
+        refused(
+            "PostgreSQL app role: CREATE TABLE",
+            lambda: asyncio.run(_execute(check.app_url(), "CREATE TABLE dc_probe (id int)")),
+            asyncpg.InsufficientPrivilegeError,
+        )
+    )
+
+    async def consumer_publishes() -> None:
+        import aio_pika  # noqa: PLC0415
+
+        connection = await aio_pika.connect(check.rabbitmq_url("consumer"))
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(check.settings["RABBITMQ_EXCHANGE"])
+            await exchange.publish(aio_pika.Message(b"{}"), routing_key="new_order")
+
+    import aiormq  # noqa: PLC0415
+
+    probes.append(
+        refused(
+            "RabbitMQ consumer: publish new_order",
+            lambda: asyncio.run(consumer_publishes()),
+            aiormq.exceptions.ChannelAccessRefused,
+        )
+    )
+    log(f"least privilege: refused as expected: {'; '.join(probes)}")
+
+
 def expect(response: httpx.Response, status: int) -> Any:
     if response.status_code != status:
         raise RuntimeError(
@@ -677,6 +729,7 @@ def main() -> int:
             migrate(check)
         names = start_processes(check)
         smoke(check, names)
+        least_privilege(check)
     except (RuntimeError, OSError, KeyboardInterrupt) as exc:
         log(f"FAILED: {exc}")
         for name in check.containers:

@@ -211,9 +211,10 @@ def ensure_base() -> None:
         (rootfs / "usr/local/bin/python3").symlink_to("/usr/bin/python3.11")
         # pip inside the build must trust what this machine trusts to reach the package index.
         shutil.copyfile(CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
-        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for item in (rootfs / cache).glob("*.deb"):
-                item.unlink()
+        # apt's downloads and package lists: not needed in an image that installs nothing.
+        apt = [*rootfs.glob("var/cache/apt/archives/*.deb"), *rootfs.glob("var/lib/apt/lists/*_*")]
+        for leftover in apt:
+            leftover.unlink()
         tar = subprocess.Popen(  # noqa: S603
             ["tar", "-C", str(rootfs), "--exclude=./proc/*", "--exclude=./sys/*", "-c", "."],  # noqa: S607
             stdout=subprocess.PIPE,
@@ -226,6 +227,7 @@ def ensure_base() -> None:
                 "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "--change",
                 "ENV LANG=C.UTF-8",
+                # Debian's pip in a venv: point it at the CA bundle copied above.
                 "--change",
                 "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
                 "--change",

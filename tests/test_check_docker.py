@@ -167,3 +167,36 @@ def test_dotenv_fills_every_secret_and_refuses_to_overwrite(tmp_path: Path) -> N
         dict(line.split("=", 1) for line in target.read_text().splitlines() if line[:1].isalpha())
         == written
     )
+
+
+def test_redis_users_script_refuses_a_missing_password() -> None:
+    env = {"REDIS_API_PASSWORD": "a", "REDIS_CONSUMER_PASSWORD": "", "REDIS_WORKER_PASSWORD": "c"}
+    done = subprocess.run(  # noqa: S603
+        ["sh", str(ROOT / "deploy/redis-users.sh")],  # noqa: S607
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "the password of consumer is empty" in done.stderr
+
+
+def test_rabbitmq_permissions_keep_each_role_to_its_part() -> None:
+    import re  # noqa: PLC0415
+
+    sys.path.insert(0, str(ROOT))
+    from deploy.rabbitmq_users import permissions  # noqa: PLC0415
+
+    rules = permissions("orders", "new_order")
+
+    def allowed(pattern: str, name: str) -> bool:
+        return re.search(pattern, name) is not None
+
+    assert allowed(rules["api"].write, "orders")  # publishes
+    assert allowed(rules["worker"].write, "orders")  # the outbox sweeper publishes
+    assert not allowed(rules["consumer"].write, "orders")  # cannot publish events
+    assert allowed(rules["consumer"].read, "new_order")  # consumes
+    assert not any(allowed(rule.read, "new_order.dead") for rule in rules.values())
+    assert not allowed(rules["api"].configure, "ordersXdlx")  # dots are literal
+    assert not allowed(rules["api"].configure, "other_exchange")

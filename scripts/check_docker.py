@@ -434,6 +434,27 @@ def with_random_secrets(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dotenv_values(text: str) -> dict[str, str]:
+    """The variables `just dotenv` writes, given .env.example's text."""
+    return {
+        match["name"]: unquoted(match["value"])
+        for line in with_random_secrets(text).splitlines()
+        if (match := ASSIGNMENT.match(line)) and not match["comment"]
+    }
+
+
+def dotenv_problems(env_text: str, compose_text: str) -> list[str]:
+    """`just dotenv && just up` must work: each variable compose requires gets a value."""
+    values = dotenv_values(env_text)
+    required = {m["name"] for m in INTERPOLATION.finditer(compose_text) if m["op"] == ":?"}
+    return [
+        f".env.example: docker-compose.yml requires {name}, but `just dotenv` leaves it empty"
+        " (name it like a secret, or give it a value)"
+        for name in sorted(required)
+        if not values.get(name)
+    ]
+
+
 def env_example_problems(text: str, compose_vars: set[str]) -> list[str]:
     from shared.settings import Settings, load_settings  # noqa: PLC0415 - needs the project
 
@@ -468,11 +489,7 @@ def env_example_problems(text: str, compose_vars: set[str]) -> list[str]:
         if assigned and name not in fields | compose_vars
     ]
     # What `just dotenv` writes must start the app in every environment, production included.
-    values = {
-        match["name"]: unquoted(match["value"])
-        for line in with_random_secrets(text).splitlines()
-        if (match := ASSIGNMENT.match(line)) and not match["comment"]
-    }
+    values = dotenv_values(text)
     for environment in ("production", "development"):
         try:
             load_settings(environ={**values, "ENVIRONMENT": environment}, env_file=None)
@@ -500,7 +517,8 @@ def main() -> int:
         ),
         ".env.example": env_example_problems(
             ENV_EXAMPLE.read_text(encoding="utf-8"), compose_variables(compose_text)
-        ),
+        )
+        + dotenv_problems(ENV_EXAMPLE.read_text(encoding="utf-8"), compose_text),
     }
     print(
         f"{tool_version([str(BIN / 'check-jsonschema'), '--version'])} (vendor.compose-spec);"

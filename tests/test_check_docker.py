@@ -51,6 +51,18 @@ def test_the_shipped_files_pass_every_rule() -> None:
     assert check_docker.compose_policy_problems(compose()) == []
     assert check_docker.dockerfile_policy_problems(dockerfile, [".git", ".venv", ".env"]) == []
     assert check_docker.env_example_problems(env_example(), compose_vars()) == []
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    assert check_docker.dotenv_problems(env_example(), compose_text) == []
+
+
+def test_a_required_compose_variable_that_dotenv_leaves_empty_is_refused() -> None:
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    compose_text += "\nx-extra: ${DEPLOY_REGION:?set the region}\n"
+    text = env_example() + "# Where the stack runs\nDEPLOY_REGION=\n"
+    assert check_docker.dotenv_problems(text, compose_text) == [
+        ".env.example: docker-compose.yml requires DEPLOY_REGION, but `just dotenv` leaves it"
+        " empty (name it like a secret, or give it a value)"
+    ]
 
 
 def test_compose_setting_environment_to_development_is_refused() -> None:

@@ -7,9 +7,11 @@
 # Settings come from the environment at run time (see .env.example); none are baked in, and
 # ENVIRONMENT=production makes the app refuse to start without a real JWT_SECRET.
 
-# The base, pinned by digest (the multi-arch index of python:3.11-slim-bookworm, Python 3.11.16
-# on Debian 12): a rebuild gets the same bytes until someone moves the pin on purpose. To move
-# it: `docker buildx imagetools inspect python:3.11-slim-bookworm` and paste the index digest.
+# The base, pinned by digest (python:3.11-slim-bookworm: Python 3.11.16 on Debian 12): a
+# rebuild gets the same bytes until someone moves the pin on purpose. The digest was taken from
+# public Dockerfiles pinning that tag, not checked against the registry (none is reachable from
+# where this was written); to check or move it, `docker buildx imagetools inspect
+# python:3.11-slim-bookworm` and paste the index digest.
 # `just docker-check` overrides PYTHON_BASE with a stand-in built from Debian's packages, as
 # no image registry is reachable on the CI machine (README, "The image, run for real").
 ARG PYTHON_BASE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b

@@ -283,20 +283,14 @@ def index_build_args() -> list[str]:
 def build_image() -> None:
     started = time.monotonic()
     log(f"image: docker build --network host --build-arg PYTHON_BASE={BASE_TAG} -t {IMAGE_TAG}")
-    docker(
-        "build",
-        "--network",
-        "host",
-        "--build-arg",
-        f"PYTHON_BASE={BASE_TAG}",
-        *index_build_args(),
-        "--label",
-        LABEL,
-        "--tag",
-        IMAGE_TAG,
-        str(ROOT),
-    )
-    # The image this replaced lost its tag: drop it, keep only the last one as build cache.
+    common = ["--network", "host", "--build-arg", f"PYTHON_BASE={BASE_TAG}", "--label", LABEL]
+    # The builder stage gets a tag of its own first, so that it is kept as build cache (the
+    # dependencies' layer) and the one it replaces can be told apart and dropped; the full
+    # build then reuses it.
+    builder = ["--target", "builder", "--tag", f"{IMAGE_TAG}-builder"]
+    docker("build", *common, *index_build_args(), *builder, str(ROOT))
+    docker("build", *common, *index_build_args(), "--tag", IMAGE_TAG, str(ROOT))
+    # The images these replaced lost their tags: drop them, keep the last ones as build cache.
     docker("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)
     log(f"image: built in {time.monotonic() - started:.0f} s")
 

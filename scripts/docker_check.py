@@ -19,7 +19,7 @@
    HEALTHCHECK reports the API healthy.
 6. Whatever happens (also Ctrl-C or SIGTERM), everything the run made is removed: containers,
    database and role, Redis users and keys, RabbitMQ users, exchanges and queues. Kept: the
-   base (BASE_TAG) and the last image (IMAGE_TAG), as build cache.
+   base (BASE_TAG) and the last image (IMAGE_TAG) and its builder stage, as build cache.
 """
 
 from __future__ import annotations

@@ -7,8 +7,22 @@
 # Settings come from the environment at run time (see .env.example); none are baked in, and
 # ENVIRONMENT=production makes the app refuse to start without a real JWT_SECRET.
 
+# The base, pinned by digest (python:3.11-slim-bookworm: Python 3.11.16 on Debian 12): a
+# rebuild gets the same bytes until someone moves the pin on purpose. The digest was taken from
+# public Dockerfiles pinning that tag, not checked against the registry (none is reachable from
+# where this was written); to check or move it, `docker buildx imagetools inspect
+# python:3.11-slim-bookworm` and paste the index digest.
+# `just docker-check` overrides PYTHON_BASE with a stand-in built from Debian's packages, as
+# no image registry is reachable on the CI machine (README, "The image, run for real").
+ARG PYTHON_BASE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+
 # --- builder: a virtualenv with the hash-locked runtime dependencies and the project --------
-FROM python:3.11-slim AS builder
+FROM ${PYTHON_BASE} AS builder
+
+# Where pip finds packages, passed in at build time only when the build machine needs a
+# package index of its own (nothing is baked into the image: these exist in this stage only).
+ARG PIP_INDEX_URL
+ARG PIP_TRUSTED_HOST
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -31,7 +45,7 @@ COPY workers/ workers/
 RUN pip install --no-deps .
 
 # --- runtime: the virtualenv and the source, run as an unprivileged user --------------------
-FROM python:3.11-slim AS runtime
+FROM ${PYTHON_BASE} AS runtime
 
 LABEL org.opencontainers.image.title="order-service" \
       org.opencontainers.image.description="Order management REST service: api, consumer, worker and migrations in one image"
@@ -47,6 +61,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     ENVIRONMENT=production \
     WEB_CONCURRENCY=2 \
+    UVICORN_HOST=0.0.0.0 \
+    UVICORN_PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 
 COPY --from=builder /opt/venv /opt/venv
@@ -69,7 +85,8 @@ EXPOSE 8000
 # Liveness of the API. The consumer, worker and migrate containers run the same image, so
 # docker-compose.yml gives them their own check (or none for the one-shot migrate).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UVICORN_PORT']}/health\", timeout=2)"]
 
-# As `just api`; uvicorn reads the number of processes from WEB_CONCURRENCY (one per core).
-CMD ["python", "-m", "uvicorn", "app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+# As `just api`; uvicorn reads the number of processes from WEB_CONCURRENCY (one per core),
+# and its address from UVICORN_HOST and UVICORN_PORT (so a host-network run can move it).
+CMD ["python", "-m", "uvicorn", "app:create_app", "--factory", "--no-access-log"]

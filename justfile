@@ -74,7 +74,11 @@ fmt: setup
     {{py}} -m ruff format .
     {{py}} -m ruff check --fix .
 
-# Start the whole stack in Docker and wait until the API is ready
+# Write .env: .env.example with a random value for every secret (keeps an existing .env; --force replaces it)
+dotenv *args: setup
+    {{py}} scripts/dotenv.py {{args}}
+
+# Start the whole stack in Docker (production settings; secrets from .env: `just dotenv`) and wait until the API is ready
 up:
     docker compose up -d --build --wait
     @echo "API on http://localhost:8000  (Swagger: /schema/swagger)"
@@ -86,6 +90,10 @@ down:
 # Check the Docker artefacts without an engine: compose schema and rules, hadolint, .env.example
 check-docker: setup
     {{py}} scripts/check_docker.py
+
+# Build the image and run it for real here: migrations, api, consumer, worker and a smoke test against local services (root; README)
+docker-check: setup
+    {{py}} scripts/docker_check.py
 
 # Benchmark api, consumer and worker on loopback against a bare-ASGI ceiling (~3 min, own data; see BENCHMARKS.md)
 bench *args: setup _wrk

@@ -5,11 +5,17 @@
    where the docker CLI has the compose plugin (it needs no engine); then this project's
    rules: every long-running service has a healthcheck and every dependency waits on a
    condition that can be met, so that ``docker compose up -d --wait`` returns once the stack
-   works.
-2. The Dockerfile with hadolint, then this project's rules (multi-stage, hash-locked install,
-   non-root user, health check, nothing missing from the build context).
+   works; and secure by default: no secret and no default for one in the file (each is
+   required from .env with ``${NAME:?message}``), the app runs in production (nothing sets
+   ENVIRONMENT to development), JWT_SECRET is required, Redis refuses anonymous clients, every
+   service URL carries credentials, and only the migrations connect as the database owner.
+2. The Dockerfile with hadolint, then this project's rules (base pinned by digest,
+   multi-stage, hash-locked install, non-root user, health check, nothing missing from the
+   build context).
 3. .env.example documents every field of ``shared.settings.Settings`` and every variable the
-   compose file reads, and its values make valid settings.
+   compose file reads, holds no secret value (a key named like a secret is empty, a URL has no
+   password but RabbitMQ's localhost-only guest), and, with its secrets filled in, makes valid
+   settings.
 
 What needs an engine (building the image, starting the stack) is not checked here.
 Run with ``just check-docker``; exit status 1 lists every problem found.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -39,8 +46,13 @@ ENV_EXAMPLE = ROOT / ".env.example"
 BIN = Path(sys.executable).parent
 
 SECRET_NAME = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|API_KEY|PRIVATE_KEY)$", re.IGNORECASE)
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default>:?-[^}]*)?\}")
-URL_PASSWORD = re.compile(r"://[^/:@\s]+:(?P<password>[^@\s]+)@")
+INTERPOLATION = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+)
+URL_PASSWORD = re.compile(r"://(?P<user>[^/:@\s]+):(?P<password>[^@\s]+)@")
+# RabbitMQ's built-in account, which it accepts from localhost only: not a secret.
+PUBLIC_CREDENTIALS = {("guest", "guest")}
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # The app's own settings that must reach its containers from the stack, by service name.
 SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")
 MUST_IGNORE = (".git", ".venv", ".env")
@@ -105,15 +117,16 @@ def secret_problems(where: str, name: str, value: str | None) -> Iterator[str]:
     if value is None:
         return
     if SECRET_NAME.search(name) and not INTERPOLATION.fullmatch(value):
-        yield f"{where}: {name} is a literal; take it from .env or the shell (${{{name}}})"
+        yield f"{where}: {name} is a literal; require it from .env (${{{name}:?message}})"
     match = URL_PASSWORD.search(INTERPOLATION.sub("${}", value))
     if match and match["password"] != "${}":
-        yield f"{where}: {name} embeds a literal password; interpolate it (${{...}})"
-    if name == "JWT_SECRET":
-        yield (
-            f"{where}: JWT_SECRET must not be set in the compose file; it comes from .env, and"
-            " the app refuses its development default outside ENVIRONMENT=development"
-        )
+        yield f"{where}: {name} embeds a literal password; interpolate it (${{...:?message}})"
+    for used in INTERPOLATION.finditer(value):
+        if SECRET_NAME.search(used["name"]) and used["op"] != ":?":
+            yield (
+                f"{where}: {name} takes secret {used['name']} with a default or none required;"
+                f" write ${{{used['name']}:?message}} so that compose stops when it is missing"
+            )
 
 
 def compose_policy_problems(doc: Mapping[str, Any]) -> list[str]:
@@ -123,8 +136,10 @@ def compose_policy_problems(doc: Mapping[str, Any]) -> list[str]:
     for name, svc in services.items():
         problems += service_problems(f"services.{name}", svc, volumes)
         problems += dependency_problems(f"services.{name}", svc, services)
-        if "build" in svc:
+        if runs_the_app(svc):
             problems += app_wiring_problems(f"services.{name}", svc, services)
+        if str(svc.get("image", "")).split(":")[0].rsplit("/", 1)[-1] == "redis":
+            problems += redis_problems(f"services.{name}", svc)
     adopted = {  # one-shot services that some other service waits for
         str(dep)
         for svc in services.values()
@@ -182,24 +197,63 @@ def dependency_problems(
             yield f"{where}.depends_on.{dep}: wait for health or completion, not start"
 
 
+def runs_the_app(svc: Mapping[str, Any]) -> bool:
+    """A container of our image running one of our processes (not a /deploy helper)."""
+    command = [str(part) for part in svc.get("command") or []]
+    return "build" in svc and not any(part.startswith("/deploy/") for part in command)
+
+
+def is_migrations(svc: Mapping[str, Any]) -> bool:
+    return [str(part) for part in svc.get("command") or []] == ["python", "-m", "migrations"]
+
+
 def app_wiring_problems(
     where: str, svc: Mapping[str, Any], services: Mapping[str, Any]
 ) -> Iterator[str]:
-    """The app's containers: optional .env, development by default, URLs at this stack."""
+    """The app's containers: production, a required JWT_SECRET, credentials of their own."""
     env = environment_of(svc)
-    if not svc.get("env_file"):
-        yield f"{where}: the app reads its settings from .env: add env_file"
-    environment = env.get("ENVIRONMENT") or ""
-    match = INTERPOLATION.fullmatch(environment)
-    if not match or match["name"] != "ENVIRONMENT" or match["default"] != ":-development":
-        yield f"{where}.environment: ENVIRONMENT must be ${{ENVIRONMENT:-development}}"
+    for entry in svc.get("env_file") or []:
+        spec = as_mapping(entry) or {"path": entry}
+        if Path(str(spec.get("path"))).name == ".env":
+            yield (
+                f"{where}.env_file: .env holds every role's secret; give the container only"
+                " its own settings under environment"
+            )
+    if "development" in (env.get("ENVIRONMENT") or ""):
+        yield f"{where}.environment: ENVIRONMENT must stay production (the image's default)"
+    jwt = INTERPOLATION.fullmatch(env.get("JWT_SECRET") or "")
+    if not jwt or jwt["name"] != "JWT_SECRET" or jwt["op"] != ":?":
+        yield f"{where}.environment: JWT_SECRET must be ${{JWT_SECRET:?message}} (required)"
+    owner = str(
+        environment_of(as_mapping(services.get("postgres"))).get("POSTGRES_USER") or "postgres"
+    )
     for key in SERVICE_URLS:
-        host = urlsplit(INTERPOLATION.sub("x", env.get(key) or "")).hostname
-        if host not in services:
+        if key not in env:
+            continue
+        url = urlsplit(INTERPOLATION.sub("x", env.get(key) or ""))
+        if url.hostname not in services:
             yield f"{where}.environment: {key} must point at a service of this file"
+        if not (url.username and url.password):
+            yield f"{where}.environment: {key} must carry this process's user and password"
+        if key == "DATABASE_URL" and url.username == owner and not is_migrations(svc):
+            yield (
+                f"{where}.environment: DATABASE_URL connects as the owner {owner}; only the"
+                " migrations may, the processes use DB_APP_ROLE"
+            )
     command = svc.get("command")
     if isinstance(command, list):
         yield from module_problems(where, [str(part) for part in command])
+
+
+def redis_problems(where: str, svc: Mapping[str, Any]) -> Iterator[str]:
+    """Redis must refuse anonymous clients: a password, or ACL users with the default off."""
+    command = svc.get("command") or []
+    text = " ".join(str(part) for part in command) if isinstance(command, list) else str(command)
+    if "--requirepass" not in text and not ("--aclfile" in text and "user default off" in text):
+        yield (
+            f"{where}: Redis without a password; start it with --requirepass, or an --aclfile"
+            " whose first line is `user default off`"
+        )
 
 
 def module_problems(where: str, command: list[str]) -> Iterator[str]:
@@ -257,10 +311,36 @@ def ignored_by(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
+def base_images(instructions: list[tuple[str, str]]) -> list[str]:
+    """The image of each FROM, with ARG defaults declared before the first FROM filled in."""
+    defaults: dict[str, str] = {}
+    stages: set[str] = set()
+    images: list[str] = []
+    for keyword, args in instructions:
+        if keyword == "ARG" and not images:
+            name, _, default = args.partition("=")
+            defaults[name.strip()] = default.strip().strip("\"'")
+        elif keyword == "FROM":
+            words = [w for w in args.split() if not w.startswith("--")]
+            image = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: defaults.get(m[1], m[0]), words[0] if words else ""
+            )
+            if image not in stages:  # FROM builder: a stage of this file, not an image
+                images.append(image)
+            if len(words) >= 3 and words[1].upper() == "AS":
+                stages.add(words[2])
+    return images
+
+
 def dockerfile_policy_problems(text: str, ignore_patterns: list[str]) -> list[str]:
     instructions = dockerfile_instructions(text)
     stages = [i for i, (kw, _) in enumerate(instructions) if kw == "FROM"]
     problems = [] if len(stages) >= 2 else ["Dockerfile: use a builder and a runtime stage"]
+    problems += [
+        f"Dockerfile: FROM {image} must be pinned by digest (name:tag@sha256:...)"
+        for image in base_images(instructions)
+        if not DIGEST.search(image)
+    ]
     for keyword, args in instructions:
         problems += instruction_problems(keyword, args, ignore_patterns)
     problems += runtime_stage_problems(instructions[stages[-1] :] if stages else instructions)
@@ -273,8 +353,6 @@ def dockerfile_policy_problems(text: str, ignore_patterns: list[str]) -> list[st
 
 
 def instruction_problems(keyword: str, args: str, ignore_patterns: list[str]) -> Iterator[str]:
-    if keyword == "FROM" and not pinned(image := args.split(maxsplit=1)[0]):
-        yield f"Dockerfile: FROM {image} needs a pinned tag, not latest"
     if keyword == "RUN" and re.search(r"\bpip install\b", args):
         if "--no-deps" not in args:
             yield f"Dockerfile: `{args}` must use --no-deps (all dependencies are locked)"
@@ -329,21 +407,76 @@ def runtime_stage_problems(final: list[tuple[str, str]]) -> Iterator[str]:
 # --- .env.example --------------------------------------------------------------------------
 
 
-def env_example_problems(compose_vars: set[str]) -> list[str]:
+ASSIGNMENT = re.compile(r"^(?P<comment>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
+
+
+def unquoted(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def with_random_secrets(text: str) -> str:
+    """.env.example's text with a fresh random value for each empty secret (`just dotenv`)."""
+    lines = []
+    for line in text.splitlines():
+        match = ASSIGNMENT.match(line)
+        empty_secret = bool(
+            match
+            and not match["comment"]
+            and SECRET_NAME.search(match["name"])
+            and not unquoted(match["value"])
+        )
+        lines.append(
+            f"{match['name']}={secrets.token_urlsafe(48)}" if match and empty_secret else line
+        )
+    return "\n".join(lines) + "\n"
+
+
+def dotenv_values(text: str) -> dict[str, str]:
+    """The variables `just dotenv` writes, given .env.example's text."""
+    return {
+        match["name"]: unquoted(match["value"])
+        for line in with_random_secrets(text).splitlines()
+        if (match := ASSIGNMENT.match(line)) and not match["comment"]
+    }
+
+
+def dotenv_problems(env_text: str, compose_text: str) -> list[str]:
+    """`just dotenv && just up` must work: each variable compose requires gets a value."""
+    values = dotenv_values(env_text)
+    required = {m["name"] for m in INTERPOLATION.finditer(compose_text) if m["op"] == ":?"}
+    return [
+        f".env.example: docker-compose.yml requires {name}, but `just dotenv` leaves it empty"
+        " (name it like a secret, or give it a value)"
+        for name in sorted(required)
+        if not values.get(name)
+    ]
+
+
+def env_example_problems(text: str, compose_vars: set[str]) -> list[str]:
     from shared.settings import Settings, load_settings  # noqa: PLC0415 - needs the project
 
     problems: list[str] = []
-    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
-    assignment = re.compile(r"^(?P<comment>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=")
+    lines = text.splitlines()
     documented: dict[str, bool] = {}  # name -> assigned (False: shown commented out)
     for number, line in enumerate(lines):
-        match = assignment.match(line)
+        match = ASSIGNMENT.match(line)
         if not match:
             continue
-        documented[match["name"]] = not match["comment"]
+        name, value, where = match["name"], unquoted(match["value"]), f".env.example:{number + 1}"
+        documented[name] = not match["comment"]
         above = lines[number - 1] if number else ""
-        if not above.startswith("#") or assignment.match(above):
-            problems.append(f".env.example:{number + 1}: {match['name']} needs a comment above")
+        if not above.startswith("#") or ASSIGNMENT.match(above):
+            problems.append(f"{where}: {name} needs a comment above")
+        if SECRET_NAME.search(name) and value:
+            problems.append(f"{where}: {name} holds a value; a secret stays empty here")
+        url = URL_PASSWORD.search(value)
+        if url and (url["user"], url["password"]) not in PUBLIC_CREDENTIALS:
+            problems.append(f"{where}: {name} holds a password; leave it out of the URL")
+        if name == "ENVIRONMENT" and value == "development":
+            problems.append(f"{where}: ENVIRONMENT=development is opt-in, not an example value")
     fields = {name.upper() for name in Settings.__struct_fields__}
     problems += [f".env.example: add {name}" for name in sorted(fields - documented.keys())]
     problems += [
@@ -355,13 +488,13 @@ def env_example_problems(compose_vars: set[str]) -> list[str]:
         for name, assigned in sorted(documented.items())
         if assigned and name not in fields | compose_vars
     ]
-    try:
-        settings = load_settings(environ={}, env_file=ENV_EXAMPLE)
-    except SystemExit as exc:
-        problems.append(f".env.example: its values are not valid settings: {exc}")
-    else:
-        if settings.environment != "development":
-            problems.append(".env.example: ENVIRONMENT must be development")
+    # What `just dotenv` writes must start the app in every environment, production included.
+    values = dotenv_values(text)
+    for environment in ("production", "development"):
+        try:
+            load_settings(environ={**values, "ENVIRONMENT": environment}, env_file=None)
+        except (SystemExit, ValueError) as exc:
+            problems.append(f".env.example: with its secrets filled in, not valid settings: {exc}")
     return problems
 
 
@@ -382,7 +515,10 @@ def main() -> int:
         "Dockerfile rules": dockerfile_policy_problems(
             DOCKERFILE.read_text(encoding="utf-8"), ignore_patterns
         ),
-        ".env.example": env_example_problems(compose_variables(compose_text)),
+        ".env.example": env_example_problems(
+            ENV_EXAMPLE.read_text(encoding="utf-8"), compose_variables(compose_text)
+        )
+        + dotenv_problems(ENV_EXAMPLE.read_text(encoding="utf-8"), compose_text),
     }
     print(
         f"{tool_version([str(BIN / 'check-jsonschema'), '--version'])} (vendor.compose-spec);"

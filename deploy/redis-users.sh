@@ -1,0 +1,33 @@
+#!/bin/sh
+# Prints the Redis ACL users of the three processes, one `user ...` line each (ACL file syntax).
+# docker-compose.yml's Redis loads them at start (after `user default off`: no anonymous
+# access); `just docker-check` applies the same lines to a shared Redis with ACL SETUSER, under
+# run-unique names, so the containers it starts prove that these rules are enough.
+#
+# Each process reaches only its own keys: the API the cache and rate-limit keys under
+# REDIS_PREFIX; the consumer arq's queue and job keys (it enqueues); the worker both (it runs
+# jobs and refreshes the cache). No process may run administrative or dangerous commands
+# (CONFIG, FLUSHALL, KEYS, DEBUG, ACL, ...) except INFO, which arq's worker logs at start.
+#
+# Input (environment): REDIS_API_PASSWORD, REDIS_CONSUMER_PASSWORD, REDIS_WORKER_PASSWORD
+# (required, no spaces), REDIS_PREFIX (default orders:), ARQ_QUEUE (default arq:queue),
+# REDIS_USER_PREFIX (default empty: users api, consumer, worker).
+set -eu
+
+prefix=${REDIS_PREFIX:-orders:}
+queue=${ARQ_QUEUE:-arq:queue}
+# arq's own keys (arq:job:, arq:in-progress:, arq:result:, arq:retry:) and the queue with its
+# health-check key.
+arq_keys="~arq:* ~${queue}*"
+commands="-@all +@read +@write +@scripting +@transaction +@connection +@keyspace +@string +@list +@hash +@set +@sortedset -@admin -@dangerous +info"
+
+user() {  # name, password, key patterns
+    case "$2" in
+        "" | *" "*) echo "redis-users.sh: the password of $1 is empty or has a space" >&2; exit 1 ;;
+    esac
+    echo "user ${REDIS_USER_PREFIX:-}$1 reset on >$2 $3 $commands"
+}
+
+user api "${REDIS_API_PASSWORD:-}" "~${prefix}*"
+user consumer "${REDIS_CONSUMER_PASSWORD:-}" "$arq_keys"
+user worker "${REDIS_WORKER_PASSWORD:-}" "~${prefix}* $arq_keys"

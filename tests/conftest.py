@@ -60,6 +60,7 @@ def settings() -> Iterator[Settings]:
         arq_queue=f"test:{RUN_ID}:arq:queue",
         consumer_metrics_port=0,  # processes started by tests share the host: no fixed ports
         worker_metrics_port=0,
+        metrics_token=secrets.token_urlsafe(32),
     )
     migrate(test_settings.database_url)
     yield test_settings
@@ -81,6 +82,11 @@ async def _cleanup(settings: Settings) -> None:
 
 def with_settings(settings: Settings, **changes: object) -> Settings:
     return msgspec.structs.replace(settings, **changes)
+
+
+def metrics_headers(settings: Settings) -> dict[str, str]:
+    """What Prometheus sends to read the API's /metrics."""
+    return {"Authorization": f"Bearer {settings.metrics_token}"}
 
 
 @pytest.fixture(scope="session")

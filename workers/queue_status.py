@@ -19,6 +19,7 @@ from shared.database import create_engine
 from shared.events import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
+from workers.jobs import deserialize_job
 
 RESULT_SCAN_LIMIT = 10_000  # bound the scan of finished results on a busy Redis
 SHOWN_FAILURES = 10
@@ -56,7 +57,7 @@ async def queue_report(settings: Settings, redis: Redis, engine: AsyncEngine) ->
         if raw is None:
             continue
         try:
-            result = deserialize_result(raw)
+            result = deserialize_result(raw, deserializer=deserialize_job)
         except DeserializationError:
             continue
         if result.queue_name != settings.arq_queue:

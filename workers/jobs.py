@@ -33,7 +33,7 @@ def process_order_job_id(order_id: uuid.UUID | str) -> str:
 class JobRecord(msgspec.Struct, forbid_unknown_fields=True):
     """arq's job (t, f, a, k, et) and result (the rest) records, field for field."""
 
-    t: int
+    t: int | None  # the try the job was enqueued for; None unless the enqueuer set one
     f: str
     a: list[Any]
     k: dict[str, Any]

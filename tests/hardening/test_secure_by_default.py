@@ -143,7 +143,7 @@ async def test_a_pickled_job_is_refused_without_running_anything(
     worker = create_worker(pipeline_settings, handle_signals=False)
     try:
         # What the worker's loop does with each job id it takes from the queue.
-        await worker.run_job(job_id, time.time() * 1000)
+        await worker.run_job(job_id, int(time.time() * 1000))
         assert await redis.exists(result_key_prefix + job_id)  # recorded as failed
         assert not canary.exists()
         assert refused_jobs() == before + 1

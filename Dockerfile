@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every process; the command picks which one runs:
-#   api (default)  python -m uvicorn app:create_app --factory ...
+#   api (default)  python -m uvicorn app:create_app --factory --no-proxy-headers ...
 #   consumer       python -m workers.consumer
 #   worker         python -m workers.worker
 #   migrations     python -m migrations
@@ -88,5 +88,6 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UVICORN_PORT']}/health\", timeout=2)"]
 
 # As `just api`; uvicorn reads the number of processes from WEB_CONCURRENCY (one per core),
-# and its address from UVICORN_HOST and UVICORN_PORT (so a host-network run can move it).
-CMD ["python", "-m", "uvicorn", "app:create_app", "--factory", "--no-access-log"]
+# and its address from UVICORN_HOST and UVICORN_PORT (so a host-network run can move it);
+# --no-proxy-headers: the app alone decides the client address, from TRUSTED_PROXIES.
+CMD ["python", "-m", "uvicorn", "app:create_app", "--factory", "--no-access-log", "--no-proxy-headers"]

@@ -13,17 +13,25 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 
 from features.create_order.handler import create_order
 from features.docs.handler import docs_config
 from features.get_order.handler import get_order
-from features.health.handler import health, ready
+from features.health.handler import ReadinessProbe, health, ready
 from features.list_user_orders.handler import list_user_orders
 from features.patch_order.handler import patch_order
 from features.register.handler import register
 from features.token.handler import token
-from shared.auth import TokenIssuer, UserDirectory, build_auth, provide_current_user
+from shared.auth import (
+    TokenIssuer,
+    UserDirectory,
+    bcrypt_queue,
+    build_auth,
+    provide_current_user,
+)
 from shared.bus import EventBus
+from shared.client_address import ClientAddressMiddleware
 from shared.database import alchemy_config
 from shared.errors import exception_handlers
 from shared.events import OutboxRelay
@@ -31,7 +39,7 @@ from shared.exact_json import ExactJSONRequest
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import MetricsController, prometheus_config
 from shared.order_cache import OrderCache
-from shared.rate_limit import api_rate_limit, token_rate_limit
+from shared.rate_limit import api_rate_limit, register_rate_limit, token_rate_limit
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 
@@ -48,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     order_cache = OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
     auth = build_auth(settings)
     issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
+    readiness = ReadinessProbe()
+    bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
@@ -70,8 +80,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await bus.stop()
             await redis.aclose()
 
+    # The password routes count against TOKEN_RATE_LIMIT instead of the API-wide limit.
     token_routes = Router(
         path="/", route_handlers=[token], middleware=[token_rate_limit(settings).middleware]
+    )
+    register_routes = Router(
+        path="/", route_handlers=[register], middleware=[register_rate_limit(settings).middleware]
     )
     cors = CORSConfig(
         allow_origins=settings.cors_origins,
@@ -93,7 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             health,
             ready,
-            register,
+            register_routes,
             token_routes,
             create_order,
             get_order,
@@ -109,9 +123,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             "order_cache": Provide(lambda: order_cache, use_cache=True, sync_to_thread=False),
             "outbox_relay": Provide(lambda: relay, use_cache=True, sync_to_thread=False),
+            "readiness": Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[
+            DefineMiddleware(ClientAddressMiddleware, proxies=settings.trusted_proxy_networks),
             RequestIdMiddleware,
             prometheus.middleware,
             api_rate_limit(settings).middleware,

@@ -24,12 +24,15 @@ lock:
 migrate: setup
     {{py}} -m migrations
 
-# Run api, consumer and worker together against local services (Ctrl-C stops all three)
-dev: migrate
+# Run api, consumer and worker together against local services, as development (Ctrl-C stops all three)
+dev:
     #!/usr/bin/env bash
     set -euo pipefail
+    export ENVIRONMENT="${ENVIRONMENT:-development}"
+    just migrate
     trap 'kill -TERM $(jobs -p) 2>/dev/null; wait' EXIT INT TERM
-    {{py}} -m uvicorn app:create_app --factory --host 127.0.0.1 --port 8000 &
+    # --no-proxy-headers: the app decides the client address itself (TRUSTED_PROXIES)
+    {{py}} -m uvicorn app:create_app --factory --host 127.0.0.1 --port 8000 --no-proxy-headers &
     {{py}} -m workers.consumer &
     {{py}} -m workers.worker &
     echo "API on http://127.0.0.1:8000  (Swagger: /schema/swagger)"
@@ -41,7 +44,7 @@ api: setup
     set -euo pipefail
     export PROMETHEUS_MULTIPROC_DIR=$(mktemp -d)
     trap 'rm -rf "$PROMETHEUS_MULTIPROC_DIR"' EXIT
-    {{py}} -m uvicorn app:create_app --factory --host 0.0.0.0 --port 8000 --workers $(nproc) --no-access-log
+    {{py}} -m uvicorn app:create_app --factory --host 0.0.0.0 --port 8000 --workers $(nproc) --no-access-log --no-proxy-headers
 
 # Run the RabbitMQ -> arq consumer in the foreground
 consumer: setup

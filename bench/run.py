@@ -55,7 +55,7 @@ LUA = ROOT / "bench" / "lua" / "scenario.lua"
 BENCH_DIR = ROOT / ".bench"
 PASSWORD = "bench-password-123"
 # The limiter keys on the client address. wrk rotates X-Forwarded-For through this many
-# addresses (uvicorn trusts the header from 127.0.0.1), so each key's history stays about as
+# addresses (the run names loopback in TRUSTED_PROXIES), so each key's history stays about as
 # long as a real client's under the default 100/minute; the limits are high enough that
 # nothing is refused, but the limiter does all its work on every request.
 CLIENT_ADDRESSES = 2000
@@ -192,11 +192,12 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
 
 def isolated_settings(run_id: str) -> Settings:
     """The developer's settings (for the servers' addresses); every name the run's own."""
-    base = load_settings(env_file=ROOT / ".env")
+    base = load_settings({"ENVIRONMENT": "development", **os.environ}, env_file=ROOT / ".env")
     database_url = make_url(base.database_url).set(database=f"orders_bench_{run_id}")
     return msgspec.structs.replace(
         base,
         environment="production",
+        trusted_proxies="127.0.0.1,::1",  # wrk plays the proxy: see CLIENT_ADDRESSES
         database_url=database_url.render_as_string(hide_password=False),
         jwt_secret=secrets.token_urlsafe(32),
         rate_limit=BENCH_RATE_LIMIT,
@@ -286,7 +287,7 @@ def server_argv(
         return argv, {"BENCH_ASGI_TARGET": target}
     argv = [sys.executable, "-m", "uvicorn", target, "--factory"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    return [*argv, "--no-access-log"], {}
+    return [*argv, "--no-access-log", "--no-proxy-headers"], {}
 
 
 def children(pid: int) -> list[int]:

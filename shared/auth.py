@@ -26,7 +26,11 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlche
 from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
+from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,20 +72,59 @@ _bcrypt_pool = ThreadPoolExecutor(
 )
 
 
-async def _in_bcrypt_pool(fn: Callable[[bytes, bytes], _T], secret: bytes, other: bytes) -> _T:
-    return await asyncio.get_running_loop().run_in_executor(_bcrypt_pool, fn, secret, other)
+BCRYPT_BUSY_RETRY_AFTER_S = 1
+
+
+class BcryptBusy(HTTPException):
+    """More password hashes waiting than the process allows: try again in a moment."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__(
+            detail="too many logins in progress, retry shortly",
+            headers={"Retry-After": str(BCRYPT_BUSY_RETRY_AFTER_S)},
+        )
+
+
+class BcryptQueue:
+    """Bounds the hashes a process holds (running plus waiting): a burst past it is a prompt
+    503, not a queue that grows without end while every caller waits longer."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pending = 0
+
+    async def run(self, fn: Callable[[bytes, bytes], _T], secret: bytes, other: bytes) -> _T:
+        if self.pending >= self.size:
+            raise BcryptBusy
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(_bcrypt_pool, fn, secret, other)
+        finally:
+            self.pending -= 1
+
+
+# One per process, like the threads it feeds; the app sizes it from BCRYPT_QUEUE_SIZE.
+bcrypt_queue = BcryptQueue(size=64)
 
 
 async def hash_password(password: str, rounds: int) -> bytes:
-    """Hash off the event loop, in the low-priority bcrypt threads."""
-    return await _in_bcrypt_pool(bcrypt.hashpw, password.encode(), bcrypt.gensalt(rounds))
+    """Hash off the event loop, in the low-priority bcrypt threads (503 when they are full)."""
+    return await bcrypt_queue.run(bcrypt.hashpw, password.encode(), bcrypt.gensalt(rounds))
 
 
 async def verify_password(password: str, password_hash: bytes) -> bool:
     secret = password.encode()
     if len(secret) > BCRYPT_MAX_BYTES:
         return False  # no stored password is longer (registration refuses it); bcrypt would raise
-    return await _in_bcrypt_pool(bcrypt.checkpw, secret, password_hash)
+    return await bcrypt_queue.run(bcrypt.checkpw, secret, password_hash)
+
+
+def bcrypt_cost(password_hash: bytes) -> int | None:
+    """The cost a hash was made with (``$2b$12$…`` → 12), or None if it is not bcrypt's form."""
+    parts = password_hash.split(b"$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
 
 
 class UserDirectory:
@@ -238,8 +281,27 @@ def provide_current_user(request: Request[CurrentUser, Token, Any]) -> CurrentUs
     return request.user
 
 
+class BearerHeaderMiddleware(JWTCookieAuthenticationMiddleware):
+    """The token from ``Authorization: Bearer`` only.
+
+    Litestar's OAuth2 middleware also reads a ``token`` cookie (which a browser attaches to a
+    cross-site request by itself) and takes whatever follows the first space of the header,
+    whatever the scheme (``Basic <jwt>`` passed). Neither is accepted here.
+    """
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        scheme, _, encoded_token = connection.headers.get(self.auth_header, "").partition(" ")
+        if scheme.lower() != "bearer" or not encoded_token.strip():
+            raise NotAuthorizedException("a bearer token is required in the Authorization header")
+        return await self.authenticate_token(
+            encoded_token=encoded_token.strip(), connection=connection
+        )
+
+
 class BearerAuth(OAuth2PasswordBearerAuth[CurrentUser, Token]):
-    """Litestar's OAuth2 bearer auth, placed after the app's other middleware, not before it.
+    """Litestar's OAuth2 bearer auth, header only, placed after the app's other middleware.
 
     Litestar puts auth first, so a request with no or a bad token never reached the rate
     limiter: it was neither counted nor refused with 429. Run second, the limiter sees every
@@ -261,4 +323,5 @@ def build_auth(settings: Settings) -> OAuth2PasswordBearerAuth[CurrentUser, Toke
         require_claims=["sub", "exp", "iat"],
         exclude=[r"^/schema", r"^/health", r"^/ready"],
         description="Log in with your email as `username` (OAuth2 password flow).",
+        authentication_middleware_class=BearerHeaderMiddleware,
     )

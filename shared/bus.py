@@ -5,7 +5,10 @@ Topology (names from settings, so test runs get their own):
     queue     <rabbitmq_queue>               quorum, durable, bound with routing key "new_order",
                                              dead-letters to <exchange>.dlx
     exchange  <rabbitmq_exchange>.dlx        fanout, durable
-    queue     <rabbitmq_queue>.dead          quorum, durable: what the consumer could not parse
+    queue     <rabbitmq_queue>.dead          quorum, durable: what the consumer could not parse;
+                                             at most DEAD_LETTER_MAX_LENGTH messages, the
+                                             oldest dropped first (a flood of junk cannot
+                                             fill the broker's disk)
 """
 
 from __future__ import annotations
@@ -62,13 +65,20 @@ class Topology:
         self.queue = settings.rabbitmq_queue
         self.dead_exchange = f"{settings.rabbitmq_exchange}.dlx"
         self.dead_queue = f"{settings.rabbitmq_queue}.dead"
+        self.dead_max_length = settings.dead_letter_max_length
 
     async def declare(self, channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
         dlx = await channel.declare_exchange(
             self.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
         dead = await channel.declare_queue(
-            self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            self.dead_queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-max-length": self.dead_max_length,
+                "x-overflow": "drop-head",
+            },
         )
         await dead.bind(dlx)
         exchange = await channel.declare_exchange(

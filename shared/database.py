@@ -42,6 +42,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         pool_timeout=POOL_TIMEOUT_S,
         pool_pre_ping=False,
         pool_recycle=1800,
+        # Statements in errors show no bound values: an error logged during /register must
+        # not carry the email or the password hash.
+        hide_parameters=True,
         connect_args={
             "timeout": CONNECT_TIMEOUT_S,
             "command_timeout": COMMAND_TIMEOUT_S,
@@ -70,6 +73,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=cfg.pool_size,
         max_overflow=cfg.max_overflow,
         pool_timeout=cfg.pool_timeout,
+        hide_parameters=True,
         connect_args=cfg.connect_args,
     )
 
@@ -105,6 +109,60 @@ async def drop_database(database_url: str) -> None:
     try:
         quoted = await conn.fetchval("SELECT quote_ident($1)", name)
         await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+# The app's rights: rows of its tables, and the sequences behind their ids; nothing else.
+_APP_ROLE_STATEMENTS = (
+    "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+    " NOBYPASSRLS PASSWORD {password}",
+    "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
+    "GRANT CONNECT ON DATABASE {database} TO {role}",
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public"
+    " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE ON SEQUENCES TO {role}",
+)
+MIGRATIONS_TABLE = "alembic_version"
+
+
+async def grant_app_role(database_url: str, role: str, password: str) -> None:
+    """Create or update the login role the processes use: read and write the app's rows only.
+
+    Run by the owner after the migrations. Default privileges cover tables that later
+    migrations create (as the same owner); Alembic's own table stays out of reach.
+    """
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=CONNECT_TIMEOUT_S)
+    try:
+        owner = await conn.fetchval("SELECT current_user")
+        if role == owner:
+            raise ValueError("DB_APP_ROLE must not be the role that owns and migrates the database")
+        # Identifiers and literals cannot be bind parameters here; format() quotes them.
+        quoted = {
+            "role": await conn.fetchval("SELECT quote_ident($1)", role),
+            "owner": await conn.fetchval("SELECT quote_ident($1)", owner),
+            "database": await conn.fetchval("SELECT quote_ident(current_database())"),
+            "password": await conn.fetchval(
+                "SELECT coalesce(quote_literal(nullif($1, '')), 'NULL')", password
+            ),
+        }
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> $1",
+            MIGRATIONS_TABLE,
+        )
+        async with conn.transaction():
+            if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                await conn.execute(f"CREATE ROLE {quoted['role']}")
+            for statement in _APP_ROLE_STATEMENTS:
+                await conn.execute(statement.format(**quoted))
+            for table in tables:
+                await conn.execute(
+                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table['name']} TO {quoted['role']}"
+                )
     finally:
         await conn.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any
 
 import msgspec
@@ -28,7 +29,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -149,13 +150,46 @@ def handle_unauthorized(
     return error_response(
         HTTP_401_UNAUTHORIZED,
         exc.detail or "not authenticated",
-        headers={"WWW-Authenticate": "Bearer"},
+        headers={**(exc.headers or {}), "WWW-Authenticate": "Bearer"},
     )
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What a log line may say about an error: its classes and SQLSTATE, never its text.
+
+    A driver's message can quote the values it was given (asyncpg's "invalid input for query
+    argument $1: '…'", a unique violation's key), and those are emails and password hashes.
+    """
+    chain: list[str] = []
+    sqlstate: str | None = None
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 5:
+        chain.append(type(seen).__name__)
+        sqlstate = sqlstate or getattr(seen, "sqlstate", None)
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    fields: dict[str, Any] = {"error": " <- ".join(chain)}
+    if sqlstate:
+        fields["sqlstate"] = sqlstate
+    return fields
+
+
+def describe_error(exc: BaseException) -> str:
+    """``error_fields`` as one short string for a log message."""
+    fields = error_fields(exc)
+    sqlstate = fields.get("sqlstate")
+    return f"{fields['error']} (SQLSTATE {sqlstate})" if sqlstate else str(fields["error"])
 
 
 def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     name = "redis" if isinstance(exc, RedisError) else "database"
-    logger.warning("%s unavailable on %s %s: %s", name, request.method, request.url.path, exc)
+    logger.warning(
+        "%s unavailable on %s %s: %s",
+        name,
+        request.method,
+        request.url.path,
+        describe_error(exc),
+        extra=error_fields(exc),
+    )
     return error_response(
         HTTP_503_SERVICE_UNAVAILABLE,
         f"{name} temporarily unavailable, retry shortly",
@@ -163,8 +197,28 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+# SQLSTATE classes that say "the database cannot serve this now", not "this request is wrong":
+# 08 connection, 40 rollback (serialization, deadlock), 53 resources, 57 cancelled (a
+# statement timeout) or shutting down.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+
+
+def handle_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[ErrorBody]:
+    sqlstate = error_fields(exc).get("sqlstate") or ""
+    if sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES):
+        return handle_dependency_down(request, exc)
+    return handle_unexpected(request, exc)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The stack without the messages: where it failed, not what values it failed on.
+    logger.error(
+        "unhandled error on %s %s: %s",
+        request.method,
+        request.url.path,
+        describe_error(exc),
+        extra={**error_fields(exc), "stack": "".join(traceback.format_tb(exc.__traceback__))},
+    )
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 
@@ -177,6 +231,7 @@ exception_handlers: ExceptionHandlersMap = {
     PoolTimeoutError: handle_dependency_down,
     OSError: handle_dependency_down,
     RedisError: handle_dependency_down,
+    DBAPIError: handle_database_error,
     Exception: handle_unexpected,
 }
 
@@ -187,6 +242,7 @@ _DESCRIPTIONS = {
     404: "not found",
     409: "conflict",
     413: "request body too large",
+    415: "the body is not sent as application/json",
     422: "the request does not validate",
     429: "rate limited; see Retry-After",
     503: "a dependency is unavailable; see Retry-After",

@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.bus import NEW_ORDER, EventBus
+from shared.errors import describe_error
 from shared.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ async def mark_sent(engine: AsyncEngine, event_ids: list[uuid.UUID]) -> None:
                 .values(sent_at=func.now())
             )
     except Exception as exc:  # noqa: BLE001 - published twice at worst; consumers dedupe
-        logger.warning("could not mark outbox rows sent: %s", exc)
+        logger.warning("could not mark outbox rows sent: %s", describe_error(exc))
 
 
 async def sweep_outbox(

@@ -1,5 +1,9 @@
 """Prometheus metrics through Litestar's own plugin: request counts and latencies per route.
 
+/metrics on the API port is for the scraper only: it answers to
+``Authorization: Bearer <METRICS_TOKEN>`` and is a 404 for everyone when no token is set
+(what it shows, traffic per route, is not for anonymous eyes).
+
 With several API processes (``uvicorn --workers``) each keeps its own counters; set
 ``PROMETHEUS_MULTIPROC_DIR`` (the justfile and the image do) and /metrics aggregates them.
 The consumer and the worker serve their own counters on ``CONSUMER_METRICS_PORT`` and
@@ -8,10 +12,14 @@ The consumer and the worker serve their own counters on ``CONSUMER_METRICS_PORT`
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.plugins.prometheus import (
     PrometheusConfig,
     PrometheusController,
@@ -27,11 +35,26 @@ logger = logging.getLogger(__name__)
 METRICS_PATH = "/metrics"
 
 
+def metrics_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
+) -> None:
+    """Only the holder of METRICS_TOKEN reads /metrics; without a token set, nobody does."""
+    expected = connection.app.state.settings.metrics_token
+    if not expected:
+        raise NotFoundException()
+    scheme, _, sent = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        sent.strip().encode(), expected.encode()
+    ):
+        raise NotAuthorizedException("metrics need the metrics token")
+
+
 class MetricsController(PrometheusController):
-    """For the scraper: no token, no rate limit. Keep it on the internal network."""
+    """For the scraper: its own token (not a user's), no rate limit."""
 
     path = METRICS_PATH
     opt = {"exclude_from_auth": True, SKIP_RATE_LIMIT: True}  # noqa: RUF012 - Litestar's own field
+    guards = [metrics_guard]  # noqa: RUF012 - Litestar's own field
     include_in_schema = False
 
 
@@ -83,7 +106,7 @@ EVENTS_CONSUMED = Counter(
 JOBS = Counter(
     "orders_worker_jobs_total",
     "process_order runs, by outcome",
-    ["outcome"],  # processed | already_processed | missing | retried | failed
+    ["outcome"],  # processed | already_processed | missing | retried | failed | refused
 )
 OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
 OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")

@@ -6,16 +6,20 @@ so tests build theirs with their own database, Redis prefix and queue names.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 
-DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
-
 MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its output
+# SHA-256 of signing secrets that were once published (an old development default shipped in
+# code and in .env.example): refused everywhere, without keeping the value itself around.
+_PUBLISHED_SECRETS = frozenset({"056ef6a2f899f9b2e740dc023c5887d76651cf1c400821280b56705483a49b18"})
 
 DurationUnit = Literal["second", "minute", "hour", "day"]
 
@@ -23,22 +27,39 @@ DurationUnit = Literal["second", "minute", "hour", "day"]
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every knob of the service; field names are the lower-cased environment variable names."""
 
-    environment: Literal["development", "test", "production"] = "development"
+    # Production unless told otherwise: development (`just dev`) and test are chosen explicitly.
+    environment: Literal["development", "test", "production"] = "production"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/orders"
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    jwt_secret: str = DEV_JWT_SECRET
+    # No default: outside development a real one is required; in development an empty value
+    # becomes a random secret per process start (tokens die with the process).
+    jwt_secret: str = ""
     access_token_expire_minutes: int = 30
     cache_ttl_seconds: int = 300
     rate_limit: str = "100/minute"
     token_rate_limit: str = "10/minute"
     cors_allow_origins: str = ""
+    # Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed;
+    # empty: the TCP peer is the client, whatever the headers say.
+    trusted_proxies: str = ""
+    # /metrics on the API port answers only to `Authorization: Bearer <METRICS_TOKEN>`;
+    # empty: /metrics is 404 on the API port.
+    metrics_token: str = ""
+    # Password hashes waiting for or running in the bcrypt threads, per process; past it: 503.
+    bcrypt_queue_size: int = 64
+    # The login role `python -m migrations` creates (or updates) with read/write rights on
+    # the app's tables only; the processes then connect as it (empty: no role is managed).
+    db_app_role: str = ""
+    db_app_password: str = ""
     # Cost 12 is ~270 ms on one core here: slow for guessing, tolerable for a login.
     bcrypt_rounds: int = 12
     # Namespacing, so that several deployments (or test runs) can share one Redis/RabbitMQ.
     redis_prefix: str = "orders:"
     rabbitmq_exchange: str = "orders"
     rabbitmq_queue: str = "new_order"
+    # Messages the dead-letter queue keeps; past it the oldest are dropped (drop-head).
+    dead_letter_max_length: int = 10_000
     arq_queue: str = "arq:queue"
     # The event pipeline (workers/): consumer prefetch, the worker's pace and the outbox sweeper.
     consumer_prefetch: int = 64
@@ -82,21 +103,45 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("JOB_MAX_TRIES and RECONCILE_BATCH must be at least 1")
         if self.reconcile_after_s < 0 or self.user_directory_max_staleness_s < 0:
             raise ValueError("RECONCILE_AFTER_S and USER_DIRECTORY_MAX_STALENESS_S must be >= 0")
-        if self.environment != "development" and (
-            self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
-        ):
+        if _digest(self.jwt_secret) in _PUBLISHED_SECRETS:
+            raise ValueError("JWT_SECRET is a published value; generate a new one")
+        if self.environment == "development" and not self.jwt_secret:
+            msgspec.structs.force_setattr(self, "jwt_secret", secrets.token_urlsafe(32))
+        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(
-                f"JWT_SECRET must be set, not the default, and at least {MIN_SECRET_BYTES} bytes"
-                " outside development"
+                f"JWT_SECRET must be set to a random value of at least {MIN_SECRET_BYTES} bytes"
+                " (only ENVIRONMENT=development may leave it out)"
             )
+        self.trusted_proxy_networks  # noqa: B018 - validates TRUSTED_PROXIES at start-up
+        if self.metrics_token and len(self.metrics_token.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"METRICS_TOKEN must be at least {MIN_SECRET_BYTES} bytes when set")
+        if self.bcrypt_queue_size < 1 or self.dead_letter_max_length < 1:
+            raise ValueError("BCRYPT_QUEUE_SIZE and DEAD_LETTER_MAX_LENGTH must be at least 1")
+        if self.db_app_role and not self.db_app_password and self.environment == "production":
+            raise ValueError("DB_APP_ROLE needs DB_APP_PASSWORD outside development and test")
 
     @property
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]
 
     @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        try:
+            return tuple(
+                ipaddress.ip_network(item.strip(), strict=False)
+                for item in self.trusted_proxies.split(",")
+                if item.strip()
+            )
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES must list IPs or CIDRs: {exc}") from exc
+
+    @property
     def json_logs(self) -> bool:
         return self.log_json if self.log_json is not None else self.environment == "production"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def parse_rate(value: str) -> tuple[DurationUnit, int]:

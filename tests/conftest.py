@@ -63,6 +63,7 @@ def settings() -> Iterator[Settings]:
         # started by tests leave them alone. The reconciler's tests use a database of their own.
         reconcile_after_s=24 * 3600,
         worker_metrics_port=0,
+        metrics_token=secrets.token_urlsafe(32),
     )
     migrate(test_settings.database_url)
     yield test_settings
@@ -84,6 +85,11 @@ async def _cleanup(settings: Settings) -> None:
 
 def with_settings(settings: Settings, **changes: object) -> Settings:
     return msgspec.structs.replace(settings, **changes)
+
+
+def metrics_headers(settings: Settings) -> dict[str, str]:
+    """What Prometheus sends to read the API's /metrics."""
+    return {"Authorization": f"Bearer {settings.metrics_token}"}
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,10 @@ def environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+# As the justfile and the image run it: the app, not uvicorn, decides who the client is.
+UVICORN_ARGS = ("app:create_app", "--factory", "--no-proxy-headers")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,9 +84,7 @@ async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
 async def start_api(run: RunModule, settings: Settings, log: str = "api") -> tuple[Process, str]:
     """The API under uvicorn on a free port, once /health answers; returns its base URL."""
     port = free_port()
-    process = await run(
-        "uvicorn", settings, "app:create_app", "--factory", "--port", str(port), log=log
-    )
+    process = await run("uvicorn", settings, *UVICORN_ARGS, "--port", str(port), log=log)
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
         for _ in range(int(START_WITHIN_S / 0.05)):

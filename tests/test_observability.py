@@ -19,7 +19,7 @@ from shared.logs import JsonFormatter, configure_logging, request_id_var
 from shared.models import OutboxEvent
 from shared.redis import create_redis
 from shared.settings import Settings
-from tests.conftest import Account, with_settings
+from tests.conftest import Account, metrics_headers, with_settings
 from tests.orders import Client, create_order
 from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.queue_status import queue_report, render
@@ -85,22 +85,29 @@ def test_json_lines_carry_the_exception() -> None:
 
 
 async def test_metrics_count_requests_by_route_template_and_real_status(
-    client: Client, alice: Account
+    client: Client, alice: Account, settings: Settings
 ) -> None:
     order = await create_order(client, alice)
     await client.get(f"/orders/{order['id']}", headers=alice.headers)
     await client.get(f"/orders/{order['id']}")  # 401 from the auth middleware
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers=metrics_headers(settings))).text
     get_line = 'method="GET",path="/orders/{order_id}",status_code="%s"'
     assert get_line % "200" in metrics
     assert get_line % "401" in metrics
     assert str(order["id"]) not in metrics  # labelled by template: bounded cardinality
 
 
-async def test_metrics_need_no_token_and_are_not_in_the_api_schema(client: Client) -> None:
-    response = await client.get("/metrics")
+async def test_metrics_need_the_metrics_token_and_are_not_in_the_api_schema(
+    client: Client, alice: Account, settings: Settings
+) -> None:
+    scraper = await client.get("/metrics", headers=metrics_headers(settings))
+    anonymous = await client.get("/metrics")
+    a_user = await client.get("/metrics", headers=alice.headers)
     schema = (await client.get("/schema/openapi.json")).json()
-    assert response.status_code == 200
+    assert scraper.status_code == 200
+    assert "orders_api_requests_total" in scraper.text
+    assert (anonymous.status_code, a_user.status_code) == (401, 401)
+    assert "orders_api" not in anonymous.text + a_user.text
     assert "/metrics" not in schema["paths"]
 
 

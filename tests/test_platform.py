@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
-from shared.settings import DEV_JWT_SECRET, Settings, load_settings
+from shared.settings import Settings, load_settings
 from tests.conftest import PROBE, StartApp, whoami, with_settings
 
 Client = AsyncTestClient[Litestar]
@@ -28,8 +28,8 @@ ALLOWED_ORIGIN = "https://shop.example"
 ONE_MIB = 1024 * 1024
 UNUSED_PORT = 1
 
-# A cheap request that the API-wide limit counts: it fails validation before any work.
-LIMITED = ("POST", "/register")
+# A cheap request that the API-wide limit counts: it has no token, so it is a 401 before any work.
+LIMITED = ("POST", "/orders")
 
 
 def limited_settings(settings: Settings) -> Settings:
@@ -65,7 +65,7 @@ async def test_request_past_the_limit_is_429_with_retry_after_and_ratelimit_head
     allowed = [await hit_limited_route(limited) for _ in range(3)]
     method, path = LIMITED
     refused = await limited.request(method, path, json={})
-    assert allowed == [422, 422, 422]
+    assert allowed == [401, 401, 401]
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) > 0
     assert refused.headers["ratelimit-limit"] == "3"
@@ -92,7 +92,7 @@ async def test_token_has_its_own_stricter_limit(limited: Client) -> None:
     logins = [(await limited.post("/token", data=form)).status_code for _ in range(3)]
     other_route = await hit_limited_route(limited)
     assert logins == [401, 401, 429]
-    assert other_route == 422
+    assert other_route == 401
 
 
 async def test_logins_do_not_use_up_the_api_wide_budget(limited: Client) -> None:
@@ -100,7 +100,7 @@ async def test_logins_do_not_use_up_the_api_wide_budget(limited: Client) -> None
     for _ in range(2):
         await limited.post("/token", data=form)
     others = [await hit_limited_route(limited) for _ in range(3)]
-    assert others == [422, 422, 422]
+    assert others == [401, 401, 401]
 
 
 async def test_requests_without_a_valid_token_count_against_the_limit(
@@ -141,7 +141,7 @@ async def test_the_limit_is_shared_by_every_app_instance_on_the_same_redis(
         await hit_limited_route(other),
         await hit_limited_route(one),
     ]
-    assert allowed == [422, 422, 422]
+    assert allowed == [401, 401, 401]
     assert await hit_limited_route(other) == 429
 
 
@@ -153,7 +153,7 @@ async def test_concurrent_requests_through_two_apps_are_counted_exactly(
     one = await start_app(create_app(shared))
     other = await start_app(create_app(shared))
     statuses = await asyncio.gather(*(hit_limited_route((one, other)[n % 2]) for n in range(60)))
-    assert statuses.count(422) == 25
+    assert statuses.count(401) == 25
     assert statuses.count(429) == 35
 
 
@@ -163,7 +163,7 @@ async def test_requests_pass_unlimited_while_redis_is_unreachable(
     """The limiter fails open: a Redis outage must not take the API down with it."""
     no_redis = await start_app(create_app(unreachable(limited_settings(settings), "redis")))
     statuses = [await hit_limited_route(no_redis) for _ in range(5)]
-    assert statuses == [422] * 5
+    assert statuses == [401] * 5
 
 
 # --- CORS ----------------------------------------------------------------------------------
@@ -370,6 +370,8 @@ async def test_wrong_method_is_405_json(client: Client) -> None:
 # --- settings ------------------------------------------------------------------------------
 
 STRONG_SECRET = "s" * 32
+# The development default that code and .env.example once shipped: public, so never accepted.
+PUBLISHED_DEV_SECRET = "dev-only-secret-change-me-in-production"
 
 
 def test_production_refuses_to_start_without_jwt_secret(tmp_path: Path) -> None:
@@ -377,10 +379,23 @@ def test_production_refuses_to_start_without_jwt_secret(tmp_path: Path) -> None:
         load_settings({"ENVIRONMENT": "production"}, env_file=tmp_path / ".env")
 
 
-def test_production_refuses_the_default_jwt_secret(tmp_path: Path) -> None:
-    environ = {"ENVIRONMENT": "production", "JWT_SECRET": DEV_JWT_SECRET}
-    with pytest.raises(SystemExit):
+@pytest.mark.parametrize("environment", ["production", "test", "development"])
+def test_the_once_published_development_secret_is_refused_everywhere(
+    tmp_path: Path, environment: str
+) -> None:
+    environ = {"ENVIRONMENT": environment, "JWT_SECRET": PUBLISHED_DEV_SECRET}
+    with pytest.raises(SystemExit, match="published"):
         load_settings(environ, env_file=tmp_path / ".env")
+
+
+def test_settings_default_to_production_and_refuse_to_start_without_a_secret(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SystemExit, match="JWT_SECRET"):
+        load_settings({}, env_file=tmp_path / ".env")
+    assert Settings.__struct_defaults__[Settings.__struct_fields__.index("environment")] == (
+        "production"
+    )
 
 
 def test_production_refuses_a_short_jwt_secret(tmp_path: Path) -> None:
@@ -395,13 +410,15 @@ def test_production_accepts_a_long_jwt_secret(tmp_path: Path) -> None:
     assert loaded.jwt_secret == STRONG_SECRET
 
 
-def test_development_accepts_the_default_jwt_secret(tmp_path: Path) -> None:
-    loaded = load_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
-    assert loaded.jwt_secret == DEV_JWT_SECRET
+def test_development_without_a_secret_signs_with_a_random_one_per_start(tmp_path: Path) -> None:
+    first = load_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
+    second = load_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
+    assert len(first.jwt_secret) >= 32
+    assert first.jwt_secret != second.jwt_secret
 
 
 def test_defaults_point_at_localhost_standard_ports(tmp_path: Path) -> None:
-    loaded = load_settings({}, env_file=tmp_path / ".env")
+    loaded = load_settings({"JWT_SECRET": STRONG_SECRET}, env_file=tmp_path / ".env")
     assert make_url(loaded.database_url).drivername == "postgresql+asyncpg"
     assert make_url(loaded.database_url).port == 5432
     assert make_url(loaded.redis_url).port == 6379
@@ -419,7 +436,7 @@ def test_env_file_values_are_read(tmp_path: Path) -> None:
         'CORS_ALLOW_ORIGINS="https://a.example, https://b.example"\n',
         encoding="utf-8",
     )
-    loaded = load_settings({}, env_file=env_file)
+    loaded = load_settings({"JWT_SECRET": STRONG_SECRET}, env_file=env_file)
     assert loaded.cache_ttl_seconds == 42
     assert loaded.rate_limit == "7/minute"
     assert loaded.cors_origins == ["https://a.example", "https://b.example"]
@@ -428,7 +445,9 @@ def test_env_file_values_are_read(tmp_path: Path) -> None:
 def test_environment_overrides_the_env_file(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("CACHE_TTL_SECONDS=42\nACCESS_TOKEN_EXPIRE_MINUTES=5\n", encoding="utf-8")
-    loaded = load_settings({"CACHE_TTL_SECONDS": "7"}, env_file=env_file)
+    loaded = load_settings(
+        {"CACHE_TTL_SECONDS": "7", "JWT_SECRET": STRONG_SECRET}, env_file=env_file
+    )
     assert loaded.cache_ttl_seconds == 7
     assert loaded.access_token_expire_minutes == 5
 

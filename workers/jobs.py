@@ -1,14 +1,27 @@
-"""What the consumer and the worker agree on: the job's name, its id, and arq's Redis client."""
+"""What the consumer and the worker agree on: the job's name, its id, its wire format, and
+arq's Redis client.
+
+Jobs and their results are JSON (msgspec) on every side, never arq's default pickle: whoever
+can write to Redis could otherwise push a job whose unpickling runs their code in the
+worker. A payload that is not a job in our format is refused without being executed
+(arq records it as failed) and counted (``orders_worker_jobs_total{outcome="refused"}``).
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from typing import Any
 
+import msgspec
 from arq.connections import ArqRedis
 from arq.jobs import Job
 
+from shared.metrics import JOBS
 from shared.redis import create_redis
 from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 PROCESS_ORDER = "process_order"
 
@@ -25,6 +38,48 @@ async def enqueue_process_order(arq: ArqRedis, queue: str, order_id: str) -> Job
     )
 
 
+class JobRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """arq's job (t, f, a, k, et) and result (the rest) records, field for field."""
+
+    t: int | None  # the try the job was enqueued for; None unless the enqueuer set one
+    f: str
+    a: list[Any]
+    k: dict[str, Any]
+    et: int
+    s: bool | None = None
+    r: Any = None
+    st: int | None = None
+    ft: int | None = None
+    q: str | None = None
+    id: str | None = None
+
+
+def _encode_other(value: Any) -> Any:
+    """A failed job's result is its exception: stored as its repr, which is all we show."""
+    if isinstance(value, BaseException):
+        return repr(value)
+    raise TypeError(f"a job may not carry {type(value).__name__}")
+
+
+_job_encoder = msgspec.json.Encoder(enc_hook=_encode_other)
+_job_decoder = msgspec.json.Decoder(JobRecord)
+
+
+def serialize_job(data: dict[str, Any]) -> bytes:
+    return _job_encoder.encode(data)
+
+
+def deserialize_job(raw: bytes) -> dict[str, Any]:
+    """Decode a job or result record; anything else (a pickle, say) is refused and counted."""
+    try:
+        record = _job_decoder.decode(raw)
+    except msgspec.DecodeError:
+        JOBS.labels("refused").inc()
+        logger.warning("refused a job record that is not ours (%d bytes)", len(raw))
+        raise
+    return msgspec.structs.asdict(record)
+
+
 def create_arq_redis(settings: Settings, max_connections: int) -> ArqRedis:
     """arq's client over the pool ``shared.redis`` configures (bounded, with socket timeouts).
 
@@ -32,4 +87,9 @@ def create_arq_redis(settings: Settings, max_connections: int) -> ArqRedis:
     the consumer, started while Redis is down, holds its messages and retries instead.
     """
     pool = create_redis(settings.redis_url, max_connections=max_connections).connection_pool
-    return ArqRedis(pool_or_conn=pool, default_queue_name=settings.arq_queue)
+    return ArqRedis(
+        pool_or_conn=pool,
+        default_queue_name=settings.arq_queue,
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+    )

@@ -21,6 +21,7 @@ from shared.database import create_engine
 from shared.events import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
+from workers.jobs import deserialize_job
 from workers.reconciler import (
     FailingOrder,
     count_failing_orders,
@@ -73,7 +74,7 @@ async def queue_report(settings: Settings, redis: Redis, engine: AsyncEngine) ->
         if raw is None:
             continue
         try:
-            result = deserialize_result(raw)
+            result = deserialize_result(raw, deserializer=deserialize_job)
         except DeserializationError:
             continue
         if result.queue_name != settings.arq_queue:

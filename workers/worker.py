@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus
 from shared.database import create_engine
+from shared.errors import describe_error
 from shared.events import outbox_backlog, sweep_outbox
 from shared.logs import configure_logging
 from shared.metrics import (
@@ -39,7 +40,7 @@ from shared.models import Order
 from shared.order_cache import OrderCache
 from shared.orders import ORDER_VIEW_COLUMNS, order_view
 from shared.settings import Settings, load_settings
-from workers.jobs import PROCESS_ORDER, create_arq_redis
+from workers.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from workers.reconciler import Reconciler, reconcile_job
 
 logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
@@ -116,7 +117,9 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
     except (SQLAlchemyError, OSError) as exc:  # OSError: refused, reset or timed out
         JOBS.labels("retried").inc()
         defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
-        logger.warning("processing failed (%s); retrying in %ss", exc, defer, extra=extra)
+        logger.warning(
+            "processing failed (%s); retrying in %ss", describe_error(exc), defer, extra=extra
+        )
         raise Retry(defer=defer) from exc
     if row is None:
         JOBS.labels("missing").inc()
@@ -147,7 +150,7 @@ async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
                 batch=SWEEP_BATCH,
             )
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("outbox sweep skipped: %s", exc)
+            logger.warning("outbox sweep skipped: %s", describe_error(exc))
             return total
         total += published
         OUTBOX_SWEPT.inc(published)
@@ -211,6 +214,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "keep_result": KEEP_RESULT_S,
         "job_completion_wait": JOB_COMPLETION_WAIT_S,
         "health_check_interval": 60,
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
     }
 
 

@@ -1,8 +1,15 @@
-"""GET /health (the process is up) and GET /ready (its dependencies answer), for orchestrators."""
+"""GET /health (the process is up) and GET /ready (its dependencies answer), for orchestrators.
+
+Both are public and unlimited, so /ready must be cheap whatever the traffic: it answers from
+a result at most ``READY_MAX_AGE_S`` old, and while a probe runs every caller waits for that
+one. A flood of /ready costs at most one pooled PostgreSQL connection at a time, and order
+requests keep theirs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -15,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 CHECK_TIMEOUT_S = 2.0
+READY_MAX_AGE_S = 1.0
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -58,6 +66,33 @@ async def _rabbitmq(state: State) -> None:
         raise ConnectionError("not connected")
 
 
+class ReadinessProbe:
+    """One probe at a time per process, its result shared for ``READY_MAX_AGE_S``."""
+
+    def __init__(self) -> None:
+        self._result: dict[str, str] | None = None
+        self._taken_at = 0.0
+        self._running: asyncio.Task[dict[str, str]] | None = None
+
+    async def results(self, state: State, engine: AsyncEngine) -> dict[str, str]:
+        if self._result is not None and time.monotonic() - self._taken_at <= READY_MAX_AGE_S:
+            return self._result
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._probe(state, engine))
+        return await asyncio.shield(self._running)  # one caller leaving does not cancel it
+
+    async def _probe(self, state: State, engine: AsyncEngine) -> dict[str, str]:
+        results = dict(
+            await asyncio.gather(
+                _check("postgresql", _postgres(engine)),
+                _check("redis", state.redis.ping()),
+                _check("rabbitmq", _rabbitmq(state)),
+            )
+        )
+        self._result, self._taken_at = results, time.monotonic()
+        return results
+
+
 @get(
     "/ready",
     exclude_from_auth=True,
@@ -66,14 +101,12 @@ async def _rabbitmq(state: State) -> None:
     summary="Readiness",
     responses={503: ResponseSpec(Readiness, description="a dependency is down; `detail` names it")},
 )
-async def ready(state: State, db_engine: NamedDependency[AsyncEngine]) -> Response[Readiness]:
-    results = dict(
-        await asyncio.gather(
-            _check("postgresql", _postgres(db_engine)),
-            _check("redis", state.redis.ping()),
-            _check("rabbitmq", _rabbitmq(state)),
-        )
-    )
+async def ready(
+    state: State,
+    db_engine: NamedDependency[AsyncEngine],
+    readiness: NamedDependency[ReadinessProbe],
+) -> Response[Readiness]:
+    results = await readiness.results(state, db_engine)
     down = [name for name, result in results.items() if result != "ok"]
     if down:
         body = Readiness(status="unavailable", checks=results, detail=f"down: {', '.join(down)}")

@@ -26,7 +26,7 @@ from shared.orders import OrderView, find_own_order, order_view, statuses_that_c
     "/orders/{order_id:uuid}",
     tags=["orders"],
     summary="Change an order's status",
-    responses=error_responses(401, 404, 409, 413, 422, 429, 503),
+    responses=error_responses(401, 404, 409, 413, 415, 422, 429, 503),
 )
 async def patch_order(
     order_id: uuid.UUID,

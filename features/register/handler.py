@@ -1,4 +1,9 @@
-"""POST /register: create an account. Email normalised, bcrypt off the loop, 409 when taken."""
+"""POST /register: create an account. Email normalised, bcrypt off the loop, 409 when taken.
+
+A taken email is answered before any bcrypt work, so a flood of known emails costs no CPU;
+the 409 tells nothing the contract does not already say. Registrations count against the
+stricter ``TOKEN_RATE_LIMIT`` per address (``shared.rate_limit``).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.register.queries import insert_user
+from features.register.queries import email_taken, insert_user
 from features.register.schemas import RegisterRequest, UserView
 from shared.auth import hash_password
 from shared.errors import error_responses
+from shared.rate_limit import SKIP_RATE_LIMIT
 from shared.settings import Settings
 
 
@@ -21,16 +27,23 @@ from shared.settings import Settings
     exclude_from_auth=True,
     tags=["users"],
     summary="Register a user",
-    responses=error_responses(409, 413, 422, 429, 503),
+    responses=error_responses(409, 413, 415, 422, 429, 503),
     security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
+    opt={SKIP_RATE_LIMIT: True},  # counted against TOKEN_RATE_LIMIT instead (app.py)
 )
 async def register(
     data: RegisterRequest,
     db_session: NamedDependency[AsyncSession],
     settings: NamedDependency[Settings],
 ) -> UserView:
+    if await email_taken(db_session, data.email):
+        raise _conflict()
     password_hash = await hash_password(data.password, settings.bcrypt_rounds)
     user = await insert_user(db_session, data.email, password_hash)
-    if user is None:
-        raise HTTPException(status_code=HTTP_409_CONFLICT, detail="email already registered")
+    if user is None:  # registered meanwhile by a concurrent request
+        raise _conflict()
     return user
+
+
+def _conflict() -> HTTPException:
+    return HTTPException(status_code=HTTP_409_CONFLICT, detail="email already registered")

@@ -1,7 +1,8 @@
-"""The one statement registration needs: insert unless the email is taken, in one round trip."""
+"""Registration's statements: is the email taken, and insert unless it is (no race: ON CONFLICT)."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,3 +21,9 @@ async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -
     row = (await session.execute(stmt)).one_or_none()
     await session.commit()
     return UserView(id=row.id, email=row.email, created_at=row.created_at) if row else None
+
+
+async def email_taken(session: AsyncSession, email: str) -> bool:
+    found = await session.scalar(select(User.id).where(User.email == email))
+    await session.commit()  # hand the connection back to the pool while bcrypt runs
+    return found is not None

@@ -2,7 +2,11 @@
 
 Unknown email and wrong password answer the same 401 after the same bcrypt work, so neither
 the body nor the timing tells an attacker which emails are registered. The route has its
-own, stricter rate limit (``TOKEN_RATE_LIMIT``).
+own, stricter rate limit (``TOKEN_RATE_LIMIT``), per address and per account.
+
+A hash made at another cost than ``BCRYPT_ROUNDS`` is remade at the current cost on the next
+successful login: raising the cost later does not leave old accounts answering faster than
+unknown emails (whose dummy check always runs at the current cost).
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.token.queries import find_credentials
+from features.token.queries import find_credentials, store_password_hash
 from features.token.schemas import TokenForm, TokenResponse
-from shared.auth import TokenIssuer, verify_password
+from shared.auth import TokenIssuer, bcrypt_cost, hash_password, verify_password
 from shared.errors import error_responses
 from shared.rate_limit import SKIP_RATE_LIMIT
 from shared.settings import Settings
@@ -58,6 +62,9 @@ async def token(
         found_id, password_hash = found
     if not await verify_password(data.password, password_hash) or found_id is None:
         raise NotAuthorizedException(detail="incorrect email or password")
+    if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
+        new_hash = await hash_password(data.password, settings.bcrypt_rounds)
+        await store_password_hash(db_session, found_id, password_hash, new_hash)
     return TokenResponse(
         access_token=token_issuer.issue(found_id),
         expires_in=int(token_issuer.lifetime.total_seconds()),

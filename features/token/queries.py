@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import User
@@ -15,3 +15,11 @@ async def find_credentials(session: AsyncSession, email: str) -> tuple[int, byte
         await session.execute(select(User.id, User.password_hash).where(User.email == email))
     ).one_or_none()
     return (row.id, row.password_hash) if row else None
+
+
+async def store_password_hash(session: AsyncSession, user_id: int, old: bytes, new: bytes) -> None:
+    """Replace the hash, unless it changed meanwhile (a concurrent login rehashed it first)."""
+    await session.execute(
+        update(User).where(User.id == user_id, User.password_hash == old).values(password_hash=new)
+    )
+    await session.commit()

@@ -61,7 +61,7 @@ def openapi_document() -> dict[str, Any]:
     Built from an app with default settings: the document does not depend on them, and the
     parametrized tests need it at import time.
     """
-    document = create_app(Settings()).openapi_schema.to_schema()
+    document = create_app(Settings(environment="development")).openapi_schema.to_schema()
     plain: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(document))
     order_id = {"order_id": "$response.body#/id"}
     plain["paths"]["/orders"]["post"]["responses"]["201"]["links"] = {

@@ -22,7 +22,7 @@ from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.settings import Settings
-from tests.conftest import Account, StartApp, make_account, with_settings
+from tests.conftest import Account, StartApp, make_account, metrics_headers, with_settings
 from tests.features.test_get_order import evict
 from tests.orders import ONE_ITEM, create_order
 
@@ -70,7 +70,9 @@ async def test_nobody_but_the_owner_reaches_an_order(
 # --- leaks ---------------------------------------------------------------------------------
 
 
-async def test_no_response_anywhere_carries_a_password_or_its_hash(client: Client) -> None:
+async def test_no_response_anywhere_carries_a_password_or_its_hash(
+    client: Client, settings: Settings
+) -> None:
     password = f"pw-{secrets.token_hex(8)}"
     email = f"leak-{uuid.uuid4().hex[:12]}@example.com"
     responses = [
@@ -100,7 +102,7 @@ async def test_no_response_anywhere_carries_a_password_or_its_hash(client: Clien
         await client.get("/health"),
         await client.get("/ready"),
         await client.get("/schema/openapi.json"),
-        await client.get("/metrics"),
+        await client.get("/metrics", headers=metrics_headers(settings)),
     ]
     for response in responses:
         text = f"{response.headers}\n{response.text}"

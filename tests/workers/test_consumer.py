@@ -23,7 +23,7 @@ from tests.workers.conftest import (
     ready_count,
     wait_for,
 )
-from workers.jobs import PROCESS_ORDER, process_order_job_id
+from workers.jobs import PROCESS_ORDER, deserialize_job, process_order_job_id
 
 
 async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:
@@ -66,7 +66,7 @@ async def test_duplicate_event_makes_no_second_job(
     event = await new_order()
     assert await publish_staged(bus, engine, event)
     await wait_for(lambda: processed_at(engine, event.order_id))
-    job = Job(process_order_job_id(event.order_id), worker.pool)
+    job = Job(process_order_job_id(event.order_id), worker.pool, _deserializer=deserialize_job)
     first = await wait_for(job.result_info)
 
     await bus.publish(encode_event(event), message_id=str(event.event_id))  # a redelivery

@@ -1,0 +1,76 @@
+"""Who the client is: the TCP peer, unless the peer is a proxy named in ``TRUSTED_PROXIES``.
+
+The rate limits key on ``request.client``, so a header the client writes itself must never
+decide it. Only when the connection comes from a trusted proxy is ``X-Forwarded-For`` read,
+from the right: the first address that is not itself a trusted proxy is the client (what a
+proxy appends can be believed, what the client sent before it cannot). ``X-Forwarded-Proto``
+is taken from a trusted proxy too.
+
+The app decides this itself, from the raw peer: the ASGI server must not rewrite the peer
+first (uvicorn does by default, trusting loopback), so every run command passes
+``--no-proxy-headers``; ``tests/test_client_address.py`` runs uvicorn the way the justfile
+does and checks it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _is_trusted(host: str, proxies: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
+
+
+def client_host(peer: str, forwarded_for: Sequence[str], proxies: Sequence[Network]) -> str:
+    """The client's address given the peer and the X-Forwarded-For entries (left to right)."""
+    if not _is_trusted(peer, proxies):
+        return peer
+    host = peer
+    for entry in reversed(forwarded_for):
+        candidate = entry.strip()
+        if not candidate:
+            continue
+        try:
+            ipaddress.ip_address(candidate.strip("[]"))
+        except ValueError:
+            return host  # garbage from further left: stop at the last address we believe
+        host = candidate.strip("[]")
+        if not _is_trusted(host, proxies):
+            return host
+    return host
+
+
+class ClientAddressMiddleware:
+    """Sets ``scope["client"]`` (and ``scheme``) from the peer and ``TRUSTED_PROXIES``."""
+
+    def __init__(self, app: ASGIApp, proxies: Sequence[Network]) -> None:
+        self.app = app
+        self.proxies = tuple(proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies and scope["type"] in (ScopeType.HTTP, ScopeType.WEBSOCKET):
+            client = scope.get("client")
+            if client and _is_trusted(client[0], self.proxies):
+                forwarded: list[str] = []
+                proto: str | None = None
+                for name, value in scope["headers"]:
+                    if name == b"x-forwarded-for":
+                        forwarded.extend(value.decode("latin-1").split(","))
+                    elif name == b"x-forwarded-proto":
+                        proto = value.decode("latin-1").strip().lower()
+                host = client_host(client[0], forwarded, self.proxies)
+                if host != client[0]:
+                    scope["client"] = (host, 0)
+                if proto in ("http", "https") and scope["type"] == ScopeType.HTTP:
+                    scope["scheme"] = proto
+        await self.app(scope, receive, send)

@@ -14,6 +14,7 @@ from advanced_alchemy.extensions.litestar import (
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
@@ -33,6 +34,25 @@ COMMAND_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 0.5
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONNECT_TIMEOUT_S = 3.0
 POOL_TIMEOUT_S = 3
+
+
+# What a failing link raises when SQLAlchemy does not wrap it (a connection being set up).
+RAW_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when the link to PostgreSQL failed, not the statement: worth a 503 or a retry.
+
+    SQLAlchemy wraps most of these as ``OperationalError``/``InterfaceError``, but not all:
+    a connection lost mid-statement is a plain ``DBAPIError`` that SQLAlchemy marks
+    ``connection_invalidated``, and a new connection failing during its set-up (the
+    dialect's on-connect codecs) raises asyncpg's own errors or an ``OSError`` unwrapped.
+    """
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" in str(exc)  # SQLAlchemy's own test for it
+    return isinstance(exc, OSError | asyncpg.PostgresConnectionError)
 
 
 def engine_config(settings: Settings) -> EngineConfig:

@@ -10,6 +10,7 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
@@ -28,8 +29,10 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from shared.database import is_connection_lost
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +166,13 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """Lost links that SQLAlchemy does not call OperationalError (``is_connection_lost``)."""
+    if is_connection_lost(exc):
+        return handle_dependency_down(request, exc)
+    return handle_unexpected(request, exc)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
@@ -176,6 +186,9 @@ exception_handlers: ExceptionHandlersMap = {
     InterfaceError: handle_dependency_down,
     PoolTimeoutError: handle_dependency_down,
     OSError: handle_dependency_down,
+    DBAPIError: handle_database_error,
+    asyncpg.InterfaceError: handle_database_error,
+    asyncpg.PostgresConnectionError: handle_database_error,
     RedisError: handle_dependency_down,
     Exception: handle_unexpected,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,13 +19,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from aio_pika.abc import AbstractChannel
 from arq.jobs import Job, JobStatus
-from litestar import Litestar
+from arq.worker import Retry
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import create_app
 from shared.bus import EventBus
@@ -48,6 +51,7 @@ from tests.workers.conftest import (
 )
 from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.queue_status import queue_report
+from workers.worker import process_order, shutdown, startup
 
 Client = AsyncTestClient[Litestar]
 
@@ -522,6 +526,62 @@ async def _delete_user(settings: Settings, user_id: int) -> None:
         await conn.execute("DELETE FROM users WHERE id = $1", user_id)
     finally:
         await conn.close()
+
+
+@get("/probe/slow-query")
+async def slow_query(db_session: AsyncSession) -> dict[str, bool]:
+    """A statement that is still running when a test cuts the link."""
+    await db_session.execute(text("SELECT pg_sleep(2)"))
+    return {"done": True}
+
+
+async def test_a_connection_lost_mid_statement_is_a_503_not_a_500(
+    settings: Settings, faults: StartLink, start_app: StartApp
+) -> None:
+    """asyncpg reports it as a plain DBAPIError (not OperationalError); the chaos run met it
+    as a 500 on PATCH /orders, POST /orders and POST /token."""
+    link = faults(settings.database_url)
+    app = create_app(with_settings(settings, database_url=link.url(settings.database_url)))
+    app.register(slow_query)
+    client = await start_app(app)
+    alice = await make_account(client)
+    threading.Timer(0.5, link.cut).start()  # the test client blocks this loop meanwhile
+
+    response = await client.get("/probe/slow-query", headers=alice.headers)
+
+    _assert_database_503(response)
+
+
+async def test_a_job_that_cannot_reach_the_database_is_retried_not_failed(
+    pipeline_settings: Settings,
+    faults: StartLink,
+    redis: Redis,
+    engine: AsyncEngine,
+    new_order: OrderFactory,
+) -> None:
+    """A new connection that fails during its set-up raises asyncpg's own errors (a
+    ConnectionError, asyncpg's InterfaceError), not SQLAlchemy's; arq would fail such a job
+    for good. The chaos run lost 48 orders of 233 this way."""
+    link = faults(pipeline_settings.database_url)
+    routed = with_settings(
+        pipeline_settings,
+        database_url=link.url(pipeline_settings.database_url),
+        process_order_delay_s=0.0,
+    )
+    ctx: dict[str, Any] = {"settings": routed, "redis": redis, "job_try": 1}
+    await startup(ctx)
+    try:
+        event = await new_order()
+        await mark_sent(engine, [event.event_id])
+        link.down()
+
+        with pytest.raises(Retry):
+            await process_order(ctx, str(event.order_id))
+
+        link.restore()
+        assert await process_order(ctx, str(event.order_id)) is True
+    finally:
+        await shutdown(ctx)
 
 
 def _assert_database_503(response: Any) -> None:

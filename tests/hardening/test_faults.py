@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import uvloop
 from aio_pika.abc import AbstractChannel
 from arq.jobs import Job, JobStatus
 from arq.worker import Retry
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -34,6 +37,7 @@ from shared.bus import EventBus
 from shared.database import asyncpg_dsn, create_engine
 from shared.events import mark_sent, publish_staged
 from shared.models import Order, OutboxEvent
+from shared.redis import ResetAwareConnection, create_redis
 from shared.settings import Settings
 from tests.conftest import StartApp, make_account, with_settings
 from tests.hardening.conftest import Lines, StartLink
@@ -374,6 +378,41 @@ async def _queued_is(redis: Redis, queue: str, count: int) -> bool:
 
 async def _unsent_is(engine: AsyncEngine, order_ids: list[uuid.UUID], count: int) -> bool:
     return await _unsent(engine, order_ids) == count
+
+
+async def test_a_redis_connection_reset_while_connecting_is_a_redis_error_under_uvloop() -> None:
+    """uvicorn runs the API on uvloop, where writing to a socket the server has just reset
+    raises RuntimeError; the limiter and the cache tolerate RedisError only, so the chaos
+    run saw 500s. The server here resets every connection right after accepting it (with
+    redis-py's health check off, the first write of a new connection meets the reset)."""
+
+    async def attempts(connection_class: type[Connection]) -> Counter[str]:
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(0)
+            writer.transport.abort()
+
+        server = await asyncio.start_server(reset, "127.0.0.1", 0)
+        url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+        pool = BlockingConnectionPool.from_url(
+            url, socket_timeout=1, connection_class=connection_class
+        )
+        redis = Redis(connection_pool=pool)
+        errors: Counter[str] = Counter()
+        async with server:
+            for _ in range(10):
+                try:
+                    await redis.get("key")
+                except (RedisError, RuntimeError) as exc:
+                    errors[type(exc).__name__] += 1
+        await redis.aclose()
+        return errors
+
+    assert create_redis("redis://127.0.0.1/0").connection_pool.connection_class is (
+        ResetAwareConnection
+    )
+    assert await asyncio.to_thread(uvloop.run, attempts(Connection)) == {"RuntimeError": 10}
+    fixed = await asyncio.to_thread(uvloop.run, attempts(ResetAwareConnection))
+    assert fixed == {"ConnectionError": 10}
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -10,14 +11,18 @@ from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
     SQLAlchemyAsyncConfig,
+    async_default_before_send_handler,
 )
 from alembic import command
 from alembic.config import Config
+from litestar.types import Message, Scope
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # Bounds, so that a request stuck on PostgreSQL answers 503 within seconds whatever the network
 # does (about 5.5 s when the connection stalls; tests/hardening/test_faults.py proves it):
@@ -73,12 +78,30 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+async def close_request_session(message: Message, scope: Scope) -> None:
+    """advanced-alchemy's own hook (close the request's session as the response starts),
+    tolerating a connection that is already gone.
+
+    Closing rolls back what the handler left uncommitted; if the link died meanwhile the
+    rollback raises, and raising here, with the response already decided, made a 500 (the
+    chaos run met it on POST /token). The connection is discarded either way and nothing
+    uncommitted survives it, so the response stands.
+    """
+    try:
+        await async_default_before_send_handler(message, scope)
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        logger.warning("request session closed on a lost connection: %s", exc)
+
+
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     """advanced-alchemy owns the engine's lifespan and hands each request a session."""
     return SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         engine_config=engine_config(settings),
         session_config=AsyncSessionConfig(expire_on_commit=False),
+        before_send_handler=close_request_session,
     )
 
 

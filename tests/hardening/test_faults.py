@@ -591,6 +591,32 @@ async def test_a_connection_lost_mid_statement_is_a_503_not_a_500(
     _assert_database_503(response)
 
 
+async def test_a_connection_lost_before_the_response_leaves_a_finished_request_alone(
+    settings: Settings, faults: StartLink, start_app: StartApp
+) -> None:
+    """The request's session is closed (rolled back) as the response starts; if the link died
+    after the handler's last statement, that rollback fails. The chaos run saw it as a 500
+    on POST /token; the handler's answer stands instead."""
+    link = faults(settings.database_url)
+
+    @get("/probe/read-then-lose-the-link")
+    async def read_then_lose_the_link(db_session: AsyncSession) -> dict[str, int]:
+        value = (await db_session.execute(text("SELECT 1"))).scalar_one()
+        link.cut()  # the session still holds its connection, in a transaction
+        await asyncio.sleep(0.2)  # asyncpg notices the reset
+        return {"value": value}
+
+    app = create_app(with_settings(settings, database_url=link.url(settings.database_url)))
+    app.register(read_then_lose_the_link)
+    client = await start_app(app)
+    alice = await make_account(client)
+
+    response = await client.get("/probe/read-then-lose-the-link", headers=alice.headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"value": 1}
+
+
 async def test_a_job_that_cannot_reach_the_database_is_retried_not_failed(
     pipeline_settings: Settings,
     faults: StartLink,

@@ -33,8 +33,6 @@ from collections.abc import Awaitable
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import Job
 
 from shared.bus import CONNECT_TIMEOUT_S, Topology, connect
 from shared.events import decode_event
@@ -61,10 +59,6 @@ def backoff(attempt: int) -> float:
     """Exponential, capped, with jitter so held messages do not retry in lockstep."""
     delay: float = min(BACKOFF_MIN_S * 2 ** min(attempt, 16), BACKOFF_MAX_S)
     return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
-
-
-class NotEnqueued(Exception):
-    """arq enqueued nothing, yet no job for the order exists."""
 
 
 class NewOrderHandler:
@@ -130,25 +124,6 @@ class NewOrderHandler:
             else:
                 EVENTS_CONSUMED.labels("enqueued").inc()
                 logger.info("process_order enqueued", extra=extra)
-
-    async def enqueue(self, order_id: str) -> Job | None:
-        """The order's job; ``None`` when it already exists (a duplicate event).
-
-        arq also answers ``None`` when its transaction was aborted (redis-py reports a
-        connection lost while watching the job's key as a ``WatchError``): then no job may
-        exist, and acking the event would lose the order. So ``None`` is trusted only once
-        the job or its result is seen in Redis; otherwise ``NotEnqueued`` is raised and the
-        event is held and retried like any other failure.
-        """
-        job_id = process_order_job_id(order_id)
-        job = await self._arq.enqueue_job(
-            PROCESS_ORDER, order_id, _job_id=job_id, _queue_name=self._arq_queue
-        )
-        if job is None and not await self._arq.exists(
-            job_key_prefix + job_id, result_key_prefix + job_id
-        ):
-            raise NotEnqueued(f"arq enqueued nothing and no job {job_id} exists")
-        return job
 
     async def wait_idle(self, within: float) -> bool:
         """Wait for running handlers; True if none is left."""

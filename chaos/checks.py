@@ -87,24 +87,17 @@ class Outcome:
 
     def failures(self, tally: Tally) -> list[str]:
         """Every check that failed, as a sentence; empty when the run passed."""
-        found = []
-        if self.converged_s is None:
-            found.append("the pipeline did not converge in time")
-        if self.missing:
-            found.append(f"{len(self.missing)} orders answered 201 are not in the database")
-        if self.unprocessed:
-            found.append(f"{len(self.unprocessed)} orders were never processed")
-        if self.twice:
-            found.append(f"{len(self.twice)} orders were processed twice")
-        if self.duplicate_keys:
-            found.append(f"{len(self.duplicate_keys)} Idempotency-Keys made a second order")
-        if self.outbox_unsent:
-            found.append(f"{self.outbox_unsent} outbox rows were never sent")
-        if tally.server_errors:
-            found.append(f"{len(tally.server_errors)} responses were 5xx other than 503")
-        if tally.missing_reads:
-            found.append(f"{len(tally.missing_reads)} GETs of an order answered 201 were 404")
-        return found
+        found = ["the pipeline did not converge in time"] if self.converged_s is None else []
+        counts = (
+            (len(self.missing), "orders answered 201 are not in the database"),
+            (len(self.unprocessed), "orders were never processed"),
+            (len(self.twice), "orders were processed twice"),
+            (len(self.duplicate_keys), "Idempotency-Keys made a second order"),
+            (self.outbox_unsent, "outbox rows were never sent"),
+            (len(tally.server_errors), "responses were 5xx other than 503"),
+            (len(tally.missing_reads), "GETs of an order answered 201 were 404"),
+        )
+        return found + [f"{n} {what}" for n, what in counts if n]
 
 
 def log_counts(logs: list[Path]) -> tuple[Counter[str], int]:

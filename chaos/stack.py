@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -20,16 +19,14 @@ from pathlib import Path
 import aio_pika
 import httpx
 import msgspec
-from sqlalchemy.engine import make_url
 
-from bench.run import Proc, free_port, settings_env, start
+from bench.run import Proc, free_port, isolated_settings, settings_env, start
 from shared.bus import Topology
 from shared.redis import create_redis
-from shared.settings import Settings, load_settings
+from shared.settings import Settings
 from tests.faults import FaultyLink, target_of
 
 ROOT = Path(__file__).resolve().parent.parent
-RATE_LIMIT = "100000000/minute"  # the run measures faults, not the limiter
 API_READY_S = 90.0  # a loaded 2-core machine can take half a minute to import the app
 # The reconciler's knobs (issue 11), short so a run converges in minutes; passed through the
 # environment, so a build without them ignores them. The caller's environment wins.
@@ -37,23 +34,14 @@ RECONCILE_DEFAULTS = {"RECONCILE_AFTER_S": "10", "RECONCILE_INTERVAL_S": "5"}
 
 
 def chaos_settings(run_id: str) -> Settings:
-    """The developer's server addresses; every name the run's own; cheap bcrypt, no limits."""
+    """The benchmark's isolated settings (every name the run's own, no effective rate limit),
+    for the chaos run: cheap bcrypt, readable logs, no metrics ports, quick jobs."""
     for name, value in RECONCILE_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    base = load_settings(env_file=ROOT / ".env")
-    database_url = make_url(base.database_url).set(database=f"orders_chaos_{run_id}")
     return msgspec.structs.replace(
-        base,
+        isolated_settings(run_id, "chaos"),
         environment="test",
-        database_url=database_url.render_as_string(hide_password=False),
-        jwt_secret=secrets.token_urlsafe(32),
         bcrypt_rounds=4,
-        rate_limit=RATE_LIMIT,
-        token_rate_limit=RATE_LIMIT,
-        redis_prefix=f"chaos:{run_id}:",
-        rabbitmq_exchange=f"orders.chaos.{run_id}",
-        rabbitmq_queue=f"new_order.chaos.{run_id}",
-        arq_queue=f"chaos:{run_id}:arq:queue",
         consumer_metrics_port=0,
         worker_metrics_port=0,
         process_order_delay_s=0.5,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from pathlib import Path
 
@@ -11,11 +12,10 @@ from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
     SQLAlchemyAsyncConfig,
-    async_default_before_send_handler,
 )
 from alembic import command
 from alembic.config import Config
-from litestar.types import Message, Scope
+from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -78,8 +78,10 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
-async def close_request_session(message: Message, scope: Scope) -> None:
-    """advanced-alchemy's own hook (close the request's session as the response starts),
+def tolerating_a_lost_connection(
+    close: BeforeMessageSendHookHandler,
+) -> BeforeMessageSendHookHandler:
+    """advanced-alchemy's hook that closes the request's session as the response starts,
     tolerating a connection that is already gone.
 
     Closing rolls back what the handler left uncommitted; if the link died meanwhile the
@@ -87,22 +89,32 @@ async def close_request_session(message: Message, scope: Scope) -> None:
     chaos run met it on POST /token). The connection is discarded either way and nothing
     uncommitted survives it, so the response stands.
     """
-    try:
-        await async_default_before_send_handler(message, scope)
-    except Exception as exc:
-        if not is_connection_lost(exc):
-            raise
-        logger.warning("request session closed on a lost connection: %s", exc)
+
+    async def close_request_session(message: Message, scope: Scope) -> None:
+        try:
+            closing = close(message, scope)
+            if inspect.isawaitable(closing):
+                await closing
+        except Exception as exc:
+            if not is_connection_lost(exc):
+                raise
+            logger.warning("request session closed on a lost connection: %s", exc)
+
+    return close_request_session
 
 
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     """advanced-alchemy owns the engine's lifespan and hands each request a session."""
-    return SQLAlchemyAsyncConfig(
+    config = SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         engine_config=engine_config(settings),
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        before_send_handler=close_request_session,
     )
+    # Its hook is made for the session key it picks (unique per config), so wrap that one.
+    close = config.before_send_handler
+    assert callable(close), "advanced-alchemy makes the default hook in __post_init__"
+    config.before_send_handler = tolerating_a_lost_connection(close)
+    return config
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

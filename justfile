@@ -114,3 +114,7 @@ _wrk:
 # Audit the locked requirements for known vulnerabilities (says loudly what it could not check)
 audit: setup
     {{py}} scripts/audit.py requirements/main.txt
+
+# Chaos run (~N+1 min, not in `just test`): load + kill -9 + link cuts/stalls, then checks (see RELIABILITY.md)
+chaos *args: setup
+    {{py}} -m chaos {{args}}

@@ -190,10 +190,11 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     )
 
 
-def isolated_settings(run_id: str) -> Settings:
-    """The developer's settings (for the servers' addresses); every name the run's own."""
+def isolated_settings(run_id: str, kind: str = "bench") -> Settings:
+    """The developer's settings (for the servers' addresses); every name the run's own
+    (``kind`` and ``run_id`` in each: the chaos run uses this too)."""
     base = load_settings({"ENVIRONMENT": "development", **os.environ}, env_file=ROOT / ".env")
-    database_url = make_url(base.database_url).set(database=f"orders_bench_{run_id}")
+    database_url = make_url(base.database_url).set(database=f"orders_{kind}_{run_id}")
     return msgspec.structs.replace(
         base,
         environment="production",
@@ -202,10 +203,10 @@ def isolated_settings(run_id: str) -> Settings:
         jwt_secret=secrets.token_urlsafe(32),
         rate_limit=BENCH_RATE_LIMIT,
         token_rate_limit=BENCH_RATE_LIMIT,
-        redis_prefix=f"bench:{run_id}:",
-        rabbitmq_exchange=f"orders.bench.{run_id}",
-        rabbitmq_queue=f"new_order.bench.{run_id}",
-        arq_queue=f"bench:{run_id}:arq:queue",
+        redis_prefix=f"{kind}:{run_id}:",
+        rabbitmq_exchange=f"orders.{kind}.{run_id}",
+        rabbitmq_queue=f"new_order.{kind}.{run_id}",
+        arq_queue=f"{kind}:{run_id}:arq:queue",
     )
 
 

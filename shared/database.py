@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -13,10 +15,14 @@ from advanced_alchemy.extensions.litestar import (
 )
 from alembic import command
 from alembic.config import Config
+from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # Bounds, so that a request stuck on PostgreSQL answers 503 within seconds whatever the network
 # does (about 5.5 s when the connection stalls; tests/hardening/test_faults.py proves it):
@@ -33,6 +39,25 @@ COMMAND_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 0.5
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONNECT_TIMEOUT_S = 3.0
 POOL_TIMEOUT_S = 3
+
+
+# What a failing link raises when SQLAlchemy does not wrap it (a connection being set up).
+RAW_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when the link to PostgreSQL failed, not the statement: worth a 503 or a retry.
+
+    SQLAlchemy wraps most of these as ``OperationalError``/``InterfaceError``, but not all:
+    a connection lost mid-statement is a plain ``DBAPIError`` that SQLAlchemy marks
+    ``connection_invalidated``, and a new connection failing during its set-up (the
+    dialect's on-connect codecs) raises asyncpg's own errors or an ``OSError`` unwrapped.
+    """
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" in str(exc)  # SQLAlchemy's own test for it
+    return isinstance(exc, OSError | asyncpg.PostgresConnectionError)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -56,13 +81,43 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def tolerating_a_lost_connection(
+    close: BeforeMessageSendHookHandler,
+) -> BeforeMessageSendHookHandler:
+    """advanced-alchemy's hook that closes the request's session as the response starts,
+    tolerating a connection that is already gone.
+
+    Closing rolls back what the handler left uncommitted; if the link died meanwhile the
+    rollback raises, and raising here, with the response already decided, made a 500 (the
+    chaos run met it on POST /token). The connection is discarded either way and nothing
+    uncommitted survives it, so the response stands.
+    """
+
+    async def close_request_session(message: Message, scope: Scope) -> None:
+        try:
+            closing = close(message, scope)
+            if inspect.isawaitable(closing):
+                await closing
+        except Exception as exc:
+            if not is_connection_lost(exc):
+                raise
+            logger.warning("request session closed on a lost connection: %s", exc)
+
+    return close_request_session
+
+
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     """advanced-alchemy owns the engine's lifespan and hands each request a session."""
-    return SQLAlchemyAsyncConfig(
+    config = SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         engine_config=engine_config(settings),
         session_config=AsyncSessionConfig(expire_on_commit=False),
     )
+    # Its hook is made for the session key it picks (unique per config), so wrap that one.
+    close = config.before_send_handler
+    assert callable(close), "advanced-alchemy makes the default hook in __post_init__"
+    config.before_send_handler = tolerating_a_lost_connection(close)
+    return config
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

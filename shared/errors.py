@@ -11,6 +11,7 @@ import re
 import traceback
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
@@ -31,6 +32,8 @@ from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from shared.database import is_connection_lost
 
 logger = logging.getLogger(__name__)
 
@@ -203,9 +206,10 @@ def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> R
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 
 
-def handle_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[ErrorBody]:
+def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """A transient SQLSTATE, or a lost link SQLAlchemy does not call OperationalError."""
     sqlstate = error_fields(exc).get("sqlstate") or ""
-    if sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES):
+    if sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or is_connection_lost(exc):
         return handle_dependency_down(request, exc)
     return handle_unexpected(request, exc)
 
@@ -230,8 +234,10 @@ exception_handlers: ExceptionHandlersMap = {
     InterfaceError: handle_dependency_down,
     PoolTimeoutError: handle_dependency_down,
     OSError: handle_dependency_down,
-    RedisError: handle_dependency_down,
     DBAPIError: handle_database_error,
+    asyncpg.InterfaceError: handle_database_error,
+    asyncpg.PostgresConnectionError: handle_database_error,
+    RedisError: handle_dependency_down,
     Exception: handle_unexpected,
 }
 

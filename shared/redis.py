@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from collections.abc import Iterable
+
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
 
 # Bounded, so a stalled Redis costs a request a fraction of a second, not a hang.
 SOCKET_TIMEOUT_S = 1.0
+
+
+class ResetAwareConnection(Connection):
+    """A write to a socket the server has just reset is a connection error, on any loop.
+
+    Under uvloop (what uvicorn runs the API on) such a write raises ``RuntimeError`` ("the
+    handler is closed") instead of an ``OSError``; redis-py only turns ``OSError`` into its
+    ``ConnectionError``, so callers that tolerate Redis outages (the limiter, the cache) saw
+    a 500. The chaos run met it when a Redis link was reset while connecting.
+    """
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        try:
+            await super()._send_packed_command(command)
+        except RuntimeError as exc:
+            writer = self._writer
+            if writer is None or writer.transport.is_closing():
+                raise ConnectionResetError(f"connection reset: {exc}") from exc
+            raise
 
 
 def create_redis(url: str, max_connections: int = 64) -> Redis:
@@ -16,5 +37,6 @@ def create_redis(url: str, max_connections: int = 64) -> Redis:
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=30,
+        connection_class=ResetAwareConnection,
     )
     return Redis(connection_pool=pool)

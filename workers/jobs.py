@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job
 
 from shared.metrics import JOBS
@@ -31,11 +32,24 @@ def process_order_job_id(order_id: uuid.UUID | str) -> str:
     return f"{PROCESS_ORDER}:{order_id}"
 
 
+class NotEnqueued(Exception):
+    """arq enqueued nothing, yet no job for the order exists."""
+
+
 async def enqueue_process_order(arq: ArqRedis, queue: str, order_id: str) -> Job | None:
-    """The one way a job is made (consumer, reconciler); None if this order's job exists."""
-    return await arq.enqueue_job(
-        PROCESS_ORDER, order_id, _job_id=process_order_job_id(order_id), _queue_name=queue
-    )
+    """The order's job; ``None`` when it already exists (a duplicate event).
+
+    arq also answers ``None`` when its transaction was aborted (redis-py reports a
+    connection lost while watching the job's key as a ``WatchError``): then no job may
+    exist, and acking the event would lose the order. So ``None`` is trusted only once
+    the job or its result is seen in Redis; otherwise ``NotEnqueued`` is raised and the
+    caller retries as for any other failure.
+    """
+    job_id = process_order_job_id(order_id)
+    job = await arq.enqueue_job(PROCESS_ORDER, order_id, _job_id=job_id, _queue_name=queue)
+    if job is None and not await arq.exists(job_key_prefix + job_id, result_key_prefix + job_id):
+        raise NotEnqueued(f"arq enqueued nothing and no job {job_id} exists")
+    return job
 
 
 class JobRecord(msgspec.Struct, forbid_unknown_fields=True):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus
-from shared.database import create_engine
+from shared.database import RAW_CONNECTION_ERRORS, create_engine
 from shared.errors import describe_error
 from shared.events import outbox_backlog, sweep_outbox
 from shared.logs import configure_logging
@@ -114,7 +114,7 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
                 row = (
                     await conn.execute(select(*ORDER_VIEW_COLUMNS).where(Order.id == order_uuid))
                 ).one_or_none()
-    except (SQLAlchemyError, OSError) as exc:  # OSError: refused, reset or timed out
+    except (SQLAlchemyError, *RAW_CONNECTION_ERRORS) as exc:  # a new connection failing
         JOBS.labels("retried").inc()
         defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
         logger.warning(

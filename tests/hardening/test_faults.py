@@ -230,7 +230,12 @@ async def _job_outcomes(
     try:
         outcomes = {}
         for order_id in order_ids:
-            job = Job(process_order_job_id(order_id), arq, _queue_name=settings.arq_queue)
+            job = Job(
+                process_order_job_id(order_id),
+                arq,
+                _queue_name=settings.arq_queue,
+                _deserializer=arq.job_deserializer,
+            )
             assert await job.status() == JobStatus.complete
             info = await job.result_info()
             assert info is not None
@@ -356,7 +361,8 @@ async def test_an_order_whose_job_failed_all_its_tries_is_processed_after_postgr
 async def _job_outcomes_of_failures(settings: Settings, order_id: uuid.UUID) -> tuple[bool, int]:
     arq = create_arq_redis(settings, max_connections=2)
     try:
-        info = await Job(process_order_job_id(order_id), arq).result_info()
+        job = Job(process_order_job_id(order_id), arq, _deserializer=arq.job_deserializer)
+        info = await job.result_info()
     finally:
         await arq.aclose()
     assert info is not None
@@ -807,7 +813,12 @@ async def _jobs_done(settings: Settings, order_ids: list[uuid.UUID]) -> bool:
     arq = create_arq_redis(settings, max_connections=2)
     try:
         for order_id in order_ids:
-            job = Job(process_order_job_id(order_id), arq, _queue_name=settings.arq_queue)
+            job = Job(
+                process_order_job_id(order_id),
+                arq,
+                _queue_name=settings.arq_queue,
+                _deserializer=arq.job_deserializer,
+            )
             if await job.status() != JobStatus.complete:
                 return False
         return True

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.database import create_engine
-from shared.events import outbox_backlog
+from shared.outbox import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 from workers.jobs import deserialize_job

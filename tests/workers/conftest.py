@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.bus import EventBus, Topology
 from shared.database import create_engine, drop_database, migrate
-from shared.events import NewOrderEvent, stage_new_order
+from shared.events import NewOrderEvent
 from shared.models import Order, User
+from shared.outbox import stage_new_order
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.conftest import with_settings

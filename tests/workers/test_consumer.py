@@ -15,11 +15,12 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus, Topology
-from shared.events import encode_event, publish_staged
+from shared.events import encode_event
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.conftest import with_settings
 from tests.faults import via
+from tests.outbox import publish_staged
 from tests.workers.conftest import (
     OrderFactory,
     StartConsumer,

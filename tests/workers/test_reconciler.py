@@ -18,8 +18,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.database import create_engine
-from shared.events import mark_sent
 from shared.models import Order
+from shared.outbox import mark_sent
 from shared.settings import Settings
 from tests.conftest import with_settings
 from tests.workers.conftest import OrderFactory, order_factory

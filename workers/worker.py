@@ -24,16 +24,16 @@ from arq.worker import Worker, func
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
+from features.reconcile_orders.job import Reconciler, reconcile_job
 from shared.bus import EventBus
 from shared.database import create_engine
 from shared.errors import describe_error
+from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
 from shared.metrics import JOB_QUEUE_DEPTH, OUTBOX_BACKLOG, OUTBOX_SWEPT, serve_metrics
 from shared.order_cache import OrderCache
 from shared.outbox import outbox_backlog, sweep_outbox
 from shared.settings import Settings, load_settings
-from workers.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
-from workers.reconciler import Reconciler, reconcile_job
 
 logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
 

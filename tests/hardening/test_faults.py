@@ -36,6 +36,7 @@ from app import create_app
 from features.process_order.job import process_order
 from shared.bus import EventBus
 from shared.database import asyncpg_dsn, create_engine
+from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import Order, OutboxEvent
 from shared.outbox import mark_sent
 from shared.redis import ResetAwareConnection, create_redis
@@ -55,7 +56,6 @@ from tests.workers.conftest import (
     ready_count,
     wait_for,
 )
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.queue_status import queue_report
 from workers.worker import shutdown, startup
 

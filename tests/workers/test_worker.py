@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.job import process_order
 from shared.bus import EventBus
+from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import OutboxEvent
 from shared.order_cache import OrderCache
 from shared.outbox import mark_sent
@@ -29,7 +30,6 @@ from tests.workers.conftest import (
     processed_at,
     wait_for,
 )
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.worker import shutdown, startup
 
 

@@ -1,7 +1,9 @@
 """The arq worker: runs ``process_order`` jobs, sweeps the outbox and reconciles every few seconds.
 
-This module only wires arq to the jobs: the use case itself is ``features/process_order/``;
-here are its arq options, the periodic jobs, and the process's connections.
+This module only wires arq to the jobs: the use cases are ``features/process_order/`` and
+``features/reconcile_orders/``; here are their arq options, the outbox sweep's tick (the
+sweep itself is ``shared.outbox``: infrastructure, the relay's safety net), and the
+process's connections.
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
 ``create_worker(settings, handle_signals=False, ...)`` and run it as a task.

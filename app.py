@@ -34,11 +34,11 @@ from shared.bus import EventBus
 from shared.client_address import ClientAddressMiddleware
 from shared.database import alchemy_config
 from shared.errors import exception_handlers
-from shared.events import OutboxRelay
 from shared.exact_json import ExactJSONRequest
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import MetricsController, prometheus_config
 from shared.order_cache import OrderCache
+from shared.outbox import OutboxRelay
 from shared.rate_limit import api_rate_limit, register_rate_limit, token_rate_limit
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings

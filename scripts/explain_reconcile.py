@@ -1,8 +1,9 @@
 """The reconciler's claim on 200,000 orders: EXPLAIN (ANALYZE, BUFFERS), in a scratch database.
 
 ``just explain-reconcile`` (numbers for RELIABILITY.md). Builds ``<database>_explain_<hex>``
-from DATABASE_URL's server, migrates it, fills it, prints the plans of the exact statement the
-worker runs (``workers.reconciler.claim_statement``), rolled back, and drops the database.
+from DATABASE_URL's server, migrates it, fills it, prints the plans of the exact statement
+the worker runs (``features.reconcile_orders.queries.claim_statement``), rolled back, and
+drops the database.
 
 Two cases: the steady state (everything processed but the last few seconds' orders: nothing
 to do) and a backlog (1,000 orders whose jobs Redis lost: one batch of 500 claimed).
@@ -17,9 +18,9 @@ import asyncpg
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
+from features.reconcile_orders.queries import claim_statement
 from shared.database import asyncpg_dsn, drop_database, migrate
 from shared.settings import load_settings
-from workers.reconciler import claim_statement
 
 ORDERS = 200_000
 FRESH = 20  # created in the last second, not processed yet: the steady state's only rows

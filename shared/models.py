@@ -55,7 +55,7 @@ class Order(DefaultBase):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
-        # The reconciler's scan: only unprocessed orders are in it (workers/reconciler.py).
+        # The reconciler's scan: only unprocessed orders are in it (features/reconcile_orders/).
         Index(
             "ix_orders_unprocessed",
             "created_at",

@@ -69,7 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     outbox_sweep_age_s: float = 5.0
     # process_order's tries before arq gives up on a job (the reconciler takes it up later).
     job_max_tries: int = 10
-    # The reconciler (workers/reconciler.py): orders still unprocessed this long after their
+    # The reconciler (features/reconcile_orders/): orders still unprocessed this long after their
     # creation, with no live job, get their job again; it runs every RECONCILE_INTERVAL_S,
     # looks at up to RECONCILE_BATCH orders a run, and backs off up to RECONCILE_MAX_DELAY_S
     # between re-enqueues of an order whose job keeps failing.

@@ -15,13 +15,13 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.database import create_engine
+from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.logs import JsonFormatter, configure_logging, request_id_var
 from shared.models import OutboxEvent
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.conftest import Account, metrics_headers, with_settings
 from tests.orders import Client, create_order
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.queue_status import queue_report, render
 
 

@@ -36,10 +36,10 @@ from arq.connections import ArqRedis
 
 from shared.bus import CONNECT_TIMEOUT_S, Topology, connect
 from shared.events import decode_event
+from shared.jobs import create_arq_redis, enqueue_process_order
 from shared.logs import configure_logging
 from shared.metrics import EVENTS_CONSUMED, serve_metrics
 from shared.settings import Settings, load_settings
-from workers.jobs import create_arq_redis, enqueue_process_order
 
 logger = logging.getLogger("workers.consumer")  # not __name__: under `python -m` that is __main__
 

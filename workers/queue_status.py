@@ -17,17 +17,17 @@ from arq.jobs import DeserializationError, JobResult, deserialize_result
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import create_engine
-from shared.events import outbox_backlog
-from shared.redis import create_redis
-from shared.settings import Settings, load_settings
-from workers.jobs import deserialize_job
-from workers.reconciler import (
+from features.reconcile_orders.job import reenqueued_counts_key
+from features.reconcile_orders.queries import (
     FailingOrder,
     count_failing_orders,
     oldest_failing_orders,
-    reenqueued_counts_key,
 )
+from shared.database import create_engine
+from shared.jobs import deserialize_job
+from shared.outbox import outbox_backlog
+from shared.redis import create_redis
+from shared.settings import Settings, load_settings
 
 RESULT_SCAN_LIMIT = 10_000  # bound the scan of finished results on a busy Redis
 SHOWN_FAILURES = 10

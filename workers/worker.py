@@ -1,5 +1,10 @@
 """The arq worker: runs ``process_order`` jobs, sweeps the outbox and reconciles every few seconds.
 
+This module only wires arq to the jobs: the use cases are ``features/process_order/`` and
+``features/reconcile_orders/``; here are their arq options, the outbox sweep's tick (the
+sweep itself is ``shared.outbox``: infrastructure, the relay's safety net), and the
+process's connections.
+
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
 ``create_worker(settings, handle_signals=False, ...)`` and run it as a task.
 
@@ -14,40 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 from arq.cron import cron
-from arq.worker import Retry, Worker, func
-from sqlalchemy import func as sql
-from sqlalchemy import select, update
+from arq.worker import Worker, func
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from features.process_order.job import process_order
+from features.reconcile_orders.job import Reconciler, reconcile_job
 from shared.bus import EventBus
-from shared.database import RAW_CONNECTION_ERRORS, create_engine
+from shared.database import create_engine
 from shared.errors import describe_error
-from shared.events import outbox_backlog, sweep_outbox
+from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
-from shared.metrics import (
-    JOB_QUEUE_DEPTH,
-    JOBS,
-    OUTBOX_BACKLOG,
-    OUTBOX_SWEPT,
-    serve_metrics,
-)
-from shared.models import Order
+from shared.metrics import JOB_QUEUE_DEPTH, OUTBOX_BACKLOG, OUTBOX_SWEPT, serve_metrics
 from shared.order_cache import OrderCache
-from shared.orders import ORDER_VIEW_COLUMNS, order_view
+from shared.outbox import outbox_backlog, sweep_outbox
 from shared.settings import Settings, load_settings
-from workers.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
-from workers.reconciler import Reconciler, reconcile_job
 
 logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
 
 JOB_TIMEOUT_S = 30
 JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kubernetes' 30 s)
-RETRY_MAX_DEFER_S = 60
 # Long enough that a redelivered event finds the result and makes no second job; after it
 # expires a late duplicate runs again and finds processed_at already set.
 KEEP_RESULT_S = 3600
@@ -73,66 +66,6 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["bus"].stop()
     if "engine" in ctx:
         await ctx["engine"].dispose()
-
-
-async def process_order(ctx: dict[str, Any], order_id: str) -> bool:
-    """The job: ``mark_processed``, with failures counted for /metrics (arq retries them)."""
-    try:
-        return await mark_processed(ctx, order_id)
-    except Retry:
-        raise
-    except Exception:
-        JOBS.labels("failed").inc()
-        raise
-
-
-async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
-    """Mark the order processed (once) and refresh its cached view; True if this run did it.
-
-    When the order was already processed the current view is cached anyway: a run that was
-    cut off between its commit and its cache write is repaired by the retry. The cache keeps
-    whichever view has the newest ``updated_at``, so this never undoes a later PATCH.
-    """
-    settings: Settings = ctx["settings"]
-    engine: AsyncEngine = ctx["engine"]
-    cache: OrderCache = ctx["cache"]
-    order_uuid = uuid.UUID(order_id)
-    extra = {"order_id": order_id}
-    await asyncio.sleep(settings.process_order_delay_s)
-    try:
-        async with engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    update(Order)
-                    .where(Order.id == order_uuid, Order.processed_at.is_(None))
-                    .values(processed_at=sql.now(), updated_at=sql.clock_timestamp())
-                    .returning(*ORDER_VIEW_COLUMNS)
-                )
-            ).one_or_none()
-            processed_now = row is not None
-            if row is None:
-                row = (
-                    await conn.execute(select(*ORDER_VIEW_COLUMNS).where(Order.id == order_uuid))
-                ).one_or_none()
-    except (SQLAlchemyError, *RAW_CONNECTION_ERRORS) as exc:  # a new connection failing
-        JOBS.labels("retried").inc()
-        defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
-        logger.warning(
-            "processing failed (%s); retrying in %ss", describe_error(exc), defer, extra=extra
-        )
-        raise Retry(defer=defer) from exc
-    if row is None:
-        JOBS.labels("missing").inc()
-        logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
-        return False
-    await cache.cache_order(order_view(row))
-    if processed_now:
-        JOBS.labels("processed").inc()
-        logger.info("Order %s processed", order_id, extra=extra)
-    else:
-        JOBS.labels("already_processed").inc()
-        logger.info("Order %s was already processed", order_id, extra=extra)
-    return processed_now
 
 
 async def sweep_outbox_job(ctx: dict[str, Any]) -> int:

@@ -32,9 +32,9 @@ from features.create_order.schemas import (
 )
 from shared.auth import CurrentUser
 from shared.errors import UnprocessableEntity, error_responses
-from shared.events import OutboxRelay, stage_new_order
 from shared.order_cache import OrderCache
 from shared.orders import OrderView, items_to_json, order_view, request_fingerprint
+from shared.outbox import OutboxRelay, stage_new_order
 
 logger = logging.getLogger(__name__)
 

@@ -33,15 +33,18 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import create_app
+from features.process_order.job import process_order
 from shared.bus import EventBus
 from shared.database import asyncpg_dsn, create_engine
-from shared.events import mark_sent, publish_staged
+from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import Order, OutboxEvent
+from shared.outbox import mark_sent
 from shared.redis import ResetAwareConnection, create_redis
 from shared.settings import Settings
 from tests.conftest import StartApp, make_account, with_settings
 from tests.hardening.conftest import Lines, StartLink
 from tests.orders import ONE_ITEM, create_order
+from tests.outbox import publish_staged
 from tests.processes import RunModule, free_port
 from tests.workers.conftest import (
     OrderFactory,
@@ -53,9 +56,8 @@ from tests.workers.conftest import (
     ready_count,
     wait_for,
 )
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from workers.queue_status import queue_report
-from workers.worker import process_order, shutdown, startup
+from workers.worker import shutdown, startup
 
 Client = AsyncTestClient[Litestar]
 

@@ -43,6 +43,7 @@ from shared.auth import bcrypt_cost
 from shared.bus import Topology
 from shared.client_address import client_host
 from shared.database import asyncpg_dsn, drop_database
+from shared.jobs import create_arq_redis, deserialize_job
 from shared.models import User
 from shared.redis import create_redis
 from shared.settings import Settings
@@ -55,7 +56,6 @@ from tests.conftest import (
 )
 from tests.processes import PROJECT_ROOT, UVICORN_ARGS, RunModule, environment, start_api
 from tests.workers.conftest import ready_count, wait_for
-from workers.jobs import create_arq_redis, deserialize_job
 from workers.worker import create_worker
 
 Client = AsyncTestClient[Litestar]

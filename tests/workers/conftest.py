@@ -28,14 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.bus import EventBus, Topology
 from shared.database import create_engine, drop_database, migrate
-from shared.events import NewOrderEvent, stage_new_order
+from shared.events import NewOrderEvent
+from shared.jobs import process_order_job_id
 from shared.models import Order, User
+from shared.outbox import stage_new_order
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.conftest import with_settings
 from tests.faults import FaultyLink, target_of
 from workers.consumer import run_consumer
-from workers.jobs import process_order_job_id
 from workers.worker import create_worker
 
 ARQ_KEY_PREFIXES = ("arq:job:", "arq:result:", "arq:retry:", "arq:in-progress:")

@@ -15,11 +15,13 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus, Topology
-from shared.events import encode_event, publish_staged
+from shared.events import encode_event
+from shared.jobs import PROCESS_ORDER, deserialize_job, process_order_job_id
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.conftest import with_settings
 from tests.faults import via
+from tests.outbox import publish_staged
 from tests.workers.conftest import (
     OrderFactory,
     StartConsumer,
@@ -30,7 +32,6 @@ from tests.workers.conftest import (
     wait_for,
 )
 from workers.consumer import NewOrderHandler
-from workers.jobs import PROCESS_ORDER, deserialize_job, process_order_job_id
 
 
 async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:

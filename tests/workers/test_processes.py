@@ -17,12 +17,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus
-from shared.events import mark_sent, publish_staged
+from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.outbox import mark_sent
 from shared.settings import Settings
 from tests.conftest import with_settings
+from tests.outbox import publish_staged
 from tests.processes import RunModule, run_module, start_api, stops_on_sigterm
 from tests.workers.conftest import OrderFactory, processed_at, ready_count, wait_for
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 
 __all__ = ["run_module"]  # the fixture, imported for pytest
 

@@ -17,15 +17,15 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from features.reconcile_orders.job import Reconciler
 from shared.database import create_engine
-from shared.events import mark_sent
+from shared.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
 from shared.models import Order
+from shared.outbox import mark_sent
 from shared.settings import Settings
 from tests.conftest import with_settings
 from tests.workers.conftest import OrderFactory, order_factory
-from workers.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
 from workers.queue_status import queue_report, render
-from workers.reconciler import Reconciler
 
 AFTER_S = 1.0
 

@@ -13,13 +13,16 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from features.process_order.job import process_order
 from shared.bus import EventBus
-from shared.events import mark_sent, publish_staged
+from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import OutboxEvent
 from shared.order_cache import OrderCache
+from shared.outbox import mark_sent
 from shared.settings import Settings
 from tests.conftest import with_settings
 from tests.faults import via
+from tests.outbox import publish_staged
 from tests.workers.conftest import (
     OrderFactory,
     StartConsumer,
@@ -27,8 +30,7 @@ from tests.workers.conftest import (
     processed_at,
     wait_for,
 )
-from workers.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
-from workers.worker import process_order, shutdown, startup
+from workers.worker import shutdown, startup
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""What the consumer and the worker agree on: the job's name, its id, its wire format, and
-arq's Redis client.
+"""What the consumer, the worker and the reconciler agree on: the job's name, its id, its wire
+format, and arq's Redis client.
 
 Jobs and their results are JSON (msgspec) on every side, never arq's default pickle: whoever
 can write to Redis could otherwise push a job whose unpickling runs their code in the
@@ -22,7 +22,7 @@ from shared.metrics import JOBS
 from shared.redis import create_redis
 from shared.settings import Settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("workers.jobs")  # its name before it moved here: log queries match it
 
 PROCESS_ORDER = "process_order"
 

@@ -1,0 +1,82 @@
+"""The ``process_order`` job: wait, mark the order processed once, refresh its cached view.
+
+arq runs it (``workers/worker.py`` registers it); the consumer enqueues it with job id
+``process_order:<id>``. It is idempotent by order id, so a rerun (a redelivered event, a
+retry, the reconciler) is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from arq.worker import Retry
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from features.process_order.queries import read_order, set_processed
+from shared.database import RAW_CONNECTION_ERRORS
+from shared.errors import describe_error
+from shared.metrics import JOBS
+from shared.order_cache import OrderCache
+from shared.orders import order_view
+from shared.settings import Settings
+
+# The worker's name, not __name__: operators, the chaos check and the tests read the
+# `Order <id> processed` lines under it.
+logger = logging.getLogger("workers.worker")
+
+RETRY_MAX_DEFER_S = 60
+
+
+async def process_order(ctx: dict[str, Any], order_id: str) -> bool:
+    """The job: ``mark_processed``, with failures counted for /metrics (arq retries them)."""
+    try:
+        return await mark_processed(ctx, order_id)
+    except Retry:
+        raise
+    except Exception:
+        JOBS.labels("failed").inc()
+        raise
+
+
+async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
+    """Mark the order processed (once) and refresh its cached view; True if this run did it.
+
+    When the order was already processed the current view is cached anyway: a run that was
+    cut off between its commit and its cache write is repaired by the retry. The cache keeps
+    whichever view has the newest ``updated_at``, so this never undoes a later PATCH.
+    """
+    settings: Settings = ctx["settings"]
+    engine: AsyncEngine = ctx["engine"]
+    cache: OrderCache = ctx["cache"]
+    order_uuid = uuid.UUID(order_id)
+    extra = {"order_id": order_id}
+    await asyncio.sleep(settings.process_order_delay_s)
+    try:
+        async with engine.begin() as conn:
+            row = await set_processed(conn, order_uuid)
+            processed_now = row is not None
+            if row is None:
+                row = await read_order(conn, order_uuid)
+    except (SQLAlchemyError, *RAW_CONNECTION_ERRORS) as exc:  # a new connection failing
+        JOBS.labels("retried").inc()
+        defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
+        logger.warning(
+            "processing failed (%s); retrying in %ss", describe_error(exc), defer, extra=extra
+        )
+        raise Retry(defer=defer) from exc
+    if row is None:
+        JOBS.labels("missing").inc()
+        logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
+        return False
+    await cache.cache_order(order_view(row))
+    if processed_now:
+        JOBS.labels("processed").inc()
+        logger.info("Order %s processed", order_id, extra=extra)
+    else:
+        JOBS.labels("already_processed").inc()
+        logger.info("Order %s was already processed", order_id, extra=extra)
+    return processed_now

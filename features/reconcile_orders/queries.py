@@ -1,0 +1,106 @@
+"""The reconciler's statements: claim due orders, re-check them, record a re-enqueue; and
+the read of the orders whose jobs keep failing (the metric and ``just jobs``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Update, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.models import Order, OutboxEvent
+from shared.settings import Settings
+
+MAX_DOUBLINGS = 30  # keeps 2^n finite; the delay is capped long before
+
+
+def _seconds(value: float | ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.make_interval(0, 0, 0, 0, 0, 0, value)
+
+
+def claim_statement(settings: Settings) -> Update:
+    """Take up to a batch of due orders and move their next look ahead (RETURNING their ids)."""
+    due = (
+        select(Order.id)
+        .where(
+            Order.processed_at.is_(None),
+            Order.created_at <= func.now() - _seconds(settings.reconcile_after_s),
+            or_(Order.reconcile_next_at.is_(None), Order.reconcile_next_at <= func.now()),
+            ~exists().where(OutboxEvent.order_id == Order.id, OutboxEvent.sent_at.is_(None)),
+        )
+        .order_by(Order.created_at)
+        .limit(settings.reconcile_batch)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(Order)
+        .where(Order.id.in_(due.scalar_subquery()))
+        .values(reconcile_next_at=func.now() + _seconds(settings.reconcile_after_s))
+        .returning(Order.id)
+    )
+
+
+async def claim_due_orders(engine: AsyncEngine, settings: Settings) -> list[uuid.UUID]:
+    """The claim, committed at once: no row stays locked while Redis is asked."""
+    async with engine.begin() as conn:
+        return list(await conn.scalars(claim_statement(settings)))
+
+
+async def still_unprocessed(engine: AsyncEngine, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    async with engine.connect() as conn:
+        rows = await conn.scalars(
+            select(Order.id).where(Order.id.in_(order_ids), Order.processed_at.is_(None))
+        )
+        return set(rows)
+
+
+async def record_reenqueued(
+    engine: AsyncEngine, settings: Settings, order_ids: Sequence[uuid.UUID]
+) -> None:
+    """Count the re-enqueue and put the order's next look off: RECONCILE_AFTER_S × 2^(n-1)."""
+    doublings = func.least(Order.reconcile_attempts, MAX_DOUBLINGS)
+    delay = func.least(
+        settings.reconcile_after_s * func.power(2, doublings), settings.reconcile_max_delay_s
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Order)
+            .where(Order.id.in_(order_ids))
+            .values(
+                reconcile_attempts=Order.reconcile_attempts + 1,
+                reconcile_next_at=func.now() + _seconds(delay),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class FailingOrder:
+    id: uuid.UUID
+    attempts: int
+    created_at: datetime
+    next_look_at: datetime | None
+
+
+# Unprocessed orders the reconciler had to enqueue again: their jobs fail (or keep vanishing).
+_FAILING = (Order.processed_at.is_(None), Order.reconcile_attempts > 0)
+
+
+async def count_failing_orders(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).select_from(Order).where(*_FAILING))
+    return int(count or 0)
+
+
+async def oldest_failing_orders(engine: AsyncEngine, limit: int) -> list[FailingOrder]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Order.id, Order.reconcile_attempts, Order.created_at, Order.reconcile_next_at)
+            .where(*_FAILING)
+            .order_by(Order.created_at)
+            .limit(limit)
+        )
+        return [FailingOrder(*row) for row in rows]

@@ -1,0 +1,17 @@
+"""Test helpers for the outbox: publish a staged event at once, without the relay's delay."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import EventBus
+from shared.events import NewOrderEvent
+from shared.outbox import mark_sent, publish_event
+
+
+async def publish_staged(bus: EventBus, engine: AsyncEngine, event: NewOrderEvent) -> bool:
+    """Publish a committed event and mark it sent, in line (``OutboxRelay`` does it later)."""
+    if not await publish_event(bus, event):
+        return False
+    await mark_sent(engine, [event.event_id])
+    return True

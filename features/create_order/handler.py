@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Response, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY,
         pattern=NO_NUL_PATTERN,

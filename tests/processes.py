@@ -81,10 +81,13 @@ async def run_module(tmp_path: Path) -> AsyncIterator[RunModule]:
         yield run
 
 
-async def start_api(run: RunModule, settings: Settings, log: str = "api") -> tuple[Process, str]:
+async def start_api(
+    run: RunModule, settings: Settings, log: str = "api", *uvicorn_args: str
+) -> tuple[Process, str]:
     """The API under uvicorn on a free port, once /health answers; returns its base URL."""
     port = free_port()
-    process = await run("uvicorn", settings, *UVICORN_ARGS, "--port", str(port), log=log)
+    args = (*UVICORN_ARGS, *uvicorn_args, "--port", str(port))
+    process = await run("uvicorn", settings, *args, log=log)
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
         for _ in range(int(START_WITHIN_S / 0.05)):

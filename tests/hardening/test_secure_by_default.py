@@ -389,7 +389,10 @@ async def test_a_ready_flood_leaves_order_requests_answering(
     """
     account = await make_account(client)
     small = own_prefix(settings, db_pool_size=2, db_max_overflow=0)
-    _, base = await start_api(run_module, small, log="ready-flood")
+    # A keep-alive longer than the flood: under load the flood can outlast uvicorn's 5 s, and
+    # a GET sent on a connection the server is closing as idle fails with ReadError, a
+    # client-pool race that says nothing about the probe starving the database pool.
+    _, base = await start_api(run_module, small, "ready-flood", "--timeout-keep-alive", "120")
     limits = httpx.Limits(max_connections=900)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
 

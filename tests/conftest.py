@@ -9,46 +9,37 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any
 
 import aio_pika
-import msgspec
 import pytest
-from litestar import Litestar, Request, get
-from litestar.security.jwt import Token
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from shared.auth import CurrentUser
 from shared.bus import Topology
 from shared.database import drop_database, migrate
 from shared.redis import create_redis
 from shared.settings import Settings
+from tests.accounts import Account, make_account
+from tests.apps import StartApp
 
 RUN_ID = secrets.token_hex(4)
-PASSWORD = "correct horse battery"
-
-
-def _base_url(var: str, default: str) -> str:
-    return os.environ.get(var, default)
 
 
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
     """Settings for this run: isolated names everywhere, cheap bcrypt, generous limits."""
     db_url = make_url(
-        _base_url("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+        os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     ).set(database=f"orders_test_{RUN_ID}")
     test_settings = Settings(
         environment="test",
         database_url=db_url.render_as_string(hide_password=False),
-        redis_url=_base_url("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        rabbitmq_url=_base_url("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        rabbitmq_url=os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         jwt_secret=secrets.token_urlsafe(32),
         bcrypt_rounds=4,
         rate_limit="100000/minute",
@@ -83,15 +74,6 @@ async def _cleanup(settings: Settings) -> None:
         await Topology(settings).delete(await connection.channel())
 
 
-def with_settings(settings: Settings, **changes: object) -> Settings:
-    return msgspec.structs.replace(settings, **changes)
-
-
-def metrics_headers(settings: Settings) -> dict[str, str]:
-    """What Prometheus sends to read the API's /metrics."""
-    return {"Authorization": f"Bearer {settings.metrics_token}"}
-
-
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> Litestar:
     return create_app(settings)
@@ -104,18 +86,6 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield test_client
 
 
-PROBE = "/probe/whoami"
-
-
-@get(PROBE, sync_to_thread=False)
-def whoami(request: Request[CurrentUser, Token, Any]) -> dict[str, int]:
-    """A protected route for tests of auth itself (``app.register(whoami)``): the caller's id."""
-    return {"id": request.user.id}
-
-
-StartApp = Callable[[Litestar], Awaitable[AsyncTestClient[Litestar]]]
-
-
 @pytest.fixture
 async def start_app() -> AsyncIterator[StartApp]:
     """Run extra apps (their own settings, extra routes) for one test; all stop after it."""
@@ -125,28 +95,6 @@ async def start_app() -> AsyncIterator[StartApp]:
             return await stack.enter_async_context(AsyncTestClient(extra_app))
 
         yield start
-
-
-@dataclass(frozen=True)
-class Account:
-    id: int
-    email: str
-    password: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def make_account(client: AsyncTestClient[Litestar], password: str = PASSWORD) -> Account:
-    """Register and log in through the API, as a client would."""
-    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-    created = await client.post("/register", json={"email": email, "password": password})
-    assert created.status_code == 201, created.text
-    issued = await client.post("/token", data={"username": email, "password": password})
-    assert issued.status_code == 200, issued.text
-    return Account(created.json()["id"], email, password, issued.json()["access_token"])
 
 
 @pytest.fixture

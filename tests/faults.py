@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -164,3 +164,7 @@ class FaultyLink:
         finally:
             self._writers.discard(sink)
             sink.transport.abort()
+
+
+StartLink = Callable[[str], FaultyLink]
+StartProxy = Callable[[str], Awaitable[FaultyLink]]

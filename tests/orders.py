@@ -1,13 +1,16 @@
-"""Helpers for order tests: create orders through the API as a client would."""
+"""Helpers for order tests: create orders through the API as a client would, evict one from
+the cache."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import Account
+from shared.settings import Settings
+from tests.accounts import Account
 
 Client = AsyncTestClient[Litestar]
 
@@ -23,3 +26,11 @@ async def create_order(
     assert response.status_code == 201, response.text
     order: dict[str, Any] = response.json()
     return order
+
+
+async def evict(settings: Settings, order_id: str) -> None:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await redis.delete(f"{settings.redis_prefix}order:{order_id}")
+    finally:
+        await redis.aclose()

@@ -14,7 +14,7 @@ from chaos.checks import log_counts
 from chaos.stack import forget_redis_data
 from shared.redis import create_redis
 from shared.settings import Settings
-from tests.conftest import with_settings
+from tests.apps import with_settings
 
 
 async def test_losing_redis_data_deletes_the_runs_keys_and_nothing_else(

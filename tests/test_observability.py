@@ -20,7 +20,8 @@ from shared.logs import JsonFormatter, configure_logging, request_id_var
 from shared.models import OutboxEvent
 from shared.redis import create_redis
 from shared.settings import Settings
-from tests.conftest import Account, metrics_headers, with_settings
+from tests.accounts import Account
+from tests.apps import metrics_headers, with_settings
 from tests.orders import Client, create_order
 from workers.queue_status import queue_report, render
 

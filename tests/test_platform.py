@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
 from shared.settings import Settings, load_settings
-from tests.conftest import PROBE, StartApp, whoami, with_settings
+from tests.apps import PROBE, StartApp, whoami, with_settings
 
 Client = AsyncTestClient[Litestar]
 

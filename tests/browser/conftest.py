@@ -8,10 +8,7 @@ here renders without internet access. Tests skip only where chromium is not inst
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,28 +16,13 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
-    Page,
     Route,
     async_playwright,
 )
 
 from shared.settings import Settings
-from tests.processes import PROJECT_ROOT, running_modules, start_api
-
-CHROMIUM = shutil.which("chromium")
-# Written by every run for a person to look at; git-ignored.
-SCREENSHOTS = PROJECT_ROOT / "screenshots"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",  # root in a container: chromium's sandbox needs user namespaces
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # No name resolves: even a request that escaped interception could not leave the machine.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS, Visit
+from tests.processes import running_modules, start_api
 
 
 @pytest.fixture(scope="package")
@@ -66,22 +48,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
-
-
-@dataclass
-class Visit:
-    """One page in its own browser context, with what it tried that it should not have."""
-
-    page: Page
-    base: str
-    foreign_requests: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    async def screenshot(self, name: str, *, full_page: bool = True) -> Path:
-        SCREENSHOTS.mkdir(exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
-        await self.page.screenshot(path=path, full_page=full_page)
-        return path
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import uuid
 import httpx
 from playwright.async_api import expect
 
-from tests.browser.conftest import Visit
-from tests.conftest import PASSWORD
+from tests.accounts import PASSWORD
+from tests.browser.chromium import Visit
 
 # Rendering swagger-ui or Elements takes a few seconds on a busy 2-core machine.
 RENDER_TIMEOUT_MS = 30_000

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.models import Order, OutboxEvent
 from shared.settings import Settings
-from tests.conftest import Account
+from tests.accounts import Account
 from tests.orders import ONE_ITEM, Client, create_order
 
 

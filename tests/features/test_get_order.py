@@ -11,16 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.settings import Settings
-from tests.conftest import Account
-from tests.orders import Client, create_order
-
-
-async def evict(settings: Settings, order_id: str) -> None:
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    try:
-        await redis.delete(f"{settings.redis_prefix}order:{order_id}")
-    finally:
-        await redis.aclose()
+from tests.accounts import Account
+from tests.orders import Client, create_order, evict
 
 
 async def test_a_cold_read_is_a_miss_then_a_hit_with_the_same_body(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Account
+from tests.accounts import Account
 from tests.orders import Client, create_order
 
 

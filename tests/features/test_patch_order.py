@@ -12,9 +12,8 @@ import redis.asyncio as aioredis
 from shared.order_cache import OrderCache
 from shared.orders import OrderView
 from shared.settings import Settings
-from tests.conftest import Account
-from tests.features.test_get_order import evict
-from tests.orders import Client, create_order
+from tests.accounts import Account
+from tests.orders import Client, create_order, evict
 
 PATHS = {
     "PENDING": [],

@@ -1,6 +1,6 @@
 """POST /token and the bearer tokens it issues, as API.md's users section states them.
 
-The tests that need a protected route register conftest's probe (``GET /probe/whoami``) on an
+The tests that need a protected route register tests/apps.py's probe (``GET /probe/whoami``) on an
 app of their own; it goes through the same auth as every route not excluded from it.
 """
 
@@ -25,15 +25,8 @@ from litestar.testing import AsyncTestClient
 from app import create_app
 from shared.database import asyncpg_dsn
 from shared.settings import Settings
-from tests.conftest import (
-    PASSWORD,
-    PROBE,
-    Account,
-    StartApp,
-    make_account,
-    whoami,
-    with_settings,
-)
+from tests.accounts import PASSWORD, Account, make_account
+from tests.apps import PROBE, StartApp, whoami, with_settings
 
 Client = AsyncTestClient[Litestar]
 

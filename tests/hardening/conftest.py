@@ -7,11 +7,12 @@ arq key clean-up) are the ones tests/workers uses, imported so both suites run t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.faults import FaultyLink, target_of
+from tests.faults import FaultyLink, StartLink, target_of
+from tests.logs import Lines
 from tests.processes import run_module  # noqa: F401 - a fixture
 from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by import
     _remove_arq_keys,
@@ -26,8 +27,6 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     start_worker,
     tcp_proxy,
 )
-
-StartLink = Callable[[str], FaultyLink]
 
 
 @pytest.fixture
@@ -48,20 +47,6 @@ def faults() -> Iterator[StartLink]:
     yield start
     for link in links:
         link.close()
-
-
-class Lines(logging.Handler):
-    """Every message a logger emits during a test, as text."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def count(self, message: str) -> int:
-        return self.messages.count(message)
 
 
 @pytest.fixture

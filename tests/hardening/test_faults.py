@@ -41,12 +41,13 @@ from shared.models import Order, OutboxEvent
 from shared.outbox import mark_sent
 from shared.redis import ResetAwareConnection, create_redis
 from shared.settings import Settings
-from tests.conftest import StartApp, make_account, with_settings
-from tests.hardening.conftest import Lines, StartLink
+from tests.accounts import make_account
+from tests.apps import StartApp, with_settings
+from tests.faults import StartLink
+from tests.logs import Lines
 from tests.orders import ONE_ITEM, create_order
 from tests.outbox import publish_staged
-from tests.processes import RunModule, free_port
-from tests.workers.conftest import (
+from tests.pipeline import (
     OrderFactory,
     StartConsumer,
     StartWorker,
@@ -56,6 +57,7 @@ from tests.workers.conftest import (
     ready_count,
     wait_for,
 )
+from tests.processes import RunModule, free_port
 from workers.queue_status import queue_report
 from workers.worker import shutdown, startup
 

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi import checks
 
 from app import create_app
 from shared.settings import Settings
-from tests.conftest import PASSWORD
+from tests.accounts import PASSWORD
 
 EXAMPLES_PER_OPERATION = 50
 STATEFUL_SCENARIOS = 30

@@ -47,15 +47,10 @@ from shared.jobs import create_arq_redis, deserialize_job
 from shared.models import User
 from shared.redis import create_redis
 from shared.settings import Settings
-from tests.conftest import (
-    PASSWORD,
-    StartApp,
-    make_account,
-    metrics_headers,
-    with_settings,
-)
+from tests.accounts import PASSWORD, make_account
+from tests.apps import StartApp, metrics_headers, with_settings
+from tests.pipeline import ready_count, wait_for
 from tests.processes import PROJECT_ROOT, UVICORN_ARGS, RunModule, environment, start_api
-from tests.workers.conftest import ready_count, wait_for
 from workers.worker import create_worker
 
 Client = AsyncTestClient[Litestar]

@@ -22,9 +22,9 @@ from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.settings import Settings
-from tests.conftest import Account, StartApp, make_account, metrics_headers, with_settings
-from tests.features.test_get_order import evict
-from tests.orders import ONE_ITEM, create_order
+from tests.accounts import Account, make_account
+from tests.apps import StartApp, metrics_headers, with_settings
+from tests.orders import ONE_ITEM, create_order, evict
 
 Client = AsyncTestClient[Litestar]
 

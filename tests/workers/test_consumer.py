@@ -19,13 +19,12 @@ from shared.events import encode_event
 from shared.jobs import PROCESS_ORDER, deserialize_job, process_order_job_id
 from shared.redis import create_redis
 from shared.settings import Settings
-from tests.conftest import with_settings
-from tests.faults import via
+from tests.apps import with_settings
+from tests.faults import StartProxy, via
 from tests.outbox import publish_staged
-from tests.workers.conftest import (
+from tests.pipeline import (
     OrderFactory,
     StartConsumer,
-    StartProxy,
     StartWorker,
     processed_at,
     ready_count,

@@ -6,9 +6,9 @@ import pytest
 
 from shared.bus import EventBus
 from shared.settings import Settings
-from tests.conftest import with_settings
-from tests.faults import via
-from tests.workers.conftest import StartProxy, wait_for
+from tests.apps import with_settings
+from tests.faults import StartProxy, via
+from tests.pipeline import wait_for
 
 
 async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(

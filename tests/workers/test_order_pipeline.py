@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from shared.settings import Settings
-from tests.conftest import Account, with_settings
+from tests.accounts import Account
+from tests.apps import with_settings
 from tests.orders import Client
-from tests.workers.conftest import StartConsumer, StartWorker, wait_for
+from tests.pipeline import StartConsumer, StartWorker, wait_for
 
 
 async def test_created_order_gets_processed_at_through_consumer_and_worker(

@@ -20,10 +20,10 @@ from shared.bus import EventBus
 from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.outbox import mark_sent
 from shared.settings import Settings
-from tests.conftest import with_settings
+from tests.apps import with_settings
 from tests.outbox import publish_staged
+from tests.pipeline import OrderFactory, processed_at, ready_count, wait_for
 from tests.processes import RunModule, run_module, start_api, stops_on_sigterm
-from tests.workers.conftest import OrderFactory, processed_at, ready_count, wait_for
 
 __all__ = ["run_module"]  # the fixture, imported for pytest
 

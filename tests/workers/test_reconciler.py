@@ -23,8 +23,8 @@ from shared.jobs import create_arq_redis, enqueue_process_order, process_order_j
 from shared.models import Order
 from shared.outbox import mark_sent
 from shared.settings import Settings
-from tests.conftest import with_settings
-from tests.workers.conftest import OrderFactory, order_factory
+from tests.apps import with_settings
+from tests.pipeline import OrderFactory, order_factory
 from workers.queue_status import queue_report, render
 
 AFTER_S = 1.0

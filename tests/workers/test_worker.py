@@ -20,16 +20,10 @@ from shared.models import OutboxEvent
 from shared.order_cache import OrderCache
 from shared.outbox import mark_sent
 from shared.settings import Settings
-from tests.conftest import with_settings
+from tests.apps import with_settings
 from tests.faults import via
 from tests.outbox import publish_staged
-from tests.workers.conftest import (
-    OrderFactory,
-    StartConsumer,
-    StartWorker,
-    processed_at,
-    wait_for,
-)
+from tests.pipeline import OrderFactory, StartConsumer, StartWorker, processed_at, wait_for
 from workers.worker import shutdown, startup
 
 

@@ -1,0 +1,46 @@
+"""Extra apps for one test: settings changed or pointed at a dead port, a probe route."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, get
+from litestar.security.jwt import Token
+from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
+
+from shared.auth import CurrentUser
+from shared.settings import Settings
+
+UNUSED_PORT = 1
+
+StartApp = Callable[[Litestar], Awaitable[AsyncTestClient[Litestar]]]
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return msgspec.structs.replace(settings, **changes)
+
+
+def unreachable(settings: Settings, dependency: str) -> Settings:
+    if dependency == "postgresql":
+        url = make_url(settings.database_url).set(port=UNUSED_PORT)
+        return with_settings(settings, database_url=url.render_as_string(hide_password=False))
+    if dependency == "redis":
+        return with_settings(settings, redis_url=f"redis://127.0.0.1:{UNUSED_PORT}/0")
+    return with_settings(settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{UNUSED_PORT}/")
+
+
+def metrics_headers(settings: Settings) -> dict[str, str]:
+    """What Prometheus sends to read the API's /metrics."""
+    return {"Authorization": f"Bearer {settings.metrics_token}"}
+
+
+PROBE = "/probe/whoami"
+
+
+@get(PROBE, sync_to_thread=False)
+def whoami(request: Request[CurrentUser, Token, Any]) -> dict[str, int]:
+    """A protected route for tests of auth itself (``app.register(whoami)``): the caller's id."""
+    return {"id": request.user.id}

@@ -1,0 +1,151 @@
+"""API.md's rate limits: a budget per client for the whole API and a stricter one for /token,
+shared by every process through Redis; health and docs outside them; open while Redis is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+
+import pytest
+
+from app import create_app
+from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
+from shared.settings import Settings
+from tests.apps import PROBE, StartApp, unreachable, whoami, with_settings
+from tests.orders import Client
+
+# A cheap request that the API-wide limit counts: it has no token, so it is a 401 before any work.
+LIMITED = ("POST", "/orders")
+
+
+def limited_settings(settings: Settings) -> Settings:
+    """Small budgets under a Redis prefix of their own, so no other test shares them."""
+    return with_settings(
+        settings,
+        rate_limit="3/minute",
+        token_rate_limit="2/minute",
+        redis_prefix=f"{settings.redis_prefix}rl-{secrets.token_hex(4)}:",
+    )
+
+
+async def hit_limited_route(client: Client) -> int:
+    method, path = LIMITED
+    response = await client.request(method, path, json={})
+    return response.status_code
+
+
+@pytest.fixture
+async def limited(settings: Settings, start_app: StartApp) -> Client:
+    limited_app = create_app(limited_settings(settings))
+    limited_client = await start_app(limited_app)
+    assert await limited_app.state.bus.wait_ready(within=10), "RabbitMQ did not connect"
+    return limited_client
+
+
+async def test_request_past_the_limit_is_429_with_retry_after_and_ratelimit_headers(
+    limited: Client,
+) -> None:
+    allowed = [await hit_limited_route(limited) for _ in range(3)]
+    method, path = LIMITED
+    refused = await limited.request(method, path, json={})
+    assert allowed == [401, 401, 401]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.headers["ratelimit-limit"] == "3"
+    assert refused.headers["ratelimit-remaining"] == "0"
+    assert "ratelimit-reset" in refused.headers
+    assert refused.headers["content-type"].startswith("application/json")
+    assert refused.json()["detail"]
+
+
+async def test_responses_within_the_limit_count_down_ratelimit_remaining(
+    limited: Client,
+) -> None:
+    method, path = LIMITED
+    first = await limited.request(method, path, json={})
+    second = await limited.request(method, path, json={})
+    assert first.headers["ratelimit-limit"] == "3"
+    assert (
+        int(first.headers["ratelimit-remaining"]) == int(second.headers["ratelimit-remaining"]) + 1
+    )
+
+
+async def test_token_has_its_own_stricter_limit(limited: Client) -> None:
+    form = {"username": f"nobody-{uuid.uuid4().hex}@example.com", "password": "whatever-pass"}
+    logins = [(await limited.post("/token", data=form)).status_code for _ in range(3)]
+    other_route = await hit_limited_route(limited)
+    assert logins == [401, 401, 429]
+    assert other_route == 401
+
+
+async def test_logins_do_not_use_up_the_api_wide_budget(limited: Client) -> None:
+    form = {"username": f"nobody-{uuid.uuid4().hex}@example.com", "password": "whatever-pass"}
+    for _ in range(2):
+        await limited.post("/token", data=form)
+    others = [await hit_limited_route(limited) for _ in range(3)]
+    assert others == [401, 401, 401]
+
+
+async def test_requests_without_a_valid_token_count_against_the_limit(
+    settings: Settings, start_app: StartApp
+) -> None:
+    probe_app = create_app(limited_settings(settings))
+    probe_app.register(whoami)
+    probe = await start_app(probe_app)
+    statuses = [(await probe.get(PROBE)).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/health",
+        "/ready",
+        "/schema/openapi.json",
+        "/schema/swagger",
+        "/schema/elements",
+        f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",
+        f"{ELEMENTS_URL}/no-such-asset.js",
+    ],
+)
+async def test_health_and_docs_are_never_rate_limited(limited: Client, path: str) -> None:
+    statuses = [(await limited.get(path)).status_code for _ in range(6)]
+    assert statuses in ([200] * 6, [404] * 6)  # a missing asset is 404, never 429
+
+
+async def test_the_limit_is_shared_by_every_app_instance_on_the_same_redis(
+    settings: Settings, start_app: StartApp
+) -> None:
+    shared = limited_settings(settings)
+    one = await start_app(create_app(shared))
+    other = await start_app(create_app(shared))
+    allowed = [
+        await hit_limited_route(one),
+        await hit_limited_route(other),
+        await hit_limited_route(one),
+    ]
+    assert allowed == [401, 401, 401]
+    assert await hit_limited_route(other) == 429
+
+
+async def test_concurrent_requests_through_two_apps_are_counted_exactly(
+    settings: Settings, start_app: StartApp
+) -> None:
+    """The count is one atomic Redis script: racing processes lose no request."""
+    shared = with_settings(limited_settings(settings), rate_limit="25/minute")
+    one = await start_app(create_app(shared))
+    other = await start_app(create_app(shared))
+    statuses = await asyncio.gather(*(hit_limited_route((one, other)[n % 2]) for n in range(60)))
+    assert statuses.count(401) == 25
+    assert statuses.count(429) == 35
+
+
+async def test_requests_pass_unlimited_while_redis_is_unreachable(
+    settings: Settings, start_app: StartApp
+) -> None:
+    """The limiter fails open: a Redis outage must not take the API down with it."""
+    no_redis = await start_app(create_app(unreachable(limited_settings(settings), "redis")))
+    statuses = [await hit_limited_route(no_redis) for _ in range(5)]
+    assert statuses == [401] * 5

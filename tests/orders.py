@@ -1,14 +1,15 @@
-"""Helpers for order tests: create orders through the API as a client would, evict one from
-the cache."""
+"""Helpers for order tests: create orders through the API as a client would, read or evict
+their cached view."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
+from shared.order_cache import OrderCache
 from shared.settings import Settings
 from tests.accounts import Account
 
@@ -29,8 +30,12 @@ async def create_order(
 
 
 async def evict(settings: Settings, order_id: str) -> None:
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.redis_url)
     try:
         await redis.delete(f"{settings.redis_prefix}order:{order_id}")
     finally:
         await redis.aclose()
+
+
+def order_cache(settings: Settings, redis: Redis) -> OrderCache:
+    return OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)

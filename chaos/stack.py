@@ -20,7 +20,7 @@ import aio_pika
 import httpx
 import msgspec
 
-from bench.run import Proc, free_port, isolated_settings, settings_env, start
+from bench.stack import Proc, free_port, isolated_settings, settings_env, start
 from shared.bus import Topology
 from shared.redis import create_redis
 from shared.settings import Settings

@@ -1,0 +1,176 @@
+"""The figures as markdown: the scenario table against the ceiling and its targets, the drain,
+the login probe, the notes and memory (stdout and .bench/last.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+
+from bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
+from bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES, ROOT
+
+# Targets from the issue, as fractions of the ceiling's requests/s.
+TARGETS = {
+    "cached_get": 0.6,
+    "list_50": 0.25,
+    "post_order": 0.2,
+    "patch_noop": 0.2,
+    "patch_move": 0.2,
+}
+DRAIN_TARGET_S = 10.0
+DRAIN_TARGET_ORDERS = 1000
+LOGIN_P99_FACTOR = 2.0
+API_RSS_LIMIT_MB = 150.0
+
+
+def verdict(ok: bool, smoke: bool) -> str:
+    if ok:
+        return "PASS"
+    return "fail (not enforced in smoke)" if smoke else "**FAIL**"
+
+
+def scenario_table(report: Report) -> tuple[list[str], bool]:
+    plan, results = report.plan, report.results
+    ceiling = results.get("ceiling")
+    top = ceiling.rps if ceiling and ceiling.rps else math.nan
+    passed = True
+    lines = [
+        "| scenario | requests/s | p50 ms | p99 ms | errors | × ceiling | target | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for key, result in results.items():
+        fraction = result.rps / top
+        target = TARGETS.get(key)
+        outcome = ""
+        if result.errors:
+            outcome, passed = "**ERRORS**", False
+        elif target is not None:
+            ok = fraction >= target
+            outcome = verdict(ok, plan.smoke)
+            passed = passed and (ok or plan.smoke)
+        rps = f"{result.rps:,.0f}" if result.rps >= 100 else f"{result.rps:.1f}"
+        cells = [
+            result.label,
+            rps,
+            f"{result.p50_ms:.1f}",
+            f"{result.p99_ms:.1f}",
+            str(result.errors),
+            f"{fraction:.2f}" if not math.isnan(fraction) else "n/a",
+            f"≥ {target:.2f}" if target is not None else "",
+            outcome,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines, passed
+
+
+def source_version() -> str:
+    """The commit benchmarked, and whether the working tree differed from it."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],  # noqa: S607 - git from PATH
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "an unknown commit"
+    return f"`{described}`"
+
+
+def render(report: Report) -> tuple[str, bool]:
+    """The markdown report, and whether the run passed (errors always; targets unless smoke)."""
+    plan = report.plan
+    lines = [
+        f"Run {time.strftime('%Y-%m-%d %H:%M')} of {source_version()}:"
+        f" {os.cpu_count()} cores; {plan.server}, "
+        f"{plan.workers} API processes ({plan.app}), one consumer, one worker; wrk"
+        f" -t{plan.threads} -c{plan.connections}; {plan.duration} s per scenario after a"
+        f" {plan.warmup} s warm-up{'; smoke run' if plan.smoke else ''}.",
+        "",
+    ]
+    table, passed = scenario_table(report)
+    lines += [*table, ""]
+    if report.drain is not None:
+        d = report.drain
+        if d.processed_s is None:
+            lines.append(f"- Drain of {d.orders} orders: {d.note or 'n/a'}")
+            passed = passed and d.note.startswith("n/a")
+        else:
+            full_size = d.orders >= DRAIN_TARGET_ORDERS
+            ok = d.processed_s <= DRAIN_TARGET_S * d.orders / DRAIN_TARGET_ORDERS
+            lines.append(
+                f"- Drain: {d.orders} orders POSTed back to back over {DRAIN_CONNECTIONS}"
+                f" connections, all with processed_at after **{d.processed_s:.1f} s** (all"
+                f" created after {d.created_s:.1f} s); target ≤ {DRAIN_TARGET_S:g} s for"
+                f" {DRAIN_TARGET_ORDERS:,}: "
+                + (verdict(ok, plan.smoke) if full_size else "not measured at this size")
+                + (f"; {d.note}" if d.note else "")
+            )
+            passed = passed and not d.note and (ok or plan.smoke or not full_size)
+    if report.login_probe is not None:
+        alone, loaded = report.login_probe
+        ratio = loaded.p99_ms / alone.p99_ms if alone.p99_ms else math.inf
+        ok = ratio <= LOGIN_P99_FACTOR
+        lines.append(
+            f"- Cached GET p99 while /token is loaded ({loaded.label}): {loaded.p99_ms:.1f} ms,"
+            f" vs {alone.p99_ms:.1f} ms without logins, both at a steady ~{alone.rps:,.0f}"
+            f" req/s: **{ratio:.1f}×**; target ≤ {LOGIN_P99_FACTOR:g}×: {verdict(ok, plan.smoke)}"
+        )
+        if loaded.errors or alone.errors:
+            lines.append(f"  - errors during the probe: {loaded.errors + alone.errors}")
+            passed = False
+        passed = passed and (ok or plan.smoke)
+    if report.api_rss_after:
+        worst = max(m.rss_mb for m in report.api_rss_after)
+        ok = worst <= API_RSS_LIMIT_MB
+        each = ", ".join(f"{m.rss_mb:.0f}" for m in report.api_rss_after)
+        lines.append(
+            f"- API process RSS after the run: {each} MB; target ≤ {API_RSS_LIMIT_MB:g} MB:"
+            f" {verdict(ok, plan.smoke)}"
+        )
+        passed = passed and (ok or plan.smoke)
+    lines += [f"- {note}" for note in report.notes]
+    if report.memory:
+        lines += [
+            "",
+            "| process | peak RSS (VmHWM) MB | RSS at the end MB |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [f"| {m.process} | {m.peak_mb:.0f} | {m.rss_mb:.0f} |" for m in report.memory]
+    return "\n".join(lines) + "\n", passed
+
+
+def add_notes(report: Report, rounds: int) -> None:
+    """The notes under the table: the settings that shape the figures, and what makes one
+    suspect."""
+    report.notes.append(
+        f"bcrypt cost {rounds} (the default). Rate limits {BENCH_RATE_LIMIT}, with"
+        f" X-Forwarded-For rotating over {CLIENT_ADDRESSES:,} client addresses: the limiter"
+        " does its full work on every request and refuses none."
+    )
+    moved = report.results.get("patch_move")
+    if moved is not None and moved.wrapped:
+        report.notes.append("PENDING -> PAID ran out of PENDING orders: later PATCHes were no-ops.")
+    elif moved is not None:
+        report.notes.append(
+            f"PENDING -> PAID: each of the {moved.requests:,} PATCHes moved a different order."
+        )
+    noisy = [r for r in report.results.values() if r.busy_before >= QUIET]
+    if noisy:
+        listed = ", ".join(f"{r.key} ({r.busy_before:.0%})" for r in noisy)
+        report.notes.append(
+            f"The cores were already ≥ {QUIET:.0%} busy before: {listed}; other work on the"
+            " machine makes those numbers low."
+        )
+    warm = report.results.get("cached_get")
+    if warm is not None and warm.cache.get("MISS"):
+        report.notes.append(f"Cached GET had {warm.cache['MISS']:,} misses (cache TTL expired?).")
+    cold = report.results.get("cold_get")
+    if cold is not None:
+        misses, hits = cold.cache.get("MISS", 0), cold.cache.get("HIT", 0)
+        report.notes.append(f"Cold GET answered {misses:,} misses and {hits:,} hits.")

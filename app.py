@@ -12,6 +12,7 @@ from datetime import timedelta
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
@@ -41,42 +42,42 @@ from shared.order_cache import OrderCache
 from shared.outbox import OutboxRelay
 from shared.rate_limit import api_rate_limit, register_rate_limit, token_rate_limit
 from shared.redis import create_redis
+from shared.services import SERVICES, Services
 from shared.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings)
+    prometheus = prometheus_config()
+    database = alchemy_config(settings)  # the SQLAlchemy plugin disposes of its engine
+    engine = database.get_engine()
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
-    users = UserDirectory(settings)
-    prometheus = prometheus_config()
-    database = alchemy_config(settings)
-    relay = OutboxRelay(bus, database.get_engine())
-    order_cache = OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
     auth = build_auth(settings)
-    issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
-    readiness = ReadinessProbe()
+    services = Services(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        bus=bus,
+        order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
+        users=UserDirectory(settings, engine),
+        token_issuer=TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes)),
+        outbox_relay=OutboxRelay(bus, engine),
+        readiness=ReadinessProbe(engine, redis, bus).results,
+    )
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
-    async def connections(app: Litestar) -> AsyncIterator[None]:
+    async def connections(_: Litestar) -> AsyncIterator[None]:
         """Open every external connection once; close them on shutdown (SIGTERM included)."""
-        app.state.update(
-            settings=settings,
-            redis=redis,
-            bus=bus,
-            users=users,
-            order_cache=order_cache,
-            engine=database.get_engine(),
-        )
         await bus.start()
-        await users.start()
+        await services.users.start()
         try:
             yield
         finally:
-            await relay.stop()
-            await users.stop()
+            await services.outbox_relay.stop()
+            await services.users.stop()
             await bus.stop()
             await redis.aclose()
 
@@ -117,13 +118,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         lifespan=[connections],
         plugins=[SQLAlchemyPlugin(config=database)],
+        state=State({SERVICES: services}),
         dependencies={
-            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
-            "token_issuer": Provide(lambda: issuer, use_cache=True, sync_to_thread=False),
+            SERVICES: Provide(lambda: services, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
-            "order_cache": Provide(lambda: order_cache, use_cache=True, sync_to_thread=False),
-            "outbox_relay": Provide(lambda: relay, use_cache=True, sync_to_thread=False),
-            "readiness": Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[

@@ -22,8 +22,7 @@ from typing import Any, TypeVar
 import asyncpg
 import bcrypt
 import msgspec
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
-from litestar import Litestar, Request
+from litestar import Request
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.database import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
 from shared.models import User
+from shared.services import services_of
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -139,8 +139,9 @@ class UserDirectory:
     is trusted to be current: deletions missed during it are applied.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self._dsn = asyncpg_dsn(settings.database_url)
+        self._engine = engine
         self._max_staleness_s = settings.user_directory_max_staleness_s
         self._known: set[int] = set()
         self._listening = False
@@ -175,11 +176,11 @@ class UserDirectory:
         self._known.clear()  # too old to trust: from now on every id is looked up
         return False
 
-    async def exists(self, user_id: int, app: Litestar) -> bool:
+    async def exists(self, user_id: int) -> bool:
         if self.vouches_for(user_id):
             return True
         epoch, listening = self._epoch, self._listening
-        async with app_engine(app).connect() as conn:
+        async with self._engine.connect() as conn:
             found = await conn.scalar(select(User.id).where(User.id == user_id))
         # Only remember while deletions can reach us, and only if no deletion notice (or
         # reconnect) arrived during the lookup: it may have been about this very user.
@@ -247,22 +248,9 @@ async def retrieve_user(
     user_id = int(token.sub)
     if not 0 < user_id <= MAX_USER_ID:
         return None  # out of the column's range: the database would refuse the query
-    app = connection.app
-    if await app.state.users.exists(user_id, app):
+    if await services_of(connection.app).users.exists(user_id):
         return CurrentUser(user_id)
     return None
-
-
-def app_engine(app: Litestar) -> AsyncEngine:
-    """The app's engine, found through its SQLAlchemy plugin.
-
-    Not ``app.state.db_engine``: advanced-alchemy makes that state key unique per process, so a
-    second app built in the same process (tests do) keeps its engine under ``db_engine_1``.
-    """
-    config = app.plugins.get(SQLAlchemyPlugin).config[0]
-    if not isinstance(config, SQLAlchemyAsyncConfig):
-        raise TypeError("the app's SQLAlchemy config is not async")
-    return config.provide_engine(app.state)
 
 
 class TokenIssuer:

@@ -29,6 +29,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, start_http_server
 
 from shared.rate_limit import SKIP_RATE_LIMIT
+from shared.services import services_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def metrics_guard(
     connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
 ) -> None:
     """Only the holder of METRICS_TOKEN reads /metrics; without a token set, nobody does."""
-    expected = connection.app.state.settings.metrics_token
+    expected = services_of(connection.app).settings.metrics_token
     if not expected:
         raise NotFoundException()
     scheme, _, sent = connection.headers.get("authorization", "").partition(" ")

@@ -43,10 +43,10 @@ from litestar.middleware.rate_limit import (
 )
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from shared.services import services_of
 from shared.settings import Settings, parse_rate
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,9 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
             await self.app(scope, receive, send)
             return
         window = DURATION_VALUES[self.unit]
-        redis: Redis = app.state.redis
-        prefix = f"{app.state.settings.redis_prefix}ratelimit:"
+        services = services_of(app)
+        redis = services.redis
+        prefix = f"{services.settings.redis_prefix}ratelimit:"
         budgets = await self.budgets(request)
         if self._script is None:
             self._script = redis.register_script(_COUNT_IN_WINDOW)

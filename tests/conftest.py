@@ -22,6 +22,7 @@ from app import create_app
 from shared.bus import Topology
 from shared.database import drop_database, migrate
 from shared.redis import create_redis
+from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import Account, make_account
 from tests.apps import StartApp
@@ -82,7 +83,7 @@ async def app(settings: Settings) -> Litestar:
 @pytest.fixture(scope="session")
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app) as test_client:
-        assert await app.state.bus.wait_ready(within=10), "RabbitMQ did not connect"
+        assert await services_of(app).bus.wait_ready(within=10), "RabbitMQ did not connect"
         yield test_client
 
 

@@ -21,12 +21,13 @@ import asyncio
 import logging
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Worker, func
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
-from features.reconcile_orders.job import Reconciler, reconcile_job
+from features.reconcile_orders.job import reconcile_job
 from shared.bus import EventBus
 from shared.database import create_engine
 from shared.errors import describe_error
@@ -35,6 +36,7 @@ from shared.logs import configure_logging
 from shared.metrics import JOB_QUEUE_DEPTH, OUTBOX_BACKLOG, OUTBOX_SWEPT, serve_metrics
 from shared.order_cache import OrderCache
 from shared.outbox import outbox_backlog, sweep_outbox
+from shared.services import WorkerServices
 from shared.settings import Settings, load_settings
 
 logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
@@ -51,35 +53,43 @@ RECONCILE_TIMEOUT_S = 60
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open this process's connections; ``ctx["redis"]`` (arq's client) serves the cache too."""
+    """Build this process's services once, as ``ctx["services"]``: what every job reads.
+
+    arq puts our ``settings`` and its own Redis client in ``ctx``; that client serves the
+    order cache too.
+    """
     settings: Settings = ctx["settings"]
-    ctx["engine"] = create_engine(settings)
-    ctx["cache"] = OrderCache(ctx["redis"], settings.redis_prefix, settings.cache_ttl_seconds)
-    ctx["reconciler"] = Reconciler(settings, ctx["engine"], ctx["redis"])
+    redis: ArqRedis = ctx["redis"]
     bus = EventBus(settings)
+    ctx["services"] = WorkerServices(
+        settings=settings,
+        engine=create_engine(settings),
+        redis=redis,
+        bus=bus,
+        order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
+    )
     await bus.start()
-    ctx["bus"] = bus
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    if "bus" in ctx:
-        await ctx["bus"].stop()
-    if "engine" in ctx:
-        await ctx["engine"].dispose()
+    services: WorkerServices | None = ctx.get("services")
+    if services is not None:
+        await services.bus.stop()
+        await services.engine.dispose()
 
 
 async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
     """Publish events the API could not; full batches repeat until the backlog is gone."""
-    settings: Settings = ctx["settings"]
+    services: WorkerServices = ctx["services"]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SWEEP_BUDGET_S
     total = 0
     while True:
         try:
             published = await sweep_outbox(
-                ctx["bus"],
-                ctx["engine"],
-                older_than_s=settings.outbox_sweep_age_s,
+                services.bus,
+                services.engine,
+                older_than_s=services.settings.outbox_sweep_age_s,
                 batch=SWEEP_BATCH,
             )
         except (SQLAlchemyError, OSError) as exc:
@@ -88,16 +98,15 @@ async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
         total += published
         OUTBOX_SWEPT.inc(published)
         if published < SWEEP_BATCH or loop.time() > deadline:
-            await record_backlog(ctx)
+            await record_backlog(services)
             return total
 
 
-async def record_backlog(ctx: dict[str, Any]) -> None:
+async def record_backlog(services: WorkerServices) -> None:
     """Refresh the backlog gauges once per sweep (cheap: a partial-index count and a ZCARD)."""
-    settings: Settings = ctx["settings"]
     try:
-        OUTBOX_BACKLOG.set(await outbox_backlog(ctx["engine"]))
-        JOB_QUEUE_DEPTH.set(await ctx["redis"].zcard(settings.arq_queue))
+        OUTBOX_BACKLOG.set(await outbox_backlog(services.engine))
+        JOB_QUEUE_DEPTH.set(await services.redis.zcard(services.settings.arq_queue))
     except Exception as exc:  # noqa: BLE001 - gauges are best effort
         logger.debug("backlog gauges not refreshed: %s", exc)
 

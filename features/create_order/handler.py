@@ -32,9 +32,9 @@ from features.create_order.schemas import (
 )
 from shared.auth import CurrentUser
 from shared.errors import UnprocessableEntity, error_responses
-from shared.order_cache import OrderCache
 from shared.orders import OrderView, items_to_json, order_view, request_fingerprint
-from shared.outbox import OutboxRelay, stage_new_order
+from shared.outbox import stage_new_order
+from shared.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ async def create_order(
     data: CreateOrderRequest,
     current_user: NamedDependency[CurrentUser],
     db_session: NamedDependency[AsyncSession],
-    outbox_relay: NamedDependency[OutboxRelay],
-    order_cache: NamedDependency[OrderCache],
+    services: NamedDependency[Services],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[OrderView]:
     total = checked_total(data)
@@ -101,8 +100,8 @@ async def create_order(
     except IntegrityError as exc:  # the user was deleted after the token was checked
         raise NotAuthorizedException("user no longer exists") from exc
     logger.info("order created", extra={"order_id": str(view.id)})
-    outbox_relay.submit(event)  # publish after the commit, off the request path
-    await order_cache.cache_order(view)
+    services.outbox_relay.submit(event)  # publish after the commit, off the request path
+    await services.order_cache.cache_order(view)
     return _created(view)
 
 

@@ -14,12 +14,15 @@ from typing import Any
 
 import msgspec
 from litestar import Response, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import EventBus
+from shared.services import Services
 
 CHECK_TIMEOUT_S = 2.0
 READY_MAX_AGE_S = 1.0
@@ -61,32 +64,38 @@ async def _postgres(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-async def _rabbitmq(state: State) -> None:
-    if not state.bus.ready:
+async def _rabbitmq(bus: EventBus) -> None:
+    if not bus.ready:
         raise ConnectionError("not connected")
 
 
 class ReadinessProbe:
-    """One probe at a time per process, its result shared for ``READY_MAX_AGE_S``."""
+    """One probe at a time per process, its result shared for ``READY_MAX_AGE_S``.
 
-    def __init__(self) -> None:
+    The app builds one and hands ``results`` to its services (``Services.readiness``).
+    """
+
+    def __init__(self, engine: AsyncEngine, redis: Redis, bus: EventBus) -> None:
+        self._engine = engine
+        self._redis = redis
+        self._bus = bus
         self._result: dict[str, str] | None = None
         self._taken_at = 0.0
         self._running: asyncio.Task[dict[str, str]] | None = None
 
-    async def results(self, state: State, engine: AsyncEngine) -> dict[str, str]:
+    async def results(self) -> dict[str, str]:
         if self._result is not None and time.monotonic() - self._taken_at <= READY_MAX_AGE_S:
             return self._result
         if self._running is None or self._running.done():
-            self._running = asyncio.create_task(self._probe(state, engine))
+            self._running = asyncio.create_task(self._probe())
         return await asyncio.shield(self._running)  # one caller leaving does not cancel it
 
-    async def _probe(self, state: State, engine: AsyncEngine) -> dict[str, str]:
+    async def _probe(self) -> dict[str, str]:
         results = dict(
             await asyncio.gather(
-                _check("postgresql", _postgres(engine)),
-                _check("redis", state.redis.ping()),
-                _check("rabbitmq", _rabbitmq(state)),
+                _check("postgresql", _postgres(self._engine)),
+                _check("redis", self._redis.ping()),
+                _check("rabbitmq", _rabbitmq(self._bus)),
             )
         )
         self._result, self._taken_at = results, time.monotonic()
@@ -101,12 +110,8 @@ class ReadinessProbe:
     summary="Readiness",
     responses={503: ResponseSpec(Readiness, description="a dependency is down; `detail` names it")},
 )
-async def ready(
-    state: State,
-    db_engine: NamedDependency[AsyncEngine],
-    readiness: NamedDependency[ReadinessProbe],
-) -> Response[Readiness]:
-    results = await readiness.results(state, db_engine)
+async def ready(services: NamedDependency[Services]) -> Response[Readiness]:
+    results = await services.readiness()
     down = [name for name, result in results.items() if result != "ok"]
     if down:
         body = Readiness(status="unavailable", checks=results, detail=f"down: {', '.join(down)}")

@@ -18,8 +18,8 @@ from features.patch_order.queries import move_status
 from features.patch_order.schemas import PatchOrderRequest
 from shared.auth import CurrentUser
 from shared.errors import error_responses
-from shared.order_cache import OrderCache
 from shared.orders import OrderView, find_own_order, order_view, statuses_that_can_move_to
+from shared.services import Services
 
 
 @patch(
@@ -33,14 +33,14 @@ async def patch_order(
     data: PatchOrderRequest,
     current_user: NamedDependency[CurrentUser],
     db_session: NamedDependency[AsyncSession],
-    order_cache: NamedDependency[OrderCache],
+    services: NamedDependency[Services],
 ) -> OrderView:
     sources = statuses_that_can_move_to(data.status)
     row = await move_status(db_session, order_id, current_user.id, data.status, sources)
     if row is not None:
         await db_session.commit()
         view = order_view(row)
-        await order_cache.cache_order(view)
+        await services.order_cache.cache_order(view)
         return view
     current = await find_own_order(db_session, order_id, current_user.id)
     if current is None:

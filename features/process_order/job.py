@@ -14,15 +14,13 @@ from typing import Any
 
 from arq.worker import Retry
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.queries import read_order, set_processed
 from shared.database import RAW_CONNECTION_ERRORS
 from shared.errors import describe_error
 from shared.metrics import JOBS
-from shared.order_cache import OrderCache
 from shared.orders import order_view
-from shared.settings import Settings
+from shared.services import WorkerServices
 
 # The worker's name, not __name__: operators, the chaos check and the tests read the
 # `Order <id> processed` lines under it.
@@ -49,14 +47,12 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
     cut off between its commit and its cache write is repaired by the retry. The cache keeps
     whichever view has the newest ``updated_at``, so this never undoes a later PATCH.
     """
-    settings: Settings = ctx["settings"]
-    engine: AsyncEngine = ctx["engine"]
-    cache: OrderCache = ctx["cache"]
+    services: WorkerServices = ctx["services"]
     order_uuid = uuid.UUID(order_id)
     extra = {"order_id": order_id}
-    await asyncio.sleep(settings.process_order_delay_s)
+    await asyncio.sleep(services.settings.process_order_delay_s)
     try:
-        async with engine.begin() as conn:
+        async with services.engine.begin() as conn:
             row = await set_processed(conn, order_uuid)
             processed_now = row is not None
             if row is None:
@@ -72,7 +68,7 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
         JOBS.labels("missing").inc()
         logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
         return False
-    await cache.cache_order(order_view(row))
+    await services.order_cache.cache_order(order_view(row))
     if processed_now:
         JOBS.labels("processed").inc()
         logger.info("Order %s processed", order_id, extra=extra)

@@ -45,6 +45,7 @@ from features.reconcile_orders.queries import (
 )
 from shared.jobs import enqueue_process_order, process_order_job_id
 from shared.metrics import RECONCILER_FAILING, RECONCILER_REENQUEUED
+from shared.services import WorkerServices
 from shared.settings import Settings
 
 # The name it has always logged under: log queries and alerts match it.
@@ -151,16 +152,16 @@ MAX_BATCHES_PER_RUN = 20  # a backlog drains batch by batch within one run, then
 
 async def reconcile_job(ctx: dict[str, Any]) -> int:
     """The cron job: full batches repeat (a bounded number); returns the jobs re-enqueued."""
-    settings: Settings = ctx["settings"]
-    reconciler: Reconciler = ctx["reconciler"]
+    services: WorkerServices = ctx["services"]
+    reconciler = Reconciler(services.settings, services.engine, services.redis)
     total = 0
     try:
         for _ in range(MAX_BATCHES_PER_RUN):
             outcome = await reconciler.run()
             total += outcome.lost + outcome.failed
-            if outcome.claimed < settings.reconcile_batch:
+            if outcome.claimed < services.settings.reconcile_batch:
                 break
-        RECONCILER_FAILING.set(await count_failing_orders(ctx["engine"]))
+        RECONCILER_FAILING.set(await count_failing_orders(services.engine))
     except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis down: the next run retries
         logger.warning("reconcile stopped: %s: %s", type(exc).__name__, exc)
     return total

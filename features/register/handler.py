@@ -18,7 +18,7 @@ from features.register.schemas import RegisterRequest, UserView
 from shared.auth import hash_password
 from shared.errors import error_responses
 from shared.rate_limit import SKIP_RATE_LIMIT
-from shared.settings import Settings
+from shared.services import Services
 
 
 @post(
@@ -34,12 +34,15 @@ from shared.settings import Settings
 async def register(
     data: RegisterRequest,
     db_session: NamedDependency[AsyncSession],
-    settings: NamedDependency[Settings],
+    services: NamedDependency[Services],
 ) -> UserView:
-    if await email_taken(db_session, data.email):
+    taken = await email_taken(db_session, data.email)
+    await db_session.commit()  # hand the connection back to the pool while bcrypt runs
+    if taken:
         raise _conflict()
-    password_hash = await hash_password(data.password, settings.bcrypt_rounds)
+    password_hash = await hash_password(data.password, services.settings.bcrypt_rounds)
     user = await insert_user(db_session, data.email, password_hash)
+    await db_session.commit()
     if user is None:  # registered meanwhile by a concurrent request
         raise _conflict()
     return user

@@ -19,11 +19,9 @@ async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -
         .returning(User.id, User.email, User.created_at)
     )
     row = (await session.execute(stmt)).one_or_none()
-    await session.commit()
     return UserView(id=row.id, email=row.email, created_at=row.created_at) if row else None
 
 
 async def email_taken(session: AsyncSession, email: str) -> bool:
     found = await session.scalar(select(User.id).where(User.email == email))
-    await session.commit()  # hand the connection back to the pool while bcrypt runs
     return found is not None

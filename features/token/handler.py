@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.token.queries import find_credentials, store_password_hash
 from features.token.schemas import TokenForm, TokenResponse
-from shared.auth import TokenIssuer, bcrypt_cost, hash_password, verify_password
+from shared.auth import bcrypt_cost, hash_password, verify_password
 from shared.errors import error_responses
 from shared.rate_limit import SKIP_RATE_LIMIT
-from shared.settings import Settings
+from shared.services import Services
 
 
 @functools.cache
@@ -51,9 +51,9 @@ def _dummy_hash(rounds: int) -> bytes:
 async def token(
     data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     db_session: NamedDependency[AsyncSession],
-    settings: NamedDependency[Settings],
-    token_issuer: NamedDependency[TokenIssuer],
+    services: NamedDependency[Services],
 ) -> TokenResponse:
+    settings, token_issuer = services.settings, services.token_issuer
     email = data.username.strip().lower()
     found = await find_credentials(db_session, email)
     if found is None:
@@ -65,6 +65,7 @@ async def token(
     if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
         new_hash = await hash_password(data.password, settings.bcrypt_rounds)
         await store_password_hash(db_session, found_id, password_hash, new_hash)
+        await db_session.commit()
     return TokenResponse(
         access_token=token_issuer.issue(found_id),
         expires_in=int(token_issuer.lifetime.total_seconds()),

@@ -22,4 +22,3 @@ async def store_password_hash(session: AsyncSession, user_id: int, old: bytes, n
     await session.execute(
         update(User).where(User.id == user_id, User.password_hash == old).values(password_hash=new)
     )
-    await session.commit()

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from app import create_app
+from shared.services import services_of
 from shared.settings import Settings
 from tests.apps import StartApp, unreachable
 from tests.orders import Client
@@ -48,7 +49,7 @@ async def test_ready_is_200_on_every_app_instance_of_a_process(
 ) -> None:
     another = create_app(settings)
     another_client = await start_app(another)
-    assert await another.state.bus.wait_ready(within=10)
+    assert await services_of(another).bus.wait_ready(within=10)
     response = await another_client.get("/ready")
     assert response.status_code == 200, response.text
 
@@ -71,7 +72,7 @@ async def test_ready_is_503_naming_the_dependency_that_is_down(
 async def test_ready_503_names_only_what_is_down(settings: Settings, start_app: StartApp) -> None:
     broken_app = create_app(unreachable(settings, "redis"))
     broken = await start_app(broken_app)
-    assert await broken_app.state.bus.wait_ready(within=10)
+    assert await services_of(broken_app).bus.wait_ready(within=10)
     response = await broken.get("/ready")
     assert response.status_code == 503
     assert response.json()["checks"] == {

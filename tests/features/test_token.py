@@ -24,6 +24,7 @@ from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.database import asyncpg_dsn
+from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import PASSWORD, Account, make_account
 from tests.apps import PROBE, StartApp, whoami, with_settings
@@ -283,7 +284,7 @@ async def test_token_of_a_deleted_user_stops_working(
     guarded: Client, client: Client, settings: Settings
 ) -> None:
     account = await make_account(client)
-    users = guarded.app.state.users
+    users = services_of(guarded.app).users
     assert await eventually(lambda: asyncio.sleep(0, users.listening), within=5)
     before = await guarded.get(PROBE, headers=account.headers)  # now remembered as existing
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))

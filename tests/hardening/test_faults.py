@@ -40,6 +40,7 @@ from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import Order, OutboxEvent
 from shared.outbox import mark_sent
 from shared.redis import ResetAwareConnection, create_redis
+from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import make_account
 from tests.apps import StartApp, with_settings
@@ -179,7 +180,7 @@ async def test_every_order_made_while_rabbitmq_is_down_is_processed_once_it_is_b
         with_settings(pipeline_settings, rabbitmq_url=link.url(pipeline_settings.rabbitmq_url))
     )
     client = await start_app(app)
-    assert await app.state.bus.wait_ready(within=10)
+    assert await services_of(app).bus.wait_ready(within=10)
     alice = await make_account(client)
 
     link.down()
@@ -203,7 +204,7 @@ async def test_every_order_made_while_rabbitmq_is_down_is_processed_once_it_is_b
 
 
 async def _not_ready(app: Litestar) -> bool:
-    return not app.state.bus.ready
+    return not services_of(app).bus.ready
 
 
 async def _unsent(engine: AsyncEngine, order_ids: list[uuid.UUID]) -> int:
@@ -278,7 +279,7 @@ async def test_orders_whose_jobs_redis_lost_are_processed_once_the_worker_is_bac
     settings = reconciling(own_database, worker_metrics_port=metrics_port)
     app = create_app(settings)
     client = await start_app(app)
-    assert await app.state.bus.wait_ready(within=10)
+    assert await services_of(app).bus.wait_ready(within=10)
     alice = await make_account(client)
     await start_consumer(settings)  # no worker: the jobs wait in Redis
     ids = [uuid.UUID((await create_order(client, alice))["id"]) for _ in range(JOBS_LOST)]
@@ -465,7 +466,7 @@ async def test_cached_reads_go_on_through_a_database_outage_while_writes_are_a_p
     client = await start_app(app)
     alice, bob = await make_account(client), await make_account(client)
     order = await create_order(client, alice)  # cached
-    users = app.state.users
+    users = services_of(app).users
     await wait_for(lambda: asyncio.sleep(0, users.listening), within=10)
     path = f"/orders/{order['id']}"
     assert (await client.get(path, headers=alice.headers)).headers["x-cache"] == "HIT"
@@ -509,7 +510,7 @@ async def test_a_user_deleted_during_a_database_outage_is_vouched_for_at_most_th
     client = await start_app(app)
     alice, carol = await make_account(client), await make_account(client)
     orders = {a.id: await create_order(client, a) for a in (alice, carol)}
-    users = app.state.users
+    users = services_of(app).users
     await wait_for(lambda: asyncio.sleep(0, users.listening), within=10)
     for account in (alice, carol):  # both known to this process, both orders cached
         read = await client.get(f"/orders/{orders[account.id]['id']}", headers=account.headers)
@@ -547,7 +548,7 @@ async def test_users_deleted_while_the_listener_was_away_are_forgotten_when_it_i
     app = create_app(with_settings(settings, database_url=link.url(settings.database_url)))
     client = await start_app(app)
     alice, carol = await make_account(client), await make_account(client)
-    users = app.state.users
+    users = services_of(app).users
     await wait_for(lambda: asyncio.sleep(0, users.listening), within=10)
     for account in (alice, carol):
         assert (await client.get(f"/orders/user/{account.id}", headers=account.headers)).is_success

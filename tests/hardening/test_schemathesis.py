@@ -35,6 +35,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi import checks
 
 from app import create_app
+from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import PASSWORD
 
@@ -95,9 +96,9 @@ def fuzzed_app(app_under_test: Litestar) -> Litestar:
     """
     with asgi.get_client(asgi_app(app_under_test)):
         deadline = time.monotonic() + 10
-        while not app_under_test.state.bus.ready and time.monotonic() < deadline:
+        while not services_of(app_under_test).bus.ready and time.monotonic() < deadline:
             time.sleep(0.02)
-    assert app_under_test.state.bus.ready, "RabbitMQ did not connect"
+    assert services_of(app_under_test).bus.ready, "RabbitMQ did not connect"
     return app_under_test
 
 

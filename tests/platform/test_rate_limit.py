@@ -12,6 +12,7 @@ import pytest
 
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
+from shared.services import services_of
 from shared.settings import Settings
 from tests.apps import PROBE, StartApp, unreachable, whoami, with_settings
 from tests.orders import Client
@@ -40,7 +41,7 @@ async def hit_limited_route(client: Client) -> int:
 async def limited(settings: Settings, start_app: StartApp) -> Client:
     limited_app = create_app(limited_settings(settings))
     limited_client = await start_app(limited_app)
-    assert await limited_app.state.bus.wait_ready(within=10), "RabbitMQ did not connect"
+    assert await services_of(limited_app).bus.wait_ready(within=10), "RabbitMQ did not connect"
     return limited_client
 
 

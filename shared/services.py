@@ -1,0 +1,92 @@
+"""The one object through which handlers, middleware and jobs reach a process's services.
+
+The composition root builds each service once and puts them in one frozen ``Services``
+(``app.create_app`` for the API) or ``WorkerServices`` (``workers/worker.py``'s start-up).
+Everything then reaches them one way:
+
+- a handler asks for it by name: ``services: NamedDependency[Services]`` (one ``Provide``);
+- middleware, guards and the auth callback, which Litestar cannot inject into, call
+  ``services_of(app)``; so do handlers that keep off injection for speed (GET /orders/{id});
+- a job reads ``ctx["services"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:  # types only: every module may import this one without a cycle
+    from collections.abc import Awaitable, Callable
+
+    from arq.connections import ArqRedis
+    from litestar import Litestar
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from shared.auth import TokenIssuer, UserDirectory
+    from shared.bus import EventBus
+    from shared.order_cache import OrderCache
+    from shared.outbox import OutboxRelay
+    from shared.settings import Settings
+
+SERVICES = "services"  # the key in app state, and the name handlers inject it by
+
+
+class Services:
+    """The API process's services, built once per app and never changed.
+
+    A plain class, not a dataclass: Litestar hands an injected value through msgspec, which
+    would try to validate a dataclass field by field (and cannot, for an engine).
+    """
+
+    __slots__ = (
+        "bus",
+        "engine",
+        "order_cache",
+        "outbox_relay",
+        "readiness",
+        "redis",
+        "settings",
+        "token_issuer",
+        "users",
+    )
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: AsyncEngine,
+        redis: Redis,
+        bus: EventBus,
+        order_cache: OrderCache,
+        users: UserDirectory,
+        token_issuer: TokenIssuer,
+        outbox_relay: OutboxRelay,
+        readiness: Callable[[], Awaitable[dict[str, str]]],
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.redis = redis
+        self.bus = bus
+        self.order_cache = order_cache
+        self.users = users
+        self.token_issuer = token_issuer
+        self.outbox_relay = outbox_relay
+        # GET /ready's answer (which of PostgreSQL, Redis, RabbitMQ answer), shared by callers
+        self.readiness = readiness
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerServices:
+    """The worker process's services: what its jobs need, built once at start-up."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: ArqRedis  # arq's own client: the job store, and the order cache's Redis too
+    bus: EventBus
+    order_cache: OrderCache
+
+
+def services_of(app: Litestar) -> Services:
+    """The app's services, where Litestar cannot inject them (middleware, guards, auth)."""
+    return cast("Services", app.state[SERVICES])

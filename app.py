@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -40,7 +40,7 @@ from shared.logs import RequestIdMiddleware, configure_logging
 from shared.metrics import MetricsController, prometheus_config
 from shared.order_cache import OrderCache
 from shared.outbox import OutboxRelay
-from shared.rate_limit import api_rate_limit, register_rate_limit, token_rate_limit
+from shared.rate_limit import rate_limit_config
 from shared.redis import create_redis
 from shared.services import SERVICES, Services
 from shared.settings import Settings, load_settings
@@ -81,13 +81,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await bus.stop()
             await redis.aclose()
 
-    # The password routes count against TOKEN_RATE_LIMIT instead of the API-wide limit.
-    token_routes = Router(
-        path="/", route_handlers=[token], middleware=[token_rate_limit(settings).middleware]
-    )
-    register_routes = Router(
-        path="/", route_handlers=[register], middleware=[register_rate_limit(settings).middleware]
-    )
     cors = CORSConfig(
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
@@ -108,8 +101,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             health,
             ready,
-            register_routes,
-            token_routes,
+            register,
+            token,
             create_order,
             get_order,
             patch_order,
@@ -128,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(ClientAddressMiddleware, proxies=settings.trusted_proxy_networks),
             RequestIdMiddleware,
             prometheus.middleware,
-            api_rate_limit(settings).middleware,
+            rate_limit_config(settings).middleware,
         ],
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,

@@ -33,8 +33,10 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.credentials import BCRYPT_MAX_BYTES
 from shared.database import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
 from shared.models import User
+from shared.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import Settings
 
@@ -43,7 +45,6 @@ logger = logging.getLogger(__name__)
 TOKEN_PATH = "/token"
 USER_DELETED_CHANNEL = "user_deleted"
 MAX_USER_ID = 2**31 - 1  # users.id is a PostgreSQL integer
-BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; bcrypt>=5 raises on longer input
 
 
 _T = TypeVar("_T")
@@ -309,7 +310,7 @@ def build_auth(settings: Settings) -> OAuth2PasswordBearerAuth[CurrentUser, Toke
         retrieve_user_handler=retrieve_user,
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),
         require_claims=["sub", "exp", "iat"],
-        exclude=[r"^/schema", r"^/health", r"^/ready"],
+        exclude=ops_path_patterns(),
         description="Log in with your email as `username` (OAuth2 password flow).",
         authentication_middleware_class=BearerHeaderMiddleware,
     )

@@ -28,12 +28,10 @@ from litestar.plugins.prometheus import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, start_http_server
 
-from shared.rate_limit import SKIP_RATE_LIMIT
+from shared.routes import METRICS_PATH, ops_path_patterns
 from shared.services import services_of
 
 logger = logging.getLogger(__name__)
-
-METRICS_PATH = "/metrics"
 
 
 def metrics_guard(
@@ -51,10 +49,9 @@ def metrics_guard(
 
 
 class MetricsController(PrometheusController):
-    """For the scraper: its own token (not a user's), no rate limit."""
+    """For the scraper: its own token (not a user's), no rate limit (an ops path)."""
 
     path = METRICS_PATH
-    opt = {"exclude_from_auth": True, SKIP_RATE_LIMIT: True}  # noqa: RUF012 - Litestar's own field
     guards = [metrics_guard]  # noqa: RUF012 - Litestar's own field
     include_in_schema = False
 
@@ -92,7 +89,7 @@ def prometheus_config() -> PrometheusConfig:
         app_name="order_service",
         prefix="orders_api",
         group_path=True,  # label by route template, not by order id: bounded cardinality
-        exclude=[r"^/metrics", r"^/health", r"^/ready", r"^/schema"],
+        exclude=ops_path_patterns(),
         middleware_class=StatusAwarePrometheusMiddleware,
     )
 

@@ -11,15 +11,17 @@ hit) that returns the count and the time left.
 The client is ``request.client``, which ``shared.client_address`` has already resolved
 from the TCP peer (and ``X-Forwarded-For`` only when the peer is a trusted proxy).
 
-Budgets, each a key of its own (the key names the middleware):
-- every route: ``RATE_LIMIT`` requests per address;
-- /register: ``TOKEN_RATE_LIMIT`` requests per address;
-- /token: ``TOKEN_RATE_LIMIT`` attempts per account (the normalised ``username``), from any
-  address, so rotating addresses does not escape it; and per address, ``TOKEN_RATE_LIMIT``
-  distinct accounts (a request without a username counts as one more), so spraying one
-  password over many accounts is stopped, while one account's failures do not lock the other
-  users of a shared address out. An address that tries one account too many is refused for
-  the rest of the window, whichever account it tries next.
+Budgets, each under a key named where it is declared (``<prefix>ratelimit:<name>::…``):
+- every route but the ops paths (``shared.routes``): ``RATE_LIMIT`` requests per address,
+  under ``api``;
+- a route that declares its own (``opt=own_rate_limit(name)``) counts against
+  ``TOKEN_RATE_LIMIT`` under its name instead. /register: requests per address;
+- /token (``per_account=True``): ``TOKEN_RATE_LIMIT`` attempts per account (the normalised
+  ``username``), from any address, so rotating addresses does not escape it; and per
+  address, ``TOKEN_RATE_LIMIT`` distinct accounts (a request without a username counts as
+  one more), so spraying one password over many accounts is stopped, while one account's
+  failures do not lock the other users of a shared address out. An address that tries one
+  account too many is refused for the rest of the window, whichever account it tries next.
 
 When Redis is unreachable, the general limiter lets requests through (fails open) and logs
 it: orders stay available during a Redis outage. /token and /register fail closed (503 with
@@ -31,7 +33,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders
@@ -46,12 +49,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from shared.credentials import normalize_email
+from shared.routes import ops_path_patterns
 from shared.services import services_of
-from shared.settings import Settings, parse_rate
+from shared.settings import DurationUnit, Settings, parse_rate
 
 logger = logging.getLogger(__name__)
 
-SKIP_RATE_LIMIT = "skip_rate_limit"
 LIMITER_DOWN_RETRY_AFTER_S = 5
 
 # One budget per key. ARGV[1] the window in seconds, ARGV[2] the limit, then one ARGV per key:
@@ -107,12 +111,41 @@ def _subject(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+API_LIMIT_KEY = "api"  # the API-wide budget's name in its Redis keys
+ROUTE_LIMIT = "own_rate_limit"  # the opt key a route declares its own budget under
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    """A route's own budget: ``TOKEN_RATE_LIMIT`` under the key ``name``, failing closed.
+
+    Declared on the route (``opt=own_rate_limit("register")``) for routes that cost a bcrypt
+    hash: they are never left unlimited, so while Redis cannot count they answer 503.
+    """
+
+    name: str
+    per_account: bool = False  # also count attempts per account (the form's ``username``)
+
+
+def own_rate_limit(name: str, *, per_account: bool = False) -> dict[str, RouteLimit]:
+    """A route's ``opt`` for its own budget (see ``RouteLimit``)."""
+    return {ROUTE_LIMIT: RouteLimit(name, per_account)}
+
+
+@dataclass
+class RedisRateLimitConfig(RateLimitConfig):
+    """Litestar's config, plus the budget of routes that declare their own."""
+
+    route_rate_limit: tuple[DurationUnit, int] = ("minute", 10)
+
+
 class RedisRateLimitMiddleware(RateLimitMiddleware):
-    """One atomic round trip per request; fails open when Redis is unreachable."""
+    """One atomic round trip per request; the API-wide budget fails open when Redis is
+    unreachable, a route's own fails closed."""
 
-    fail_closed: ClassVar[bool] = False
+    config: RedisRateLimitConfig
 
-    def __init__(self, app: ASGIApp, config: RateLimitConfig) -> None:
+    def __init__(self, app: ASGIApp, config: RedisRateLimitConfig) -> None:
         super().__init__(app, config)
         self._script: AsyncScript | None = None
 
@@ -122,28 +155,32 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
         if not await self.should_check_request(request=request):
             await self.app(scope, receive, send)
             return
-        window = DURATION_VALUES[self.unit]
+        route_limit: RouteLimit | None = scope["route_handler"].opt.get(ROUTE_LIMIT)
+        unit, limit = (
+            self.config.route_rate_limit if route_limit else (self.unit, self.max_requests)
+        )
+        window = DURATION_VALUES[unit]
         services = services_of(app)
         redis = services.redis
         prefix = f"{services.settings.redis_prefix}ratelimit:"
-        budgets = await self.budgets(request)
+        budgets = await self.budgets(request, route_limit)
         if self._script is None:
             self._script = redis.register_script(_COUNT_IN_WINDOW)
         try:
             flat = await self._script(
                 keys=[prefix + key for key, _ in budgets],
-                args=[window, self.max_requests, *(member for _, member in budgets)],
+                args=[window, limit, *(member for _, member in budgets)],
             )
         except (RedisError, OSError) as exc:
-            if self.fail_closed:
+            if route_limit is not None:
                 logger.warning("rate limiter cannot reach redis: refusing (%s)", type(exc).__name__)
                 raise LimiterUnavailable from exc
             logger.warning("rate limiter cannot reach redis, letting request through: %s", exc)
             await self.app(scope, receive, send)
             return
         count, reset = max(zip(flat[::2], flat[1::2], strict=True))  # the tightest budget
-        headers = self.limit_headers(int(count), int(reset))
-        if count > self.max_requests:
+        headers = self.limit_headers(limit, window, int(count), int(reset))
+        if count > limit:
             raise TooManyRequestsException(headers={**headers, "Retry-After": str(reset)})
         if not headers:
             await self.app(scope, receive, send)
@@ -154,18 +191,34 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
             exc.headers = {**headers, **(exc.headers or {})}
             raise
 
-    async def budgets(self, request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
-        """(key, member) per budget this request counts against; member "" counts requests."""
-        return [(self.cache_key_from_request(request), "")]
+    async def budgets(
+        self, request: Request[Any, Any, Any], route_limit: RouteLimit | None
+    ) -> list[tuple[str, str]]:
+        """(key, member) per budget this request counts against; member "" counts requests.
 
-    def limit_headers(self, count: int, reset: int) -> dict[str, str]:
+        With ``per_account``: attempts per account from any address, and distinct accounts
+        per address (a request without a username, a refresh grant say, is one more).
+        """
+        address = self.get_identifier_for_request(request)
+        if route_limit is None:
+            return [(f"{API_LIMIT_KEY}::{address}", "")]
+        by_address = f"{route_limit.name}::{address}"
+        if not route_limit.per_account:
+            return [(by_address, "")]
+        form = await request.form()  # cached on the request: the handler does not read it again
+        username = form.get("username")
+        if not isinstance(username, str) or not username.strip():
+            return [(by_address, secrets.token_hex(8))]
+        account = _subject(normalize_email(username))
+        return [(by_address, account), (f"{route_limit.name}::account:{account}", "")]
+
+    def limit_headers(self, limit: int, window: int, count: int, reset: int) -> dict[str, str]:
         if not self.config.set_rate_limit_headers:
             return {}
-        window = DURATION_VALUES[self.unit]
         return {
-            self.config.rate_limit_policy_header_key: f"{self.max_requests}; w={window}",
-            self.config.rate_limit_limit_header_key: str(self.max_requests),
-            self.config.rate_limit_remaining_header_key: str(max(self.max_requests - count, 0)),
+            self.config.rate_limit_policy_header_key: f"{limit}; w={window}",
+            self.config.rate_limit_limit_header_key: str(limit),
+            self.config.rate_limit_remaining_header_key: str(max(limit - count, 0)),
             self.config.rate_limit_reset_header_key: str(reset),
         }
 
@@ -182,45 +235,12 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
         return send_with_headers
 
 
-class TokenRateLimitMiddleware(RedisRateLimitMiddleware):
-    """/token: attempts per account, distinct accounts per address; fails closed."""
-
-    fail_closed = True
-
-    async def budgets(self, request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
-        form = await request.form()  # cached on the request: the handler does not read it again
-        username = form.get("username")
-        by_address = self.cache_key_from_request(request)
-        if not isinstance(username, str) or not username.strip():
-            return [(by_address, secrets.token_hex(8))]  # a refresh grant, say: one more subject
-        account = _subject(username.strip().lower())
-        return [(by_address, account), (f"{type(self).__name__}::account:{account}", "")]
-
-
-class RegisterRateLimitMiddleware(RedisRateLimitMiddleware):
-    """/register: ``TOKEN_RATE_LIMIT`` requests per address (each may cost a bcrypt hash)."""
-
-    fail_closed = True
-
-
-def api_rate_limit(settings: Settings) -> RateLimitConfig:
-    return RateLimitConfig(
+def rate_limit_config(settings: Settings) -> RedisRateLimitConfig:
+    """The one limiter: ``RATE_LIMIT`` everywhere but the ops paths, ``TOKEN_RATE_LIMIT`` on
+    routes that declare their own budget."""
+    return RedisRateLimitConfig(
         rate_limit=parse_rate(settings.rate_limit),
-        exclude=[r"^/health", r"^/ready", r"^/schema", r"^/metrics"],
-        exclude_opt_key=SKIP_RATE_LIMIT,
+        route_rate_limit=parse_rate(settings.token_rate_limit),
+        exclude=ops_path_patterns(),
         middleware_class=RedisRateLimitMiddleware,
-    )
-
-
-def token_rate_limit(settings: Settings) -> RateLimitConfig:
-    return RateLimitConfig(
-        rate_limit=parse_rate(settings.token_rate_limit),
-        middleware_class=TokenRateLimitMiddleware,
-    )
-
-
-def register_rate_limit(settings: Settings) -> RateLimitConfig:
-    return RateLimitConfig(
-        rate_limit=parse_rate(settings.token_rate_limit),
-        middleware_class=RegisterRateLimitMiddleware,
     )

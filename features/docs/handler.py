@@ -10,7 +10,8 @@ under a Content-Security-Policy that names no host but the service's own.
   (swagger-ui's ``index.html`` loads the Petstore from the internet) that we do not expose.
 - Every HTML page under /schema gets a CSP allowing only its own origin, plus the exact
   inline ``<script>``/``<style>`` blocks the render plugins emit, by their SHA-256 hash.
-- Docs and assets are neither rate-limited nor behind auth (API.md: docs are not limited).
+- Docs and assets are neither rate-limited nor behind auth (API.md: docs are not limited):
+  /schema is an ops path (``shared.routes``).
 - Nothing on the pages calls out at run time: swagger-ui's validator badge (which would load
   from validator.swagger.io) belongs to its standalone layout, which Litestar does not use;
   tests/browser fails on any request to another origin.
@@ -40,9 +41,8 @@ from litestar.types.file_types import FileInfo
 from swagger_ui_bundle import swagger_ui_path
 
 from shared.errors import ErrorBody, error_response
-from shared.rate_limit import SKIP_RATE_LIMIT
+from shared.routes import DOCS_PATH
 
-DOCS_PATH = "/schema"
 ASSETS_PATH = "/assets"
 ONE_YEAR_S = 365 * 24 * 3600
 CSP_HEADER = "Content-Security-Policy"
@@ -96,7 +96,6 @@ def _asset_router(name: str, url: str, files: ListedFiles) -> Router:
         name=name,
         cache_control=CacheControlHeader(max_age=ONE_YEAR_S, public=True, immutable=True),
         exception_handlers={NotFoundException: _missing_asset},
-        opt={"exclude_from_auth": True, SKIP_RATE_LIMIT: True},
     )
 
 
@@ -159,7 +158,6 @@ def docs_config() -> OpenAPIConfig:
         ],
         include_in_schema=False,
         after_request=with_content_security_policy,
-        opt={"exclude_from_auth": True, SKIP_RATE_LIMIT: True},
     )
     return OpenAPIConfig(
         title="Order service",

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus
+from shared.routes import HEALTH_PATH, READY_PATH, public
 from shared.services import Services
 
 CHECK_TIMEOUT_S = 2.0
@@ -38,11 +39,9 @@ class Readiness(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
 
 
-# `security=[{}]`: OpenAPI's "no credentials needed"; the app-wide default is the bearer token.
 @get(
-    "/health",
-    exclude_from_auth=True,
-    security=[{}],
+    HEALTH_PATH,
+    **public(),
     tags=["ops"],
     summary="Liveness",
     cache_control=None,
@@ -103,9 +102,8 @@ class ReadinessProbe:
 
 
 @get(
-    "/ready",
-    exclude_from_auth=True,
-    security=[{}],
+    READY_PATH,
+    **public(),
     tags=["ops"],
     summary="Readiness",
     responses={503: ResponseSpec(Readiness, description="a dependency is down; `detail` names it")},

@@ -17,19 +17,19 @@ from features.register.queries import email_taken, insert_user
 from features.register.schemas import RegisterRequest, UserView
 from shared.auth import hash_password
 from shared.errors import error_responses
-from shared.rate_limit import SKIP_RATE_LIMIT
+from shared.rate_limit import own_rate_limit
+from shared.routes import public
 from shared.services import Services
 
 
 @post(
     "/register",
+    **public(),
     status_code=HTTP_201_CREATED,
-    exclude_from_auth=True,
     tags=["users"],
     summary="Register a user",
     responses=error_responses(409, 413, 415, 422, 429, 503),
-    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
-    opt={SKIP_RATE_LIMIT: True},  # counted against TOKEN_RATE_LIMIT instead (app.py)
+    opt=own_rate_limit("register"),  # TOKEN_RATE_LIMIT per address: each may cost a hash
 )
 async def register(
     data: RegisterRequest,

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated
 
 import msgspec
 
-# Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is not our call.
-# No NUL either: PostgreSQL cannot store it in text (it would be a 500, not a 422).
-EMAIL_PATTERN = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
-PASSWORD_MIN_BYTES = 8
-PASSWORD_MAX_BYTES = 72  # bcrypt ignores what follows; refuse rather than cut silently
-
-
-# The same rule for the OpenAPI schema, before trimming: clients and fuzzers see what is refused.
-EMAIL_SCHEMA_PATTERN = r"^\s*[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+\s*$"
+from shared.credentials import (
+    EMAIL_MAX_LENGTH,
+    EMAIL_SCHEMA_PATTERN,
+    PASSWORD_MAX_BYTES,
+    PASSWORD_MIN_BYTES,
+    looks_like_email,
+    normalize_email,
+    password_size_ok,
+)
 
 
 class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     email: Annotated[
         str,
         msgspec.Meta(
-            max_length=320,
+            max_length=EMAIL_MAX_LENGTH,
             examples=["ada@example.com"],
             description="trimmed and lower-cased before it is stored",
             extra_json_schema={"extra": {"pattern": EMAIL_SCHEMA_PATTERN}},
@@ -43,13 +42,12 @@ class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 
     def __post_init__(self) -> None:
         email = normalize_email(self.email)
-        if not EMAIL_PATTERN.fullmatch(email):
+        if not looks_like_email(email):
             raise ValueError("`email` does not look like an address")
-        size = len(self.password.encode())
-        if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
+        if not password_size_ok(self.password):
             raise ValueError(
                 f"`password` must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes in UTF-8,"
-                f" got {size}"
+                f" got {len(self.password.encode())}"
             )
         msgspec.structs.force_setattr(self, "email", email)
 
@@ -58,7 +56,3 @@ class UserView(msgspec.Struct, frozen=True):
     id: int
     email: str
     created_at: datetime
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()

@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.token.queries import find_credentials, store_password_hash
 from features.token.schemas import TokenForm, TokenResponse
-from shared.auth import bcrypt_cost, hash_password, verify_password
+from shared.auth import TOKEN_PATH, bcrypt_cost, hash_password, verify_password
+from shared.credentials import normalize_email
 from shared.errors import error_responses
-from shared.rate_limit import SKIP_RATE_LIMIT
+from shared.rate_limit import own_rate_limit
+from shared.routes import public
 from shared.services import Services
 
 
@@ -39,14 +41,13 @@ def _dummy_hash(rounds: int) -> bytes:
 
 
 @post(
-    "/token",
+    TOKEN_PATH,
+    **public(),
     status_code=HTTP_200_OK,
-    exclude_from_auth=True,
     tags=["users"],
     summary="Log in (OAuth2 password flow)",
     responses=error_responses(401, 413, 422, 429, 503),
-    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
-    opt={SKIP_RATE_LIMIT: True},
+    opt=own_rate_limit("token", per_account=True),
 )
 async def token(
     data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
@@ -54,7 +55,7 @@ async def token(
     services: NamedDependency[Services],
 ) -> TokenResponse:
     settings, token_issuer = services.settings, services.token_issuer
-    email = data.username.strip().lower()
+    email = normalize_email(data.username)
     found = await find_credentials(db_session, email)
     if found is None:
         found_id, password_hash = None, await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)

@@ -6,11 +6,13 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from shared.credentials import EMAIL_MAX_LENGTH
+
 
 class TokenForm(msgspec.Struct, frozen=True):
     """Form fields as OAuth2 names them; ``username`` is the email."""
 
-    username: Annotated[str, msgspec.Meta(max_length=320)]
+    username: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX_LENGTH)]
     password: Annotated[str, msgspec.Meta(max_length=1024)]
     grant_type: Literal["password"] | None = None
     scope: str = ""

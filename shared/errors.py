@@ -42,7 +42,6 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     status_code: int
     detail: str
     field: str | None = None
-    current_status: str | None = None
     errors: list[dict[str, Any]] | None = None
 
 
@@ -60,17 +59,10 @@ def error_response(
     detail: str,
     *,
     field: str | None = None,
-    current_status: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ErrorBody]:
-    body = ErrorBody(
-        status_code=status_code,
-        detail=detail,
-        field=field,
-        current_status=current_status,
-        errors=errors,
-    )
+    body = ErrorBody(status_code=status_code, detail=detail, field=field, errors=errors)
     return Response(
         body,
         status_code=status_code,
@@ -141,7 +133,6 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         status_code,
         exc.detail,
         field=extra.get("field"),
-        current_status=extra.get("current_status"),
         headers=headers or None,
     )
 

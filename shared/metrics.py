@@ -26,7 +26,7 @@ from litestar.plugins.prometheus import (
     PrometheusMiddleware,
 )
 from litestar.types import ASGIApp, Receive, Scope, Send
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, start_http_server
 
 from shared.routes import METRICS_PATH, ops_path_patterns
 from shared.services import services_of
@@ -94,30 +94,14 @@ def prometheus_config() -> PrometheusConfig:
     )
 
 
-# The pipeline's counters. Each process serves its own on its own port (``serve_metrics``);
-# the API's /metrics shows the API's. Names are defined once here for both workers.
-EVENTS_CONSUMED = Counter(
-    "orders_consumer_events_total",
-    "new_order events the consumer settled, by outcome",
-    ["outcome"],  # enqueued | duplicate | dead_lettered
-)
+# The worker's and the consumer's processes serve their own counters on their own ports
+# (``serve_metrics``); each counter is defined beside the one code that counts it, but for
+# this one, which the job and the job format (``shared.jobs``, refusing) both count.
 JOBS = Counter(
     "orders_worker_jobs_total",
     "process_order runs, by outcome",
     ["outcome"],  # processed | already_processed | missing | retried | failed | refused
 )
-OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
-OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
-RECONCILER_REENQUEUED = Counter(
-    "orders_reconciler_reenqueued_total",
-    "process_order jobs the reconciler enqueued again, by what had become of the job",
-    ["reason"],  # lost (gone from Redis) | failed (only its failed result was left)
-)
-RECONCILER_FAILING = Gauge(
-    "orders_reconciler_failing",
-    "unprocessed orders whose job the reconciler had to enqueue again (last run)",
-)
-JOB_QUEUE_DEPTH = Gauge("orders_job_queue_depth", "arq jobs waiting in the queue (last sweep)")
 
 
 def serve_metrics(port: int) -> None:

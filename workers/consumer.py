@@ -33,12 +33,13 @@ from collections.abc import Awaitable
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from arq.connections import ArqRedis
+from prometheus_client import Counter
 
 from shared.bus import CONNECT_TIMEOUT_S, Topology, connect
 from shared.events import decode_event
 from shared.jobs import create_arq_redis, enqueue_process_order
 from shared.logs import configure_logging
-from shared.metrics import EVENTS_CONSUMED, serve_metrics
+from shared.metrics import serve_metrics
 from shared.settings import Settings, load_settings
 
 logger = logging.getLogger("workers.consumer")  # not __name__: under `python -m` that is __main__
@@ -46,6 +47,12 @@ logger = logging.getLogger("workers.consumer")  # not __name__: under `python -m
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 5.0
 STOP_GRACE_S = 5.0
+
+EVENTS_CONSUMED = Counter(
+    "orders_consumer_events_total",
+    "new_order events the consumer settled, by outcome",
+    ["outcome"],  # enqueued | duplicate | dead_lettered
+)
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Worker, func
+from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
@@ -33,7 +34,7 @@ from shared.database import create_engine
 from shared.errors import describe_error
 from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
-from shared.metrics import JOB_QUEUE_DEPTH, OUTBOX_BACKLOG, OUTBOX_SWEPT, serve_metrics
+from shared.metrics import serve_metrics
 from shared.order_cache import OrderCache
 from shared.outbox import outbox_backlog, sweep_outbox
 from shared.services import WorkerServices
@@ -50,6 +51,10 @@ SWEEP_BATCH = 500
 SWEEP_BUDGET_S = 20.0  # keep sweeping full batches for this long per tick, then yield
 SWEEP_TIMEOUT_S = 60
 RECONCILE_TIMEOUT_S = 60
+
+OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
+OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
+JOB_QUEUE_DEPTH = Gauge("orders_job_queue_depth", "arq jobs waiting in the queue (last sweep)")
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from features.create_order.schemas import (
 )
 from shared.auth import CurrentUser
 from shared.errors import UnprocessableEntity, error_responses
-from shared.orders import OrderView, items_to_json, order_view, request_fingerprint
+from shared.orders import OrderView, order_view, request_fingerprint
 from shared.outbox import stage_new_order
 from shared.services import Services
 
@@ -75,7 +75,7 @@ async def create_order(
         row = await insert_order(
             db_session,
             user_id=current_user.id,
-            items=items_to_json(items),
+            items=items,
             total=total,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,

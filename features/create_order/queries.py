@@ -11,16 +11,24 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Order, OrderStatus
-from shared.orders import ORDER_VIEW_COLUMNS
+from shared.orders import CENT, ORDER_VIEW_COLUMNS, OrderItem
 
 IDEMPOTENCY_WINDOW = text("interval '24 hours'")
+
+
+def items_to_json(items: list[OrderItem]) -> list[dict[str, Any]]:
+    """Items as stored in JSONB: prices as strings, so no float ever touches the money."""
+    return [
+        {"name": item.name, "quantity": item.quantity, "price": str(item.price.quantize(CENT))}
+        for item in items
+    ]
 
 
 async def insert_order(
     session: AsyncSession,
     *,
     user_id: int,
-    items: list[dict[str, Any]],
+    items: list[OrderItem],
     total: Decimal,
     idempotency_key: str | None,
     fingerprint: bytes | None,
@@ -31,7 +39,7 @@ async def insert_order(
         .values(
             id=uuid.uuid4(),
             user_id=user_id,
-            items=items,
+            items=items_to_json(items),
             total_price=total,
             status=OrderStatus.PENDING,
             idempotency_key=idempotency_key,

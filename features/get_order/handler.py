@@ -17,10 +17,8 @@ from litestar.security.jwt import Token
 from features.get_order.schemas import owner_decoder
 from shared.auth import CurrentUser
 from shared.errors import error_responses
-from shared.orders import OrderView, find_own_order, order_view
+from shared.orders import ORDER_NOT_FOUND, OrderView, find_own_order, order_view
 from shared.services import services_of
-
-NOT_FOUND = "order not found"
 
 
 @get(
@@ -45,11 +43,11 @@ async def get_order(
     cached = await order_cache.get_raw(order_id)
     if cached is not None:
         if owner_decoder.decode(cached).user_id != user_id:
-            raise NotFoundException(NOT_FOUND)
+            raise NotFoundException(ORDER_NOT_FOUND)
         return Response(cached, media_type=MediaType.JSON, headers={"X-Cache": "HIT"})
     async with services.engine.connect() as connection:
         row = await find_own_order(connection, order_id, user_id)
     if row is None:
-        raise NotFoundException(NOT_FOUND)
+        raise NotFoundException(ORDER_NOT_FOUND)
     encoded = await order_cache.cache_order(order_view(row))
     return Response(encoded, media_type=MediaType.JSON, headers={"X-Cache": "MISS"})

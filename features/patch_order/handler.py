@@ -7,26 +7,52 @@ once this returns no GET can see the old status.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from litestar import patch
+from litestar import MediaType, Request, Response, patch
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_409_CONFLICT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.patch_order.queries import move_status
-from features.patch_order.schemas import PatchOrderRequest
+from features.patch_order.schemas import PatchOrderRequest, StatusConflict
 from shared.auth import CurrentUser
 from shared.errors import error_responses
-from shared.orders import OrderView, find_own_order, order_view, statuses_that_can_move_to
+from shared.orders import (
+    ORDER_NOT_FOUND,
+    OrderView,
+    StatusMoveRefused,
+    find_own_order,
+    order_view,
+    statuses_that_can_move_to,
+)
 from shared.services import Services
+
+
+def _refused(_: Request[Any, Any, Any], exc: StatusMoveRefused) -> Response[StatusConflict]:
+    """The domain's refusal as the 409 clients know: the error shape plus ``current_status``."""
+    body = StatusConflict(
+        status_code=HTTP_409_CONFLICT,
+        detail=exc.message,
+        field=exc.field,
+        current_status=exc.current.value,
+    )
+    return Response(body, status_code=HTTP_409_CONFLICT, media_type=MediaType.JSON)
 
 
 @patch(
     "/orders/{order_id:uuid}",
     tags=["orders"],
     summary="Change an order's status",
-    responses=error_responses(401, 404, 409, 413, 415, 422, 429, 503),
+    responses={
+        **error_responses(401, 404, 413, 415, 422, 429, 503),
+        HTTP_409_CONFLICT: ResponseSpec(
+            StatusConflict, description="conflict", generate_examples=False
+        ),
+    },
+    exception_handlers={StatusMoveRefused: _refused},
 )
 async def patch_order(
     order_id: uuid.UUID,
@@ -44,12 +70,7 @@ async def patch_order(
         return view
     current = await find_own_order(db_session, order_id, current_user.id)
     if current is None:
-        raise NotFoundException("order not found")
+        raise NotFoundException(ORDER_NOT_FOUND)
     if current.status == data.status:
         return order_view(current)  # already there: a no-op
-    raise HTTPException(
-        status_code=HTTP_409_CONFLICT,
-        detail=f"cannot change status from {current.status.value} to {data.status.value};"
-        f" the order is {current.status.value}",
-        extra={"field": "status", "current_status": current.status.value},
-    )
+    raise StatusMoveRefused(current.status, data.status)

@@ -1,12 +1,19 @@
-"""PATCH /orders/{id}: the body. The status machine it must obey is the domain's
-(shared/orders/status.py)."""
+"""PATCH /orders/{id}: the body, and the 409 that names the current status. The status
+machine it must obey is the domain's (shared/orders/status.py)."""
 
 from __future__ import annotations
 
 import msgspec
 
+from shared.errors import ErrorBody
 from shared.orders import OrderStatus
 
 
 class PatchOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     status: OrderStatus
+
+
+class StatusConflict(ErrorBody, kw_only=True):
+    """The 409's body: the error, and the status the order has now (to retry sensibly)."""
+
+    current_status: str

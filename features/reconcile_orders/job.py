@@ -35,6 +35,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.reconcile_orders.queries import (
@@ -44,7 +45,6 @@ from features.reconcile_orders.queries import (
     still_unprocessed,
 )
 from shared.jobs import enqueue_process_order, process_order_job_id
-from shared.metrics import RECONCILER_FAILING, RECONCILER_REENQUEUED
 from shared.services import WorkerServices
 from shared.settings import Settings
 
@@ -52,6 +52,16 @@ from shared.settings import Settings
 logger = logging.getLogger("workers.reconciler")
 
 LOST, FAILED = "lost", "failed"  # why a job was enqueued again (the metric's label)
+
+RECONCILER_REENQUEUED = Counter(
+    "orders_reconciler_reenqueued_total",
+    "process_order jobs the reconciler enqueued again, by what had become of the job",
+    ["reason"],  # lost (gone from Redis) | failed (only its failed result was left)
+)
+RECONCILER_FAILING = Gauge(
+    "orders_reconciler_failing",
+    "unprocessed orders whose job the reconciler had to enqueue again (last run)",
+)
 
 # KEYS: the queue (zset), the job, in-progress and result keys; ARGV[1]: the job id;
 # ARGV[2]: '1' to remove the leftovers, '0' to only look. Live means queued (deferred retries

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from shared.orders.errors import OrderRuleError
+from shared.orders.errors import ORDER_NOT_FOUND, OrderRuleError
 from shared.orders.money import (
     CENT,
     MAX_TOTAL,
@@ -39,7 +39,6 @@ from shared.orders.view import (
     OrderItem,
     OrderRecord,
     OrderView,
-    items_to_json,
     order_view,
 )
 
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CENT",
     "MAX_TOTAL",
+    "ORDER_NOT_FOUND",
     "ORDER_VIEW_COLUMNS",
     "Money",
     "MoneyInput",
@@ -66,7 +66,6 @@ __all__ = [
     "find_own_order",
     "has_cents_at_most",
     "is_final",
-    "items_to_json",
     "order_view",
     "parse_amount",
     "request_fingerprint",

@@ -6,6 +6,10 @@ clients expect (a 422 naming the field, a 409 naming the current status).
 
 from __future__ import annotations
 
+# What a client hears of an order that does not exist or is not theirs: the same words, so
+# that another user's order is indistinguishable from a missing one.
+ORDER_NOT_FOUND = "order not found"
+
 
 class OrderRuleError(Exception):
     """``field`` is the API's name for what broke the rule; ``message`` says how."""

@@ -68,11 +68,3 @@ def order_view(record: OrderRecord) -> OrderView:
         updated_at=record.updated_at,
         processed_at=record.processed_at,
     )
-
-
-def items_to_json(items: list[OrderItem]) -> list[dict[str, Any]]:
-    """Items as stored in JSONB: prices as strings, so no float ever touches the money."""
-    return [
-        {"name": item.name, "quantity": item.quantity, "price": str(item.price.quantize(CENT))}
-        for item in items
-    ]

@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from shared.orders import OrderItem, OrderStatus, OrderView, items_to_json, order_view
+from features.create_order.queries import items_to_json
+from shared.orders import OrderItem, OrderStatus, OrderView, order_view
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -17,12 +17,16 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
 from features.create_order.handler import create_order
+from features.delete_account.handler import delete_account
 from features.docs.handler import docs_config
 from features.get_order.handler import get_order
 from features.health.handler import ReadinessProbe, health, ready
 from features.list_user_orders.handler import list_user_orders
+from features.me.handler import me
 from features.patch_order.handler import patch_order
+from features.refresh_session.handler import refresh_session
 from features.register.handler import register
+from features.revoke_token.handler import revoke_token
 from features.token.handler import token
 from shared.auth import (
     TokenIssuer,
@@ -43,6 +47,7 @@ from shared.outbox import OutboxRelay
 from shared.rate_limit import rate_limit_config
 from shared.redis import create_redis
 from shared.services import SERVICES, Services
+from shared.sessions import Grants, SessionIssuer
 from shared.settings import Settings, load_settings
 
 
@@ -66,6 +71,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         outbox_relay=OutboxRelay(bus, engine),
         readiness=ReadinessProbe(engine, redis, bus).results,
     )
+    sessions = SessionIssuer(
+        services.token_issuer, timedelta(days=settings.refresh_token_expire_days)
+    )
+    # POST /token's grants besides the password grant (its own): one slice each.
+    token_grants: Grants = {"refresh_token": refresh_session}
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
@@ -83,7 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     cors = CORSConfig(
         allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=[
             "Location",
@@ -103,6 +113,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             register,
             token,
+            revoke_token,
+            me,
+            delete_account,
             create_order,
             get_order,
             patch_order,
@@ -114,6 +127,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({SERVICES: services}),
         dependencies={
             SERVICES: Provide(lambda: services, use_cache=True, sync_to_thread=False),
+            "sessions": Provide(lambda: sessions, use_cache=True, sync_to_thread=False),
+            "token_grants": Provide(lambda: token_grants, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],

@@ -189,6 +189,11 @@ class UserDirectory:
             self._known.add(user_id)
         return found is not None
 
+    def forget(self, user_id: int) -> None:
+        """The user was deleted by this process: refuse their tokens here before the notice."""
+        self._epoch += 1
+        self._known.discard(user_id)
+
     def _forget(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._epoch += 1
         with contextlib.suppress(ValueError):

@@ -85,6 +85,22 @@ class Order(DefaultBase):
     reconcile_next_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
+class RefreshToken(DefaultBase):
+    """One refresh token as issued: only its SHA-256 hash, its login's family and its state."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC)
+    used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
+
+
 class OutboxEvent(DefaultBase):
     """An event committed with its order and published after the commit (transactional outbox)."""
 

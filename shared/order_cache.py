@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder(decimal_format="string")
 _decoder = msgspec.json.Decoder(OrderView)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The version a forgotten order's key holds: newer than any view, so no late write (a job
+# finishing after the account was deleted) can cache the order again.
+_GONE_VERSION = 2**53 - 1
 
 _PUT_IF_NEWER = """
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -112,6 +115,25 @@ class OrderCache:
         if self._unwritten:
             await self._write_unwritten()
         return encoded
+
+    async def forget(self, order_ids: list[uuid.UUID]) -> None:
+        """Drop the orders from the cache for good (their account is deleted).
+
+        Each entry goes, and its version key is set beyond any real version for twice the TTL,
+        so a write racing the deletion is refused. A Redis failure is logged: the entries then
+        expire with their TTL, readable meanwhile by no one (their owner's tokens are refused).
+        """
+        if not order_ids:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for order_id in order_ids:
+                    self._unwritten.pop(order_id, None)
+                    pipe.delete(self.key(order_id))
+                    pipe.set(self.version_key(order_id), _GONE_VERSION, ex=self._ttl * 2)
+                await pipe.execute()
+        except RedisError as exc:
+            logger.warning("order cache: deleted orders not dropped: %s", exc)
 
     async def _put_view(self, view: OrderView, encoded: bytes | None = None) -> None:
         await self._put(

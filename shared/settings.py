@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # becomes a random secret per process start (tokens die with the process).
     jwt_secret: str = ""
     access_token_expire_minutes: int = 30
+    # How long a refresh token lives from its issue; each refresh issues a new one.
+    refresh_token_expire_days: int = 15
     cache_ttl_seconds: int = 300
     rate_limit: str = "100/minute"
     token_rate_limit: str = "10/minute"
@@ -99,6 +101,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("OUTBOX_SWEEP_INTERVAL_S must be between 1 and 60 seconds")
         if not 1 <= self.reconcile_interval_s <= 60:
             raise ValueError("RECONCILE_INTERVAL_S must be between 1 and 60 seconds")
+        if self.access_token_expire_minutes < 1 or self.refresh_token_expire_days < 1:
+            raise ValueError(
+                "ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be at least 1"
+            )
         if self.job_max_tries < 1 or self.reconcile_batch < 1:
             raise ValueError("JOB_MAX_TRIES and RECONCILE_BATCH must be at least 1")
         if self.reconcile_after_s < 0 or self.user_directory_max_staleness_s < 0:

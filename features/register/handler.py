@@ -14,12 +14,13 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.register.queries import email_taken, insert_user
-from features.register.schemas import RegisterRequest, UserView
+from features.register.schemas import RegisterRequest
 from shared.auth import hash_password
 from shared.errors import error_responses
 from shared.rate_limit import own_rate_limit
 from shared.routes import public
 from shared.services import Services
+from shared.users import UserView
 
 
 @post(

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.register.schemas import UserView
 from shared.models import User
+from shared.users import UserView
 
 
 async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -> UserView | None:

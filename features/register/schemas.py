@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -50,9 +49,3 @@ class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
                 f" got {len(self.password.encode())}"
             )
         msgspec.structs.force_setattr(self, "email", email)
-
-
-class UserView(msgspec.Struct, frozen=True):
-    id: int
-    email: str
-    created_at: datetime

@@ -1,4 +1,8 @@
-"""POST /token: trade email and password for a JWT (OAuth2 password flow, Swagger's Authorize).
+"""POST /token: trade email and password for a session (OAuth2 password flow, Swagger's Authorize).
+
+The answer is an access token (JWT) and a refresh token. The same route serves the refresh
+grant (``grant_type=refresh_token``): the composition root gives this handler the other
+grants (``features/refresh_session``), and an unsupported ``grant_type`` is a 422 naming it.
 
 Unknown email and wrong password answer the same 401 after the same bcrypt work, so neither
 the body nor the timing tells an attacker which emails are registered. The route has its
@@ -13,25 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Annotated
 
 import bcrypt
 from litestar import post
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotAuthorizedException
-from litestar.params import Body
+from litestar.params import URLEncodedBody
 from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.token.queries import find_credentials, store_password_hash
-from features.token.schemas import TokenForm, TokenResponse
 from shared.auth import TOKEN_PATH, bcrypt_cost, hash_password, verify_password
 from shared.credentials import normalize_email
 from shared.errors import error_responses
 from shared.rate_limit import own_rate_limit
 from shared.routes import public
 from shared.services import Services
+from shared.sessions import Grants, SessionIssuer, TokenForm, TokenResponse, login_refused
 
 
 @functools.cache
@@ -45,29 +46,37 @@ def _dummy_hash(rounds: int) -> bytes:
     **public(),
     status_code=HTTP_200_OK,
     tags=["users"],
-    summary="Log in (OAuth2 password flow)",
+    summary="Log in, or refresh a session (OAuth2 password and refresh_token grants)",
+    description=(
+        "`grant_type=password` (the default): `username` (your email) and `password`."
+        " `grant_type=refresh_token`: `refresh_token` from an earlier answer; the answer"
+        " carries a new one and the one sent stops working. Presenting a used refresh token"
+        " again revokes its whole session. Any refusal is the same 401."
+    ),
     responses=error_responses(401, 413, 422, 429, 503),
     opt=own_rate_limit("token", per_account=True),
 )
 async def token(
-    data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    data: URLEncodedBody[TokenForm],
     db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
+    sessions: NamedDependency[SessionIssuer],
+    token_grants: NamedDependency[Grants],
 ) -> TokenResponse:
-    settings, token_issuer = services.settings, services.token_issuer
-    email = normalize_email(data.username)
+    if data.grant != "password":
+        return await token_grants[data.grant](data, db_session, sessions)
+    settings = services.settings
+    email = normalize_email(data.username or "")
     found = await find_credentials(db_session, email)
     if found is None:
         found_id, password_hash = None, await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)
     else:
         found_id, password_hash = found
-    if not await verify_password(data.password, password_hash) or found_id is None:
-        raise NotAuthorizedException(detail="incorrect email or password")
+    if not await verify_password(data.password or "", password_hash) or found_id is None:
+        raise login_refused()
     if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
-        new_hash = await hash_password(data.password, settings.bcrypt_rounds)
+        new_hash = await hash_password(data.password or "", settings.bcrypt_rounds)
         await store_password_hash(db_session, found_id, password_hash, new_hash)
-        await db_session.commit()
-    return TokenResponse(
-        access_token=token_issuer.issue(found_id),
-        expires_in=int(token_issuer.lifetime.total_seconds()),
-    )
+    response = await sessions.issue(db_session, found_id)
+    await db_session.commit()
+    return response

@@ -28,6 +28,7 @@ from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import PASSWORD, Account, make_account
 from tests.apps import PROBE, StartApp, whoami, with_settings
+from tests.sessions import TOKEN_RESPONSE_FIELDS
 
 Client = AsyncTestClient[Litestar]
 
@@ -78,7 +79,7 @@ async def test_token_returns_a_bearer_token_with_expiry_in_seconds(
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert set(body) == TOKEN_RESPONSE_FIELDS
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == settings.access_token_expire_minutes * 60
     assert isinstance(body["access_token"], str)

@@ -1,0 +1,48 @@
+"""DELETE /users/me: close the account, after checking the password again.
+
+204, then: the user's orders, unsent events, refresh tokens and cached orders are gone, and
+the email may register again. Every access token of theirs is refused at once: this process
+forgets the user before answering, the others on PostgreSQL's ``user_deleted`` notice.
+"""
+
+from __future__ import annotations
+
+from litestar import delete
+from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.delete_account.queries import delete_user, password_hash_of
+from features.delete_account.schemas import DeleteAccountRequest
+from shared.auth import CurrentUser, verify_password
+from shared.errors import error_responses
+from shared.services import Services
+
+
+@delete(
+    "/users/me",
+    status_code=HTTP_204_NO_CONTENT,
+    tags=["users"],
+    summary="Delete your account, its orders and sessions (the password again in the body)",
+    responses=error_responses(401, 403, 413, 415, 422, 429, 503),
+)
+async def delete_account(
+    data: JSONBody[DeleteAccountRequest],
+    current_user: NamedDependency[CurrentUser],
+    db_session: NamedDependency[AsyncSession],
+    services: NamedDependency[Services],
+) -> None:
+    password_hash = await password_hash_of(db_session, current_user.id)
+    await db_session.commit()  # hand the connection back to the pool while bcrypt runs
+    if password_hash is None:
+        raise NotAuthorizedException("user no longer exists")
+    if not await verify_password(data.password, password_hash):
+        raise PermissionDeniedException("incorrect password")
+    order_ids = await delete_user(db_session, current_user.id)
+    if order_ids is None:  # a concurrent deletion won
+        raise NotAuthorizedException("user no longer exists")
+    await db_session.commit()
+    services.users.forget(current_user.id)
+    await services.order_cache.forget(order_ids)

@@ -1,0 +1,43 @@
+"""Deleting an account: its password hash, then the user, their orders and unsent events.
+
+The user's refresh tokens go with the row (ON DELETE CASCADE); the row's deletion fires
+``NOTIFY user_deleted`` (migration 0001), which every API process listens for.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import Order, OutboxEvent, User
+
+
+async def password_hash_of(db_session: AsyncSession, user_id: int) -> bytes | None:
+    return await db_session.scalar(select(User.password_hash).where(User.id == user_id))
+
+
+async def delete_user(db_session: AsyncSession, user_id: int) -> list[uuid.UUID] | None:
+    """Delete the user and everything of theirs (not committed); their order ids, or None if
+    the user is gone already.
+
+    The user's row is locked first: an order being created meanwhile waits for its foreign
+    key check and then fails, so no order escapes the list (and its cache entry, the purge).
+    Unsent ``new_order`` events of the orders are dropped: nothing is published about an
+    account that is gone. Events already sent reach the worker, which finds no order.
+    """
+    locked = await db_session.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    if locked is None:
+        return None
+    order_ids = list(
+        await db_session.scalars(delete(Order).where(Order.user_id == user_id).returning(Order.id))
+    )
+    if order_ids:
+        await db_session.execute(
+            delete(OutboxEvent).where(
+                OutboxEvent.order_id.in_(order_ids), OutboxEvent.sent_at.is_(None)
+            )
+        )
+    await db_session.execute(delete(User).where(User.id == user_id))
+    return order_ids

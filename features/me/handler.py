@@ -1,0 +1,28 @@
+"""GET /users/me: who the bearer token belongs to."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.me.queries import find_user
+from shared.auth import CurrentUser
+from shared.errors import error_responses
+from shared.users import UserView
+
+
+@get(
+    "/users/me",
+    tags=["users"],
+    summary="Who am I",
+    responses=error_responses(401, 429, 503),
+)
+async def me(
+    current_user: NamedDependency[CurrentUser], db_session: NamedDependency[AsyncSession]
+) -> UserView:
+    user = await find_user(db_session, current_user.id)
+    if user is None:  # deleted since the token was checked
+        raise NotAuthorizedException("user no longer exists")
+    return user

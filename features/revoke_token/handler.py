@@ -1,0 +1,39 @@
+"""POST /token/revoke (RFC 7009): log out, ending the refresh token's whole session.
+
+Always 200, for unknown, expired and malformed tokens too (RFC 7009 §2.2): the answer tells
+nothing about the token, and a client that logs out twice is not an error. Access tokens
+already issued stay valid until they expire (they are checked by signature alone).
+"""
+
+from __future__ import annotations
+
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import URLEncodedBody
+from litestar.status_codes import HTTP_200_OK
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.revoke_token.queries import family_of
+from features.revoke_token.schemas import RevokeForm
+from shared.errors import error_responses
+from shared.refresh_tokens import refresh_token_hash
+from shared.sessions import revoke_family
+
+
+@post(
+    "/token/revoke",
+    status_code=HTTP_200_OK,
+    exclude_from_auth=True,
+    tags=["users"],
+    summary="Log out: revoke a refresh token and its whole session (RFC 7009)",
+    responses=error_responses(413, 422, 429, 503),
+    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
+)
+async def revoke_token(
+    data: URLEncodedBody[RevokeForm], db_session: NamedDependency[AsyncSession]
+) -> None:
+    token_hash = refresh_token_hash(data.token)
+    family_id = await family_of(db_session, token_hash) if token_hash else None
+    if family_id is not None:
+        await revoke_family(db_session, family_id)
+        await db_session.commit()

@@ -1,0 +1,181 @@
+"""DELETE /users/me: the password again, then the account and everything of it is gone.
+
+API.md, "Accounts and sessions": wrong password 403; then orders, refresh tokens and cached
+orders are gone, every access token is refused at once on every API process, and the email
+may register again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from shared.database import asyncpg_dsn
+from shared.order_cache import OrderCache
+from shared.orders import OrderView
+from shared.redis import create_redis
+from shared.settings import Settings
+from tests.accounts import Account, make_account
+from tests.processes import RunModule, run_module, start_api
+from tests.sessions import login, refresh
+
+__all__ = ["run_module"]  # the fixture, imported for pytest
+
+Client = AsyncTestClient[Litestar]
+ORDER = {"items": [{"name": "Item 1", "quantity": 2, "price": "3.50"}]}
+
+
+async def delete_me(client: Client | httpx.AsyncClient, account: Account, password: str) -> Any:
+    return await client.request(
+        "DELETE", "/users/me", headers=account.headers, json={"password": password}
+    )
+
+
+@pytest.fixture
+async def cache(settings: Settings) -> AsyncIterator[OrderCache]:
+    """The order cache, on this test's event loop (the test client runs the app on another)."""
+    redis = create_redis(settings.redis_url)
+    yield OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds)
+    await redis.aclose()
+
+
+async def rows_of(settings: Settings, user_id: int) -> dict[str, int]:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        return {
+            table: await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user_id)  # noqa: S608 - fixed names
+            for table, column in (
+                ("users", "id"),
+                ("orders", "user_id"),
+                ("refresh_tokens", "user_id"),
+            )
+        }
+    finally:
+        await conn.close()
+
+
+async def test_a_wrong_password_is_403_and_deletes_nothing(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    await login(client, alice)
+    response = await delete_me(client, alice, "not the password")
+    assert response.status_code == 403
+    assert response.json()["detail"]
+    assert await rows_of(settings, alice.id) == {"users": 1, "orders": 0, "refresh_tokens": 2}
+    assert (await client.get("/users/me", headers=alice.headers)).status_code == 200
+
+
+async def test_deleting_removes_orders_sessions_and_cached_orders(
+    client: Client, settings: Settings, cache: OrderCache
+) -> None:
+    account = await make_account(client)
+    session = await login(client, account)
+    created = await client.post("/orders", headers=account.headers, json=ORDER)
+    assert created.status_code == 201
+    order_id = created.json()["id"]
+    assert (await client.get(f"/orders/{order_id}", headers=account.headers)).headers[
+        "x-cache"
+    ] == "HIT"
+
+    response = await delete_me(client, account, account.password)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert await rows_of(settings, account.id) == {"users": 0, "orders": 0, "refresh_tokens": 0}
+    assert await cache.get_raw(uuid.UUID(order_id)) is None
+    assert (await refresh(client, session["refresh_token"])).status_code == 401
+
+
+async def test_every_access_token_is_refused_at_once(client: Client) -> None:
+    account = await make_account(client)
+    other_token = (await login(client, account))["access_token"]
+    assert (await client.get("/users/me", headers=account.headers)).status_code == 200
+
+    assert (await delete_me(client, account, account.password)).status_code == 204
+
+    for token in (account.token, other_token):
+        response = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_email_may_register_again(client: Client) -> None:
+    account = await make_account(client)
+    assert (await delete_me(client, account, account.password)).status_code == 204
+    again = await client.post(
+        "/register", json={"email": account.email, "password": "another password"}
+    )
+    assert again.status_code == 201
+    assert again.json()["id"] != account.id
+
+
+async def test_a_deletion_is_seen_at_once_by_another_api_process(
+    settings: Settings, run_module: RunModule
+) -> None:
+    _, first = await start_api(run_module, settings, "api-1")
+    _, second = await start_api(run_module, settings, "api-2")
+    async with (
+        httpx.AsyncClient(base_url=first) as one,
+        httpx.AsyncClient(base_url=second) as two,
+    ):
+        email = f"gone-{uuid.uuid4().hex[:12]}@example.com"
+        created = await one.post("/register", json={"email": email, "password": "password123"})
+        token = (
+            await one.post("/token", data={"username": email, "password": "password123"})
+        ).json()["access_token"]
+        account = Account(created.json()["id"], email, "password123", token)
+        # The second process has seen the user, so it vouches for them from memory.
+        assert (await two.get("/users/me", headers=account.headers)).status_code == 200
+
+        assert (await delete_me(one, account, "password123")).status_code == 204
+
+        response = await two.get("/users/me", headers=account.headers)
+        assert response.status_code == 401
+        assert (await two.get("/orders/user/1", headers=account.headers)).status_code == 401
+
+
+async def test_a_late_cache_write_cannot_bring_a_deleted_order_back(
+    client: Client, cache: OrderCache
+) -> None:
+    """A job finishing after the deletion re-caches the view it read before: refused."""
+    account = await make_account(client)
+    created = await client.post("/orders", headers=account.headers, json=ORDER)
+    view = OrderCache.decode(created.content)
+    assert (await delete_me(client, account, account.password)).status_code == 204
+
+    newer = OrderView(**{**_fields(view), "status": "PAID"})
+    await cache.cache_order(newer)
+
+    assert await cache.get_raw(view.id) is None
+
+
+def _fields(view: OrderView) -> dict[str, Any]:
+    return {name: getattr(view, name) for name in view.__struct_fields__}
+
+
+async def test_without_a_password_is_422(client: Client, alice: Account) -> None:
+    response = await client.request("DELETE", "/users/me", headers=alice.headers, json={})
+    assert response.status_code == 422
+    assert response.json()["field"] == "password"
+
+
+async def test_a_body_that_is_not_json_is_415(client: Client, alice: Account) -> None:
+    response = await client.request(
+        "DELETE",
+        "/users/me",
+        headers={**alice.headers, "Content-Type": "text/plain"},
+        content=f'{{"password": "{alice.password}"}}',
+    )
+    assert response.status_code == 415
+
+
+async def test_without_a_token_is_401(client: Client) -> None:
+    response = await client.request("DELETE", "/users/me", json={"password": "whatever1"})
+    assert response.status_code == 401

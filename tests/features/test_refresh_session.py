@@ -1,0 +1,212 @@
+"""POST /token with grant_type=refresh_token: rotation, replay detection, one winner of a race.
+
+API.md, "Accounts and sessions". Every refusal is the wrong password's 401, same body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app import create_app
+from shared.database import asyncpg_dsn
+from shared.settings import Settings
+from tests.accounts import Account
+from tests.apps import StartApp, with_settings
+from tests.sessions import TOKEN_RESPONSE_FIELDS, login, refresh, wrong_password_body
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_the_password_grant_also_returns_a_refresh_token(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    body = await login(client, alice)
+    assert set(body) == TOKEN_RESPONSE_FIELDS
+    assert body["refresh_expires_in"] == settings.refresh_token_expire_days * 86400
+    assert len(body["refresh_token"]) >= 43  # 256 random bits in base64url
+    assert body["refresh_token"].count(".") != 2  # opaque, not a JWT
+
+
+async def test_a_refresh_returns_new_tokens_that_work(client: Client, alice: Account) -> None:
+    first = await login(client, alice)
+    response = await refresh(client, first["refresh_token"])
+    assert response.status_code == 200, response.text
+    second = response.json()
+    assert second["token_type"] == "bearer"
+    assert second["refresh_token"] != first["refresh_token"]
+    me = await client.get(
+        "/users/me", headers={"Authorization": f"Bearer {second['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["id"] == alice.id
+    assert (await refresh(client, second["refresh_token"])).status_code == 200
+
+
+async def test_the_refresh_grant_works_with_a_trailing_slash(
+    client: Client, alice: Account
+) -> None:
+    first = await login(client, alice)
+    response = await client.post(
+        "/token/", data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    )
+    assert response.status_code == 200
+
+
+async def test_a_replay_from_a_second_client_revokes_the_whole_session(
+    settings: Settings, client: Client, start_app: StartApp, alice: Account
+) -> None:
+    victim = client
+    thief = await start_app(create_app(settings))  # another client, another app instance
+    stolen = (await login(victim, alice))["refresh_token"]
+    rotated = await refresh(victim, stolen)  # the victim refreshes first
+    assert rotated.status_code == 200
+    victims_new = rotated.json()["refresh_token"]
+
+    replay = await refresh(thief, stolen)
+
+    assert replay.status_code == 401
+    assert replay.json() == await wrong_password_body(victim, alice)
+    assert replay.headers["www-authenticate"] == "Bearer"
+    # The victim's newer token belongs to the same login: revoked too, both must log in.
+    assert (await refresh(victim, victims_new)).status_code == 401
+    assert (await refresh(thief, stolen)).status_code == 401
+
+
+async def test_a_thief_refreshing_first_loses_the_session_when_the_victim_refreshes(
+    client: Client, alice: Account
+) -> None:
+    stolen = (await login(client, alice))["refresh_token"]
+    thiefs = await refresh(client, stolen)
+    assert thiefs.status_code == 200
+    assert (await refresh(client, stolen)).status_code == 401  # the victim's turn: a replay
+    assert (await refresh(client, thiefs.json()["refresh_token"])).status_code == 401
+
+
+async def test_a_replay_leaves_the_users_other_sessions_alone(
+    client: Client, alice: Account
+) -> None:
+    laptop = (await login(client, alice))["refresh_token"]
+    phone = (await login(client, alice))["refresh_token"]
+    assert (await refresh(client, laptop)).status_code == 200
+    assert (await refresh(client, laptop)).status_code == 401
+    assert (await refresh(client, phone)).status_code == 200
+
+
+async def test_of_concurrent_refreshes_with_one_token_exactly_one_wins(
+    client: Client, alice: Account
+) -> None:
+    for _ in range(3):  # a race can go either way; each round must have one winner
+        token = (await login(client, alice))["refresh_token"]
+        answers = await asyncio.gather(*(refresh(client, token) for _ in range(5)))
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [200, 401, 401, 401, 401], statuses
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "x", "not a token at all", "A" * 43, "é" * 43, "a" * 512],
+    ids=["empty", "short", "spaces", "unknown", "non-ascii", "long"],
+)
+async def test_a_malformed_or_unknown_refresh_token_is_the_wrong_password_401(
+    client: Client, alice: Account, token: str
+) -> None:
+    response = await refresh(client, token)
+    assert response.status_code == 401
+    assert response.json() == await wrong_password_body(client, alice)
+
+
+async def test_an_access_token_is_not_a_refresh_token(client: Client, alice: Account) -> None:
+    response = await refresh(client, alice.token)
+    assert response.status_code == 401
+    assert response.json() == await wrong_password_body(client, alice)
+
+
+async def test_a_refresh_token_is_not_a_bearer_token(client: Client, alice: Account) -> None:
+    refresh_token = (await login(client, alice))["refresh_token"]
+    response = await client.get("/users/me", headers={"Authorization": f"Bearer {refresh_token}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_an_expired_refresh_token_is_401(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    token = (await login(client, alice))["refresh_token"]
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        await conn.execute(
+            "UPDATE refresh_tokens SET expires_at = now() - $2::interval WHERE token_hash = $1",
+            hashlib.sha256(token.encode()).digest(),
+            timedelta(seconds=1),
+        )
+    finally:
+        await conn.close()
+    response = await refresh(client, token)
+    assert response.status_code == 401
+    assert response.json() == await wrong_password_body(client, alice)
+
+
+async def test_only_a_hash_of_the_refresh_token_is_stored(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    body = await login(client, alice)
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        rows = await conn.fetch(
+            "SELECT token_hash, expires_at - created_at AS lifetime FROM refresh_tokens"
+            " WHERE user_id = $1",
+            alice.id,
+        )
+    finally:
+        await conn.close()
+    hashes = {row["token_hash"] for row in rows}
+    assert hashlib.sha256(body["refresh_token"].encode()).digest() in hashes
+    assert body["refresh_token"].encode() not in hashes
+    lifetime = max(row["lifetime"] for row in rows)
+    assert abs(lifetime - timedelta(days=settings.refresh_token_expire_days)) < timedelta(minutes=1)
+
+
+async def test_refresh_token_expire_days_sets_the_lifetime(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    short = await start_app(create_app(with_settings(settings, refresh_token_expire_days=2)))
+    assert (await login(short, alice))["refresh_expires_in"] == 2 * 86400
+
+
+@pytest.mark.parametrize("grant_type", ["client_credentials", "authorization_code", "implicit"])
+async def test_an_unsupported_grant_type_is_a_4xx_naming_it(
+    client: Client, grant_type: str
+) -> None:
+    response = await client.post("/token", data={"grant_type": grant_type, "code": "x"})
+    assert 400 <= response.status_code < 500
+    assert grant_type in response.json()["detail"]
+
+
+async def test_the_refresh_grant_without_a_refresh_token_is_422_naming_it(client: Client) -> None:
+    response = await client.post("/token", data={"grant_type": "refresh_token"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "refresh_token"
+
+
+async def test_the_token_limit_counts_refreshes_too(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    prefix = f"{settings.redis_prefix}refresh-{secrets.token_hex(3)}:"
+    limited = await start_app(
+        create_app(with_settings(settings, token_rate_limit="3/minute", redis_prefix=prefix))
+    )
+    token = (await login(limited, alice))["refresh_token"]
+    first = await refresh(limited, token)
+    second = await refresh(limited, first.json()["refresh_token"])
+    assert (first.status_code, second.status_code) == (200, 200)
+    third = await refresh(limited, second.json()["refresh_token"])
+    assert third.status_code == 429
+    assert third.headers["retry-after"]

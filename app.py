@@ -21,6 +21,7 @@ from features.delete_account.handler import delete_account
 from features.docs.handler import docs_config
 from features.get_order.handler import get_order
 from features.health.handler import ReadinessProbe, health, ready
+from features.jwks.handler import jwks
 from features.list_user_orders.handler import list_user_orders
 from features.me.handler import me
 from features.patch_order.handler import patch_order
@@ -49,6 +50,7 @@ from shared.redis import create_redis
 from shared.services import SERVICES, Services
 from shared.sessions import Grants, SessionIssuer
 from shared.settings import Settings, load_settings
+from shared.signing_keys import signing_keys
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -59,7 +61,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     engine = database.get_engine()
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
-    auth = build_auth(settings)
+    keys = signing_keys(
+        settings.jwt_algorithm,
+        settings.jwt_secret,
+        settings.jwt_private_key,
+        settings.jwt_previous_public_keys,
+    )
+    auth = build_auth(settings, keys)
     services = Services(
         settings=settings,
         engine=engine,
@@ -114,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             register,
             token,
             revoke_token,
+            jwks,
             me,
             delete_account,
             create_order,
@@ -129,6 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SERVICES: Provide(lambda: services, use_cache=True, sync_to_thread=False),
             "sessions": Provide(lambda: sessions, use_cache=True, sync_to_thread=False),
             "token_grants": Provide(lambda: token_grants, use_cache=True, sync_to_thread=False),
+            "signing_keys": Provide(lambda: keys, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],

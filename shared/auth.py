@@ -14,13 +14,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncpg
 import bcrypt
+import jwt
 import msgspec
 from litestar import Request
 from litestar.config.app import AppConfig
@@ -29,6 +31,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
+from litestar.security.jwt.token import JWTDecodeOptions
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,6 +42,7 @@ from shared.models import User
 from shared.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import Settings
+from shared.signing_keys import SigningKeys
 
 logger = logging.getLogger(__name__)
 
@@ -308,9 +312,63 @@ class BearerAuth(OAuth2PasswordBearerAuth[CurrentUser, Token]):
         return app_config
 
 
-def build_auth(settings: Settings) -> OAuth2PasswordBearerAuth[CurrentUser, Token]:
+class SignedToken(Token):
+    """Litestar's token, signed and verified with the deployment's keys (``shared.signing_keys``).
+
+    Litestar's auth passes one secret; with a key set the verifying key depends on the token's
+    ``kid``, so this picks it, then lets PyJWT verify as Litestar would, with the configured
+    algorithm only. A ``kid`` that names no key (any ``kid`` under HS256) is refused.
+    """
+
+    keys: ClassVar[SigningKeys]
+
+    @classmethod
+    def for_keys(cls, keys: SigningKeys) -> type[SignedToken]:
+        """A token class bound to one app's keys (tests build several apps in one process)."""
+        return type("SignedToken", (cls,), {"keys": keys})
+
+    @classmethod
+    def decode_payload(
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithms: list[str],
+        issuer: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | None = None,
+        options: JWTDecodeOptions | None = None,
+    ) -> Any:
+        key = cls.keys.verifying_key(jwt.get_unverified_header(encoded_token).get("kid"))
+        if key is None:
+            raise jwt.InvalidTokenError("the token's kid names no key")
+        try:
+            return jwt.decode(
+                encoded_token,
+                key=key,
+                algorithms=algorithms,
+                issuer=issuer,
+                audience=audience,
+                options=options,  # type: ignore[arg-type]  # Litestar's TypedDict, PyJWT's keys
+            )
+        except jwt.PyJWTError as exc:  # an InvalidKeyError too: Litestar makes these a 401
+            raise jwt.InvalidTokenError(str(exc)) from exc
+
+    def encode(self, secret: str, algorithm: str) -> str:
+        kid = self.keys.signing_kid
+        return jwt.encode(
+            {k: v for k, v in asdict(self).items() if v is not None},
+            key=self.keys.signing_key,
+            algorithm=algorithm,
+            headers={"kid": kid} if kid else None,
+        )
+
+
+def build_auth(
+    settings: Settings, keys: SigningKeys
+) -> OAuth2PasswordBearerAuth[CurrentUser, Token]:
     return BearerAuth(
-        token_secret=settings.jwt_secret,
+        token_secret=settings.jwt_secret,  # unused: SignedToken signs and verifies with keys
+        algorithm=keys.algorithm,
+        token_cls=SignedToken.for_keys(keys),
         token_url=TOKEN_PATH,
         retrieve_user_handler=retrieve_user,
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),

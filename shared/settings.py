@@ -16,6 +16,14 @@ from typing import Literal
 
 import msgspec
 
+from shared.signing_keys import (
+    Algorithm,
+    generate_private_key_pem,
+    pem_text,
+    pem_texts,
+    signing_keys,
+)
+
 MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its output
 # SHA-256 of signing secrets that were once published (an old development default shipped in
 # code and in .env.example): refused everywhere, without keeping the value itself around.
@@ -35,6 +43,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # No default: outside development a real one is required; in development an empty value
     # becomes a random secret per process start (tokens die with the process).
     jwt_secret: str = ""
+    # HS256 signs with JWT_SECRET; RS256 and ES256 with JWT_PRIVATE_KEY (PEM text or a file
+    # path; in development only, when empty, a random key per process start).
+    jwt_algorithm: Algorithm = "HS256"
+    jwt_private_key: str = ""
+    # Public keys (PEMs one after the other, or comma-separated paths) of earlier private
+    # keys: tokens they signed keep verifying until they expire, and the JWKS lists them.
+    jwt_previous_public_keys: str = ""
     access_token_expire_minutes: int = 30
     # How long a refresh token lives from its issue; each refresh issues a new one.
     refresh_token_expire_days: int = 15
@@ -118,6 +133,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"JWT_SECRET must be set to a random value of at least {MIN_SECRET_BYTES} bytes"
                 " (only ENVIRONMENT=development may leave it out)"
             )
+        self._resolve_signing_keys()
         self.trusted_proxy_networks  # noqa: B018 - validates TRUSTED_PROXIES at start-up
         if self.metrics_token and len(self.metrics_token.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"METRICS_TOKEN must be at least {MIN_SECRET_BYTES} bytes when set")
@@ -125,6 +141,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("BCRYPT_QUEUE_SIZE and DEAD_LETTER_MAX_LENGTH must be at least 1")
         if self.db_app_role and not self.db_app_password and self.environment == "production":
             raise ValueError("DB_APP_ROLE needs DB_APP_PASSWORD outside development and test")
+
+    def _resolve_signing_keys(self) -> None:
+        """Read key files once, here: a missing or unreadable key stops start-up, named."""
+        if self.jwt_algorithm == "HS256":
+            if self.jwt_previous_public_keys.strip():
+                raise ValueError("JWT_PREVIOUS_PUBLIC_KEYS needs JWT_ALGORITHM=RS256 or ES256")
+            return
+        if self.jwt_private_key.strip():
+            private = pem_text(self.jwt_private_key, "JWT_PRIVATE_KEY")
+        elif self.environment == "development":
+            private = generate_private_key_pem(self.jwt_algorithm)
+        else:
+            raise ValueError(
+                f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY"
+                " (a PEM private key, or the path of a file holding one)"
+            )
+        previous = "\n".join(pem_texts(self.jwt_previous_public_keys, "JWT_PREVIOUS_PUBLIC_KEYS"))
+        signing_keys(self.jwt_algorithm, self.jwt_secret, private, previous)  # parses: or fails
+        msgspec.structs.force_setattr(self, "jwt_private_key", private)
+        msgspec.structs.force_setattr(self, "jwt_previous_public_keys", previous)
 
     @property
     def cors_origins(self) -> list[str]:

@@ -9,6 +9,7 @@ from shared.metrics import prometheus_config
 from shared.rate_limit import rate_limit_config
 from shared.routes import OPS_PATHS, ops_path_patterns, public
 from shared.settings import Settings
+from shared.signing_keys import signing_keys
 
 SETTINGS = Settings(environment="test", jwt_secret="s" * 40)
 
@@ -24,7 +25,9 @@ def test_each_ops_path_and_what_is_under_it_matches_and_api_paths_do_not() -> No
 
 def test_auth_the_limiter_and_metrics_exclude_the_same_paths() -> None:
     expected = ops_path_patterns()
-    assert build_auth(SETTINGS).exclude == expected
+    assert (
+        build_auth(SETTINGS, signing_keys("HS256", SETTINGS.jwt_secret, "", "")).exclude == expected
+    )
     assert rate_limit_config(SETTINGS).exclude == expected
     assert prometheus_config().exclude == expected
 

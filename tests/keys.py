@@ -1,0 +1,25 @@
+"""Signing keys for the tests: generated once per run, never from disk or a network."""
+
+from __future__ import annotations
+
+import functools
+
+from cryptography.hazmat.primitives import serialization
+
+from shared.signing_keys import Algorithm, generate_private_key_pem
+
+
+@functools.cache
+def private_pem(algorithm: Algorithm, n: int = 0) -> str:
+    """The ``n``-th test key for ``algorithm`` (RS256 or ES256), as PKCS#8 PEM."""
+    del n  # only tells the cache one key from another
+    return generate_private_key_pem(algorithm)
+
+
+def public_pem(private: str) -> str:
+    key = serialization.load_pem_private_key(private.encode(), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )

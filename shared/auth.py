@@ -29,6 +29,7 @@ from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.middleware.authentication import AuthenticationResult
+from litestar.openapi.spec import OAuthFlow
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
 from litestar.security.jwt.token import JWTDecodeOptions
@@ -311,6 +312,12 @@ class BearerAuth(OAuth2PasswordBearerAuth[CurrentUser, Token]):
         app_config.middleware.append(app_config.middleware.pop(0))  # super() inserted it at 0
         return app_config
 
+    @property
+    def oauth_flow(self) -> OAuthFlow:
+        """The password flow, whose token URL also takes the refresh grant (OpenAPI's
+        ``refreshUrl``)."""
+        return OAuthFlow(token_url=self.token_url, refresh_url=self.token_url, scopes={})
+
 
 class SignedToken(Token):
     """Litestar's token, signed and verified with the deployment's keys (``shared.signing_keys``).
@@ -374,6 +381,9 @@ def build_auth(
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),
         require_claims=["sub", "exp", "iat"],
         exclude=ops_path_patterns(),
-        description="Log in with your email as `username` (OAuth2 password flow).",
+        description=(
+            "Log in with your email as `username` (OAuth2 password flow). The answer's"
+            " `refresh_token` gets new tokens from the same URL (`grant_type=refresh_token`)."
+        ),
         authentication_middleware_class=BearerHeaderMiddleware,
     )

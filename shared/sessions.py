@@ -32,23 +32,25 @@ def login_refused() -> NotAuthorizedException:
 
 
 class TokenForm(msgspec.Struct, frozen=True):
-    """POST /token's form, both grants (RFC 6749 §4.3.2 and §6); ``username`` is the email."""
+    """POST /token's form, both grants (RFC 6749 §4.3.2 and §6); ``username`` is the email.
 
-    grant_type: GrantType | None = None  # absent: the password grant
-    username: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX_LENGTH)] | None = None
+    A field the grant needs is a 422 naming it when left out; sent but wrong (empty too), it
+    is the same 401 as a wrong password.
+    """
+
+    grant_type: GrantType = "password"
+    username: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX_LENGTH, description="your email")] | None = None
     password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-    refresh_token: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    refresh_token: (
+        Annotated[str, msgspec.Meta(max_length=512, description="from an earlier /token")] | None
+    ) = None
     scope: str = ""
 
     def __post_init__(self) -> None:
         refresh = self.grant_type == "refresh_token"
         for name in ("refresh_token",) if refresh else ("username", "password"):
             if getattr(self, name) is None:
-                raise ValueError(f"`{name}` is required for grant_type={self.grant}")
-
-    @property
-    def grant(self) -> GrantType:
-        return self.grant_type or "password"
+                raise ValueError(f"`{name}` is required for grant_type={self.grant_type}")
 
 
 class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,4 +8,8 @@ import msgspec
 
 
 class DeleteAccountRequest(msgspec.Struct, frozen=True):
-    password: Annotated[str, msgspec.Meta(max_length=1024, examples=["correct horse battery"])]
+    # Not register's example password: a client (or a fuzzer) trying the documented example
+    # would close the account that registered with it.
+    password: Annotated[
+        str, msgspec.Meta(max_length=1024, description="your current password, checked again")
+    ]

@@ -46,7 +46,7 @@ def _dummy_hash(rounds: int) -> bytes:
     **public(),
     status_code=HTTP_200_OK,
     tags=["users"],
-    summary="Log in, or refresh a session (OAuth2 password and refresh_token grants)",
+    summary="Log in (OAuth2 password flow)",
     description=(
         "`grant_type=password` (the default): `username` (your email) and `password`."
         " `grant_type=refresh_token`: `refresh_token` from an earlier answer; the answer"
@@ -63,8 +63,8 @@ async def token(
     sessions: NamedDependency[SessionIssuer],
     token_grants: NamedDependency[Grants],
 ) -> TokenResponse:
-    if data.grant != "password":
-        return await token_grants[data.grant](data, db_session, sessions)
+    if data.grant_type != "password":
+        return await token_grants[data.grant_type](data, db_session, sessions)
     settings = services.settings
     email = normalize_email(data.username or "")
     found = await find_credentials(db_session, email)

@@ -210,3 +210,18 @@ async def test_the_token_limit_counts_refreshes_too(
     third = await refresh(limited, second.json()["refresh_token"])
     assert third.status_code == 429
     assert third.headers["retry-after"]
+
+
+async def test_openapi_documents_the_grants_and_the_session_endpoints(client: Client) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas, paths = document["components"]["schemas"], document["paths"]
+    form = schemas["TokenForm"]["properties"]
+    assert set(form["grant_type"]["enum"]) >= {"password", "refresh_token"}
+    assert "refresh_token" in form
+    assert {"refresh_token", "refresh_expires_in"} <= set(schemas["TokenResponse"]["required"])
+    flow = document["components"]["securitySchemes"]["BearerToken"]["flows"]["password"]
+    assert flow["tokenUrl"] == flow["refreshUrl"] == "/token"
+    for path, method in (("/token/revoke", "post"), ("/.well-known/jwks.json", "get")):
+        assert paths[path][method]["security"] == [{}]  # no token needed
+    assert {"get", "delete"} <= set(paths["/users/me"])
+    assert "security" not in paths["/users/me"]["delete"]  # the app-wide bearer requirement

@@ -110,11 +110,38 @@ def auth_headers(app_under_test: Litestar) -> dict[str, str]:
         assert created.status_code == 201, created.text
         issued = client.post("/token", data={"username": email, "password": PASSWORD})
         assert issued.status_code == 200, issued.text
-    # Real responses of the app under test too (no fuzzer guesses a password): checked alike.
-    for path, response in (("/register", created), ("/token", issued)):
-        schema[path]["POST"].validate_response(response)
-        SEEN[("POST", path, response.status_code)] += 1
+        real = [("POST", "/register", created), ("POST", "/token", issued)]
+        real += _a_session_to_its_end(client)
+    # Real responses of the app under test too (no fuzzer guesses a password or a refresh
+    # token, and a fuzzed deletion never has the right password): checked alike.
+    for method, path, response in real:
+        schema[path][method].validate_response(response)
+        SEEN[(method, path, response.status_code)] += 1
     return {"Authorization": f"Bearer {issued.json()['access_token']}"}
+
+
+def _a_session_to_its_end(client: Any) -> list[tuple[str, str, Any]]:
+    """Another account: refreshed, revoked, then deleted (the fuzz account must live on)."""
+    email = f"fuzz-gone-{uuid.uuid4().hex[:12]}@example.com"
+    client.post("/register", json={"email": email, "password": PASSWORD})
+    login = client.post("/token", data={"username": email, "password": PASSWORD}).json()
+    refreshed = client.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": login["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    revoked = client.post("/token/revoke", data={"token": refreshed.json()["refresh_token"]})
+    deleted = client.request(
+        "DELETE",
+        "/users/me",
+        headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"},
+        json={"password": PASSWORD},
+    )
+    assert deleted.status_code == 204, deleted.text
+    return [
+        ("POST", "/token", refreshed),
+        ("POST", "/token/revoke", revoked),
+        ("DELETE", "/users/me", deleted),
+    ]
 
 
 @schema.parametrize()

@@ -29,7 +29,7 @@ def test_a_value_not_shaped_like_a_refresh_token_has_no_hash(value: str) -> None
 
 def test_the_form_defaults_to_the_password_grant() -> None:
     form = msgspec.convert({"username": "a@b.co", "password": "secret12"}, TokenForm)
-    assert form.grant == "password"
+    assert form.grant_type == "password"
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ from shared.outbox import OutboxRelay
 from shared.rate_limit import rate_limit_config
 from shared.redis import create_redis
 from shared.services import SERVICES, Services
-from shared.sessions import Grants, SessionIssuer
+from shared.sessions import SessionIssuer
 from shared.settings import Settings, load_settings
 from shared.signing_keys import signing_keys
 
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.jwt_previous_public_keys,
     )
     auth = build_auth(settings, keys)
+    token_issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
     services = Services(
         settings=settings,
         engine=engine,
@@ -75,15 +76,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
         users=UserDirectory(settings, engine),
-        token_issuer=TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes)),
+        token_issuer=token_issuer,
+        sessions=SessionIssuer(token_issuer, timedelta(days=settings.refresh_token_expire_days)),
+        # POST /token's grants besides the password grant (its own): one slice each.
+        token_grants={"refresh_token": refresh_session},
+        signing_keys=keys,
         outbox_relay=OutboxRelay(bus, engine),
         readiness=ReadinessProbe(engine, redis, bus).results,
     )
-    sessions = SessionIssuer(
-        services.token_issuer, timedelta(days=settings.refresh_token_expire_days)
-    )
-    # POST /token's grants besides the password grant (its own): one slice each.
-    token_grants: Grants = {"refresh_token": refresh_session}
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
@@ -136,9 +136,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({SERVICES: services}),
         dependencies={
             SERVICES: Provide(lambda: services, use_cache=True, sync_to_thread=False),
-            "sessions": Provide(lambda: sessions, use_cache=True, sync_to_thread=False),
-            "token_grants": Provide(lambda: token_grants, use_cache=True, sync_to_thread=False),
-            "signing_keys": Provide(lambda: keys, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],

@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # types only: every module may import this one without a cycl
     from shared.bus import EventBus
     from shared.order_cache import OrderCache
     from shared.outbox import OutboxRelay
+    from shared.sessions import Grants, SessionIssuer
     from shared.settings import Settings
+    from shared.signing_keys import SigningKeys
 
 SERVICES = "services"  # the key in app state, and the name handlers inject it by
 
@@ -46,7 +48,10 @@ class Services:
         "outbox_relay",
         "readiness",
         "redis",
+        "sessions",
         "settings",
+        "signing_keys",
+        "token_grants",
         "token_issuer",
         "users",
     )
@@ -61,6 +66,9 @@ class Services:
         order_cache: OrderCache,
         users: UserDirectory,
         token_issuer: TokenIssuer,
+        sessions: SessionIssuer,
+        token_grants: Grants,
+        signing_keys: SigningKeys,
         outbox_relay: OutboxRelay,
         readiness: Callable[[], Awaitable[dict[str, str]]],
     ) -> None:
@@ -71,6 +79,9 @@ class Services:
         self.order_cache = order_cache
         self.users = users
         self.token_issuer = token_issuer
+        self.sessions = sessions  # access token plus refresh token, for every grant of /token
+        self.token_grants = token_grants  # /token's grants other than the password grant
+        self.signing_keys = signing_keys  # what signs and verifies access tokens; the JWKS
         self.outbox_relay = outbox_relay
         # GET /ready's answer (which of PostgreSQL, Redis, RabbitMQ answer), shared by callers
         self.readiness = readiness

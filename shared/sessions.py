@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from litestar.exceptions import NotAuthorizedException
@@ -21,6 +21,9 @@ from shared.auth import TokenIssuer
 from shared.credentials import EMAIL_MAX_LENGTH
 from shared.models import RefreshToken
 from shared.refresh_tokens import new_refresh_token, refresh_token_hash
+
+if TYPE_CHECKING:  # a type only: services.py names this module's types the same way
+    from shared.services import Services
 
 GrantType = Literal["password", "refresh_token"]
 # Wrong password, unknown email, and any refresh token that cannot be used: one answer.
@@ -39,7 +42,9 @@ class TokenForm(msgspec.Struct, frozen=True):
     """
 
     grant_type: GrantType = "password"
-    username: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX_LENGTH, description="your email")] | None = None
+    username: (
+        Annotated[str, msgspec.Meta(max_length=EMAIL_MAX_LENGTH, description="your email")] | None
+    ) = None
     password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     refresh_token: (
         Annotated[str, msgspec.Meta(max_length=512, description="from an earlier /token")] | None
@@ -99,5 +104,5 @@ async def revoke_family(db_session: AsyncSession, family_id: uuid.UUID) -> None:
 
 
 # A grant of POST /token other than the password grant: the form in, the session out.
-Grant = Callable[[TokenForm, AsyncSession, SessionIssuer], Awaitable[TokenResponse]]
+Grant = Callable[[TokenForm, AsyncSession, "Services"], Awaitable[TokenResponse]]
 Grants = Mapping[str, Grant]

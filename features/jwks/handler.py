@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 
 from features.jwks.schemas import JWKSet
 from shared.errors import error_responses
+from shared.services import Services
 from shared.signing_keys import SigningKeys
 
 MAX_AGE_S = 300
@@ -32,8 +33,8 @@ MAX_AGE_S = 300
     cache_control=CacheControlHeader(max_age=MAX_AGE_S, public=True),
     sync_to_thread=False,
 )
-def jwks(signing_keys: NamedDependency[SigningKeys]) -> JWKSet:
-    return _key_set(signing_keys)
+def jwks(services: NamedDependency[Services]) -> JWKSet:
+    return _key_set(services.signing_keys)
 
 
 @functools.lru_cache(maxsize=8)  # one per app: the keys never change while it runs

@@ -15,19 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.refresh_session.queries import replayed_family, use_token
 from shared.refresh_tokens import refresh_token_hash
-from shared.sessions import (
-    SessionIssuer,
-    TokenForm,
-    TokenResponse,
-    login_refused,
-    revoke_family,
-)
+from shared.services import Services
+from shared.sessions import TokenForm, TokenResponse, login_refused, revoke_family
 
 logger = logging.getLogger(__name__)
 
 
 async def refresh_session(
-    form: TokenForm, db_session: AsyncSession, sessions: SessionIssuer
+    form: TokenForm, db_session: AsyncSession, services: Services
 ) -> TokenResponse:
     token_hash = refresh_token_hash(form.refresh_token or "")
     if token_hash is None:
@@ -40,6 +35,6 @@ async def refresh_session(
             await db_session.commit()
             logger.warning("refresh token replayed: session %s revoked", family_id)
         raise login_refused()
-    response = await sessions.issue(db_session, used.user_id, used.family_id)
+    response = await services.sessions.issue(db_session, used.user_id, used.family_id)
     await db_session.commit()
     return response

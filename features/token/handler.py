@@ -32,7 +32,7 @@ from shared.errors import error_responses
 from shared.rate_limit import own_rate_limit
 from shared.routes import public
 from shared.services import Services
-from shared.sessions import Grants, SessionIssuer, TokenForm, TokenResponse, login_refused
+from shared.sessions import TokenForm, TokenResponse, login_refused
 
 
 @functools.cache
@@ -60,11 +60,9 @@ async def token(
     data: URLEncodedBody[TokenForm],
     db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
-    sessions: NamedDependency[SessionIssuer],
-    token_grants: NamedDependency[Grants],
 ) -> TokenResponse:
     if data.grant_type != "password":
-        return await token_grants[data.grant_type](data, db_session, sessions)
+        return await services.token_grants[data.grant_type](data, db_session, services)
     settings = services.settings
     email = normalize_email(data.username or "")
     found = await find_credentials(db_session, email)
@@ -77,6 +75,6 @@ async def token(
     if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
         new_hash = await hash_password(data.password or "", settings.bcrypt_rounds)
         await store_password_hash(db_session, found_id, password_hash, new_hash)
-    response = await sessions.issue(db_session, found_id)
+    response = await services.sessions.issue(db_session, found_id)
     await db_session.commit()
     return response

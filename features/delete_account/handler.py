@@ -18,6 +18,7 @@ from features.delete_account.queries import delete_user, password_hash_of
 from features.delete_account.schemas import DeleteAccountRequest
 from shared.auth import CurrentUser, verify_password
 from shared.errors import error_responses
+from shared.rate_limit import own_rate_limit
 from shared.services import Services
 
 
@@ -27,6 +28,9 @@ from shared.services import Services
     tags=["users"],
     summary="Delete your account, its orders and sessions (the password again in the body)",
     responses=error_responses(401, 403, 413, 415, 422, 429, 503),
+    # A password guess each: TOKEN_RATE_LIMIT per address, not the API-wide RATE_LIMIT, so a
+    # stolen access token buys no more guesses a minute than /token gives
+    opt=own_rate_limit("delete_account"),
 )
 async def delete_account(
     data: JSONBody[DeleteAccountRequest],

@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 
 from features.jwks.schemas import JWKSet
 from shared.errors import error_responses
+from shared.routes import public
 from shared.services import Services
 from shared.signing_keys import SigningKeys
 
@@ -25,11 +26,10 @@ MAX_AGE_S = 300
 
 @get(
     "/.well-known/jwks.json",
-    exclude_from_auth=True,
+    **public(),
     tags=["users"],
     summary="The public keys that verify access tokens (JWK Set)",
     responses=error_responses(429),
-    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
     cache_control=CacheControlHeader(max_age=MAX_AGE_S, public=True),
     sync_to_thread=False,
 )

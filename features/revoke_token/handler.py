@@ -16,18 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from features.revoke_token.queries import family_of
 from features.revoke_token.schemas import RevokeForm
 from shared.errors import error_responses
+from shared.rate_limit import own_rate_limit
 from shared.refresh_tokens import refresh_token_hash
+from shared.routes import public
 from shared.sessions import revoke_family
 
 
 @post(
     "/token/revoke",
+    **public(),
     status_code=HTTP_200_OK,
-    exclude_from_auth=True,
     tags=["users"],
     summary="Log out: revoke a refresh token and its whole session (RFC 7009)",
     responses=error_responses(413, 422, 429, 503),
-    security=[{}],  # OpenAPI's "no credentials needed"; the app-wide default is the bearer token
+    # TOKEN_RATE_LIMIT per address, under its own key: a logout never spends /token's budget
+    opt=own_rate_limit("revoke_token"),
 )
 async def revoke_token(
     data: URLEncodedBody[RevokeForm], db_session: NamedDependency[AsyncSession]

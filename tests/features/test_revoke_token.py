@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app import create_app
+from shared.settings import Settings
 from tests.accounts import Account
+from tests.apps import StartApp, with_settings
 from tests.sessions import login, refresh
 
 Client = AsyncTestClient[Litestar]
@@ -65,3 +70,19 @@ async def test_revoke_without_a_token_is_422_naming_it(client: Client) -> None:
     response = await client.post("/token/revoke", data={"token_type_hint": "refresh_token"})
     assert response.status_code == 422
     assert response.json()["field"] == "token"
+
+
+async def test_revoke_has_the_token_limit_under_its_own_key(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    """TOKEN_RATE_LIMIT per address, but logouts never spend the logins' budget."""
+    prefix = f"{settings.redis_prefix}revoke-{secrets.token_hex(3)}:"
+    limited = await start_app(
+        create_app(with_settings(settings, token_rate_limit="2/minute", redis_prefix=prefix))
+    )
+    revokes = [
+        (await limited.post("/token/revoke", data={"token": "unknown"})).status_code
+        for _ in range(3)
+    ]
+    assert revokes == [200, 200, 429]
+    assert (await login(limited, alice))["refresh_token"]  # /token's budget is untouched

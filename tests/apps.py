@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,15 @@ StartApp = Callable[[Litestar], Awaitable[AsyncTestClient[Litestar]]]
 
 def with_settings(settings: Settings, **changes: object) -> Settings:
     return msgspec.structs.replace(settings, **changes)
+
+
+def token_limited(settings: Settings, per_minute: int) -> Settings:
+    """A small ``TOKEN_RATE_LIMIT`` under a Redis prefix of its own, so no other test shares it."""
+    return with_settings(
+        settings,
+        token_rate_limit=f"{per_minute}/minute",
+        redis_prefix=f"{settings.redis_prefix}tl-{secrets.token_hex(4)}:",
+    )
 
 
 def unreachable(settings: Settings, dependency: str) -> Settings:

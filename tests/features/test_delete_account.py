@@ -7,7 +7,6 @@ may register again.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +24,7 @@ from shared.orders import OrderView
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account, make_account
-from tests.apps import StartApp, with_settings
+from tests.apps import StartApp, token_limited
 from tests.processes import RunModule, run_module, start_api
 from tests.sessions import login, refresh
 
@@ -79,10 +78,7 @@ async def test_password_guesses_count_against_the_token_limit(
     settings: Settings, start_app: StartApp, alice: Account
 ) -> None:
     """A stolen access token buys TOKEN_RATE_LIMIT guesses a minute, not RATE_LIMIT's."""
-    prefix = f"{settings.redis_prefix}delete-{secrets.token_hex(3)}:"
-    limited = await start_app(
-        create_app(with_settings(settings, token_rate_limit="2/minute", redis_prefix=prefix))
-    )
+    limited = await start_app(create_app(token_limited(settings, 2)))
     guesses = [(await delete_me(limited, alice, f"guess {n}")).status_code for n in range(3)]
     assert guesses == [403, 403, 429]
     assert (await limited.get("/users/me", headers=alice.headers)).status_code == 200

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 from datetime import timedelta
 
 import asyncpg
@@ -19,7 +18,7 @@ from app import create_app
 from shared.database import asyncpg_dsn
 from shared.settings import Settings
 from tests.accounts import Account
-from tests.apps import StartApp, with_settings
+from tests.apps import StartApp, token_limited, with_settings
 from tests.sessions import TOKEN_RESPONSE_FIELDS, login, refresh, wrong_password_body
 
 Client = AsyncTestClient[Litestar]
@@ -199,10 +198,7 @@ async def test_the_refresh_grant_without_a_refresh_token_is_422_naming_it(client
 async def test_the_token_limit_counts_refreshes_too(
     settings: Settings, start_app: StartApp, alice: Account
 ) -> None:
-    prefix = f"{settings.redis_prefix}refresh-{secrets.token_hex(3)}:"
-    limited = await start_app(
-        create_app(with_settings(settings, token_rate_limit="3/minute", redis_prefix=prefix))
-    )
+    limited = await start_app(create_app(token_limited(settings, 3)))
     token = (await login(limited, alice))["refresh_token"]
     first = await refresh(limited, token)
     second = await refresh(limited, first.json()["refresh_token"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -11,7 +9,7 @@ from litestar.testing import AsyncTestClient
 from app import create_app
 from shared.settings import Settings
 from tests.accounts import Account
-from tests.apps import StartApp, with_settings
+from tests.apps import StartApp, token_limited
 from tests.sessions import login, refresh
 
 Client = AsyncTestClient[Litestar]
@@ -76,10 +74,7 @@ async def test_revoke_has_the_token_limit_under_its_own_key(
     settings: Settings, start_app: StartApp, alice: Account
 ) -> None:
     """TOKEN_RATE_LIMIT per address, but logouts never spend the logins' budget."""
-    prefix = f"{settings.redis_prefix}revoke-{secrets.token_hex(3)}:"
-    limited = await start_app(
-        create_app(with_settings(settings, token_rate_limit="2/minute", redis_prefix=prefix))
-    )
+    limited = await start_app(create_app(token_limited(settings, 2)))
     revokes = [
         (await limited.post("/token/revoke", data={"token": "unknown"})).status_code
         for _ in range(3)

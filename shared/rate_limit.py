@@ -15,17 +15,19 @@ Budgets, each under a key named where it is declared (``<prefix>ratelimit:<name>
 - every route but the ops paths (``shared.routes``): ``RATE_LIMIT`` requests per address,
   under ``api``;
 - a route that declares its own (``opt=own_rate_limit(name)``) counts against
-  ``TOKEN_RATE_LIMIT`` under its name instead. /register: requests per address;
-- /token (``per_account=True``): ``TOKEN_RATE_LIMIT`` attempts per account (the normalised
-  ``username``), from any address, so rotating addresses does not escape it; and per
-  address, ``TOKEN_RATE_LIMIT`` distinct accounts (a request without a username counts as
-  one more), so spraying one password over many accounts is stopped, while one account's
-  failures do not lock the other users of a shared address out. An address that tries one
-  account too many is refused for the rest of the window, whichever account it tries next.
+  ``TOKEN_RATE_LIMIT`` under its name instead. /register (a bcrypt hash each), /token/revoke
+  and DELETE /users/me (a password guess each): requests per address;
+- /token (``per_account=True``; both grants): ``TOKEN_RATE_LIMIT`` attempts per account (the
+  normalised ``username``), from any address, so rotating addresses does not escape it; and
+  per address, ``TOKEN_RATE_LIMIT`` distinct accounts (a request without a username, a
+  refresh, counts as one more), so spraying one password over many accounts is stopped,
+  while one account's failures do not lock the other users of a shared address out. An
+  address that tries one account too many is refused for the rest of the window, whichever
+  account it tries next.
 
 When Redis is unreachable, the general limiter lets requests through (fails open) and logs
-it: orders stay available during a Redis outage. /token and /register fail closed (503 with
-``Retry-After``): password guessing and bcrypt floods are never unthrottled.
+it: orders stay available during a Redis outage. Routes with their own budget fail closed (503
+with ``Retry-After``): password guessing and bcrypt floods are never unthrottled.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Response, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
@@ -57,7 +57,7 @@ IdempotencyKey = Annotated[
     responses=error_responses(401, 409, 413, 415, 422, 429, 503),
 )
 async def create_order(
-    data: CreateOrderRequest,
+    data: JSONBody[CreateOrderRequest],
     current_user: NamedDependency[CurrentUser],
     db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],

@@ -12,6 +12,7 @@ from typing import Any
 from litestar import MediaType, Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath
 from litestar.security.jwt import Token
 
 from features.get_order.schemas import owner_decoder
@@ -32,7 +33,7 @@ from shared.services import services_of
     },
 )
 async def get_order(
-    order_id: uuid.UUID, request: Request[CurrentUser, Token, Any]
+    order_id: FromPath[uuid.UUID], request: Request[CurrentUser, Token, Any]
 ) -> Response[bytes]:
     # The hottest route asks for no injected dependencies (each costs per request, measured
     # in BENCHMARKS.md): the caller and the services come straight from the request, and a

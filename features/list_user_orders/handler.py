@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.list_user_orders.queries import list_orders
@@ -22,7 +23,7 @@ from shared.orders import OrderView, order_view
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
 async def list_user_orders(
-    user_id: int,
+    user_id: FromPath[int],
     current_user: NamedDependency[CurrentUser],
     db_session: NamedDependency[AsyncSession],
     limit: Limit = DEFAULT_LIMIT,

@@ -13,6 +13,7 @@ from litestar import MediaType, Request, Response, patch
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_409_CONFLICT
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,8 +56,8 @@ def _refused(_: Request[Any, Any, Any], exc: StatusMoveRefused) -> Response[Stat
     exception_handlers={StatusMoveRefused: _refused},
 )
 async def patch_order(
-    order_id: uuid.UUID,
-    data: PatchOrderRequest,
+    order_id: FromPath[uuid.UUID],
+    data: JSONBody[PatchOrderRequest],
     current_user: NamedDependency[CurrentUser],
     db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from litestar import post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +34,7 @@ from shared.users import UserView
     opt=own_rate_limit("register"),  # TOKEN_RATE_LIMIT per address: each may cost a hash
 )
 async def register(
-    data: RegisterRequest,
+    data: JSONBody[RegisterRequest],
     db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
 ) -> UserView:

@@ -101,9 +101,13 @@ def create_arq_redis(settings: Settings, max_connections: int) -> ArqRedis:
     the consumer, started while Redis is down, holds its messages and retries instead.
     """
     pool = create_redis(settings.redis_url, max_connections=max_connections).connection_pool
-    return ArqRedis(
+    arq = ArqRedis(
         pool_or_conn=pool,
         default_queue_name=settings.arq_queue,
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
     )
+    # Owns the pool, as ``Redis.from_pool`` would make it (the constructor's flag is
+    # deprecated): aclose() disconnects it, leaving no socket open.
+    arq.auto_close_connection_pool = True
+    return arq

@@ -39,4 +39,4 @@ def create_redis(url: str, max_connections: int = 64) -> Redis:
         health_check_interval=30,
         connection_class=ResetAwareConnection,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # owns the pool: aclose() disconnects it too

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings)
     prometheus = prometheus_config()
-    database = alchemy_config(settings)  # the SQLAlchemy plugin disposes of its engine
+    database = alchemy_config(settings)
     engine = database.get_engine()
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
@@ -98,6 +98,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await services.users.stop()
             await bus.stop()
             await redis.aclose()
+            # advanced-alchemy's own lifespan disposes the engine only for the process's
+            # first config (it looks under the dependency key, not the unique state key).
+            await engine.dispose()
 
     cors = CORSConfig(
         allow_origins=settings.cors_origins,

@@ -51,17 +51,18 @@ async def running_modules(log_dir: Path) -> AsyncIterator[RunModule]:
     started: list[Process] = []
 
     async def run(module: str, settings: Settings, *args: str, log: str | None = None) -> Process:
-        log_file = (log_dir / f"{log or module}.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            *args,
-            cwd=PROJECT_ROOT,
-            env=environment(settings),
-            stdout=log_file,
-            stderr=log_file,
-        )
+        # The child holds its own copy of the file; the parent's is closed once it started.
+        with (log_dir / f"{log or module}.log").open("wb") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                module,
+                *args,
+                cwd=PROJECT_ROOT,
+                env=environment(settings),
+                stdout=log_file,
+                stderr=log_file,
+            )
         started.append(process)
         return process
 

@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractChannel
 from arq.jobs import Job, JobStatus
 from arq.worker import Retry
 from litestar import Litestar, get
+from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.exceptions import RedisError
@@ -579,7 +580,7 @@ async def _delete_user(settings: Settings, user_id: int) -> None:
 
 
 @get("/probe/slow-query")
-async def slow_query(db_session: AsyncSession) -> dict[str, bool]:
+async def slow_query(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
     """A statement that is still running when a test cuts the link."""
     await db_session.execute(text("SELECT pg_sleep(2)"))
     return {"done": True}
@@ -611,7 +612,7 @@ async def test_a_connection_lost_before_the_response_leaves_a_finished_request_a
     link = faults(settings.database_url)
 
     @get("/probe/read-then-lose-the-link")
-    async def read_then_lose_the_link(db_session: AsyncSession) -> dict[str, int]:
+    async def read_then_lose_the_link(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
         value = (await db_session.execute(text("SELECT 1"))).scalar_one()
         link.cut()  # the session still holds its connection, in a transaction
         await asyncio.sleep(0.2)  # asyncpg notices the reset

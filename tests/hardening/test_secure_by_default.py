@@ -290,9 +290,11 @@ async def test_password_routes_fail_closed_while_the_limiter_cannot_count(
 
 async def test_a_token_in_a_cookie_alone_is_401(client: Client) -> None:
     account = await make_account(client)
-    cookie_only = await client.get(
-        f"/orders/user/{account.id}", cookies={"token": f"Bearer {account.token}"}
-    )
+    client.cookies.set("token", f"Bearer {account.token}")  # httpx deprecates per-request cookies
+    try:
+        cookie_only = await client.get(f"/orders/user/{account.id}")
+    finally:
+        client.cookies.clear()
     other_scheme = await client.get(
         f"/orders/user/{account.id}", headers={"Authorization": f"Basic {account.token}"}
     )
@@ -301,7 +303,6 @@ async def test_a_token_in_a_cookie_alone_is_401(client: Client) -> None:
     assert cookie_only.headers["www-authenticate"] == "Bearer"
     assert other_scheme.status_code == 401
     assert bearer.status_code == 200
-    client.cookies.clear()
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])

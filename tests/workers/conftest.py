@@ -39,6 +39,8 @@ from tests.pipeline import (
 from workers.consumer import run_consumer
 from workers.worker import create_worker
 
+STOP_WITHIN_S = 10  # a worker stopped by a test fixture; its jobs take 2 s
+
 
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
@@ -198,6 +200,11 @@ async def start_worker(
 
     yield start
     for worker, task in running:
-        await worker.close()
+        # Stop the poll loop first: close() sets the worker's pool to None, and a loop still
+        # polling would then fail on it ('NoneType' has no attribute 'zrangebyscore').
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_WITHIN_S)
+        assert task.done(), "the worker's poll loop ignored its cancellation"
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            task.result()
+        await worker.close()

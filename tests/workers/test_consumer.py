@@ -249,7 +249,7 @@ async def test_an_enqueue_that_redis_aborted_is_retried_not_acked_as_a_duplicate
     try:
         await NewOrderHandler(pipeline_settings, arq, asyncio.Event()).handle(message)
     finally:
-        await arq.aclose()
+        await arq.aclose(close_connection_pool=True)
 
     assert arq.aborted == 1
     assert await queued_jobs(redis, pipeline_settings) == [job_id]

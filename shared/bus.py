@@ -27,6 +27,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 
 from shared.settings import Settings
 
@@ -41,10 +42,22 @@ RECONNECT_INTERVAL_S = 2.0
 
 async def connect(url: str) -> AbstractRobustConnection:
     """One robust connection: after the first success aio-pika reconnects by itself, restoring
-    channels, prefetch, declared exchanges/queues/bindings and consumers."""
-    return await aio_pika.connect_robust(
-        url, timeout=CONNECT_TIMEOUT_S, reconnect_interval=RECONNECT_INTERVAL_S
+    channels, prefetch, declared exchanges/queues/bindings and consumers.
+
+    What ``aio_pika.connect_robust`` does, but a connect that fails or is cancelled (a process
+    stopping while the broker is slow) closes the half-made connection: abandoned, it kept
+    its reconnect task and left the garbage collector a close it cannot run.
+    """
+    connection = aio_pika.RobustConnection(
+        make_url(url, reconnect_interval=RECONNECT_INTERVAL_S),
+        reconnect_interval=RECONNECT_INTERVAL_S,
     )
+    try:
+        await connection.connect(timeout=CONNECT_TIMEOUT_S)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
 
 
 def is_open(connection: AbstractRobustConnection | None, channel: AbstractChannel | None) -> bool:

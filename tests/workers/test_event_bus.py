@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from shared.bus import EventBus
@@ -45,3 +47,37 @@ async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(
 async def test_publish_raises_when_no_queue_takes_the_message(bus: EventBus) -> None:
     with pytest.raises(ConnectionError, match="did not route"):
         await bus.publish(b"{}", message_id="nowhere", routing_key="no-queue-is-bound-to-this")
+
+
+async def test_stopping_the_bus_mid_connect_leaves_no_task_behind(
+    pipeline_settings: Settings,
+) -> None:
+    """A stop during the first connect must end aio-pika's reconnection task too.
+
+    That task swallows cancellation and loops ("Connection attempt cancelled. Reconnecting"),
+    so an app stopped while still connecting kept its event loop from ever closing: the test
+    suite hung now and then in an app's shutdown.
+    """
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # TCP accepted, not one AMQP byte back
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    bus = EventBus(
+        with_settings(pipeline_settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{port}/")
+    )
+    before = asyncio.all_tasks()
+    try:
+        await bus.start()
+        await asyncio.sleep(0.3)  # inside the connect: TCP accepted, no AMQP answer
+        await asyncio.wait_for(bus.stop(), 5)
+        await asyncio.sleep(0.1)
+        left = {t for t in asyncio.all_tasks() - before if not t.done()}
+        assert not left, [t.get_name() for t in left]
+    finally:
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()

@@ -151,7 +151,11 @@ async def test_two_of_each_process_handle_every_order_exactly_once(
         for line in json_lines(tmp_path / f"worker-{n}.log")
         if line.get("message", "").endswith(" processed") and "already" not in line["message"]
     )
-    assert {uuid.UUID(order_id) for order_id in processed} == order_ids
+    # Each of ours exactly once. The run's database is shared by its tests, so the sweeper or
+    # the reconciler may also finish an earlier test's leftover order here: not ours to count.
+    assert {str(order_id): processed[str(order_id)] for order_id in order_ids} == {
+        str(order_id): 1 for order_id in order_ids
+    }
     assert set(processed.values()) == {1}
     first = created[0]
     api_lines = json_lines(tmp_path / "api-1.log") + json_lines(tmp_path / "api-2.log")

@@ -752,6 +752,7 @@ async def test_a_job_killed_after_its_commit_runs_again_without_a_second_update(
     run_module: RunModule,
     start_worker: StartWorker,
     worker_log: Lines,
+    tmp_path: Path,
 ) -> None:
     link = faults(pipeline_settings.redis_url)
     event = await new_order()
@@ -765,7 +766,11 @@ async def test_a_job_killed_after_its_commit_runs_again_without_a_second_update(
             process_order_delay_s=1.0,
         ),
     )
-    await wait_for(lambda: redis.exists(_in_progress(event.order_id)), within=20)
+    # arq logs the job's start after its last Redis call before the job (the in-progress key
+    # comes earlier: a stall between the two kept the job from ever starting).
+    started = f"{process_order_job_id(event.order_id)}:{PROCESS_ORDER}("
+    log = tmp_path / "workers.worker.log"
+    await wait_for(lambda: _logged(log, started), within=20, every=0.01)
     # From here the job cannot report back: its cache write and arq's bookkeeping hang (1 s
     # socket timeout each), which leaves time to kill it between its commit and its end.
     link.stall()
@@ -830,6 +835,10 @@ async def _jobs_done(settings: Settings, order_ids: list[uuid.UUID]) -> bool:
         return True
     finally:
         await arq.aclose()
+
+
+async def _logged(log: Path, containing: str) -> bool:
+    return bool(_lines(log, containing))
 
 
 def _lines(log: Path, containing: str) -> list[str]:

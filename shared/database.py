@@ -81,6 +81,15 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine``'s pool, its connections in autocommit: no BEGIN and COMMIT round trips.
+
+    For a use case that is a single statement, which PostgreSQL runs atomically on its own;
+    anything that needs two statements to agree keeps ``engine.begin()``.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def tolerating_a_lost_connection(
     close: BeforeMessageSendHookHandler,
 ) -> BeforeMessageSendHookHandler:

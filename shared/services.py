@@ -93,6 +93,8 @@ class WorkerServices:
 
     settings: Settings
     engine: AsyncEngine
+    # The same pool without BEGIN/COMMIT: for a use case that is one statement (atomic alone).
+    autocommit: AsyncEngine
     redis: ArqRedis  # arq's own client: the job store, and the order cache's Redis too
     bus: EventBus
     order_cache: OrderCache

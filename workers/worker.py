@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from features.process_order.job import process_order
 from features.reconcile_orders.job import reconcile_job
 from shared.bus import EventBus
-from shared.database import create_engine
+from shared.database import autocommit, create_engine
 from shared.errors import describe_error
 from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
@@ -66,9 +66,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
     bus = EventBus(settings)
+    engine = create_engine(settings)
     ctx["services"] = WorkerServices(
         settings=settings,
-        engine=create_engine(settings),
+        engine=engine,
+        autocommit=autocommit(engine),
         redis=redis,
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
@@ -114,6 +116,22 @@ async def record_backlog(services: WorkerServices) -> None:
         JOB_QUEUE_DEPTH.set(await services.redis.zcard(services.settings.arq_queue))
     except Exception as exc:  # noqa: BLE001 - gauges are best effort
         logger.debug("backlog gauges not refreshed: %s", exc)
+
+
+class OrderWorker(Worker):
+    """arq's worker, minus a poll's work on jobs this worker is already running.
+
+    arq leaves a running job in the queue until it ends, and every poll (``poll_delay``)
+    re-examines each queued id with WATCH, EXISTS and ZSCORE before it finds the job's
+    in-progress key: three Redis round trips per running job per poll. A ``process_order``
+    job runs for 2 s, so that was a dozen round trips per order, most of the worker's CPU
+    (BENCHMARKS.md). Its own running jobs are in ``self.tasks``; the rest go through arq's
+    checks unchanged.
+    """
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        running = self.tasks
+        await super().start_jobs([job_id for job_id in job_ids if job_id.decode() not in running])
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -170,7 +188,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for ``settings``; ``overrides`` are passed to ``Worker`` (tests use them)."""
     # arq's bookkeeping and the cache share one pool: a connection per running job, and some.
     redis = create_arq_redis(settings, max_connections=settings.worker_max_jobs + 16)
-    return Worker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
+    return OrderWorker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
 
 
 def main() -> None:

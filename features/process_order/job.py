@@ -15,7 +15,7 @@ from typing import Any
 from arq.worker import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
-from features.process_order.queries import read_order, set_processed
+from features.process_order.queries import mark_processed_once
 from shared.database import RAW_CONNECTION_ERRORS
 from shared.errors import describe_error
 from shared.metrics import JOBS
@@ -52,11 +52,8 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
     extra = {"order_id": order_id}
     await asyncio.sleep(services.settings.process_order_delay_s)
     try:
-        async with services.engine.begin() as conn:
-            row = await set_processed(conn, order_uuid)
-            processed_now = row is not None
-            if row is None:
-                row = await read_order(conn, order_uuid)
+        async with services.autocommit.connect() as conn:  # one statement: atomic alone
+            row = await mark_processed_once(conn, order_uuid)
     except (SQLAlchemyError, *RAW_CONNECTION_ERRORS) as exc:  # a new connection failing
         JOBS.labels("retried").inc()
         defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
@@ -69,6 +66,7 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
         logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
         return False
     await services.order_cache.cache_order(order_view(row))
+    processed_now: bool = row.processed_now
     if processed_now:
         JOBS.labels("processed").inc()
         logger.info("Order %s processed", order_id, extra=extra)

@@ -3,6 +3,7 @@ and the sweeper publishes what the API could not."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -21,6 +22,7 @@ from tests.faults import via
 from tests.orders import order_cache
 from tests.outbox import publish_staged
 from tests.pipeline import OrderFactory, StartConsumer, StartWorker, processed_at, wait_for
+from workers.worker import create_worker
 
 
 async def test_published_event_gets_the_order_processed_and_cached(
@@ -98,3 +100,36 @@ async def test_unsent_outbox_event_is_swept_then_processed(
 async def sent_at(engine: AsyncEngine, event_id: uuid.UUID) -> object:
     async with engine.connect() as conn:
         return await conn.scalar(select(OutboxEvent.sent_at).where(OutboxEvent.id == event_id))
+
+
+async def test_a_poll_leaves_the_workers_own_running_jobs_alone(
+    pipeline_settings: Settings, redis: Redis, new_order: OrderFactory
+) -> None:
+    """arq keeps a running job queued; a poll must not take it up again (nor spend Redis
+    round trips finding out that it runs). The job here is "running" in this worker but has
+    no in-progress key, so arq's own checks alone would start it a second time."""
+    event = await new_order()
+    job_id = process_order_job_id(event.order_id)
+    arq = create_arq_redis(pipeline_settings, max_connections=2)
+    await arq.enqueue_job(
+        PROCESS_ORDER, str(event.order_id), _job_id=job_id, _queue_name=pipeline_settings.arq_queue
+    )
+    await arq.aclose()
+    worker = create_worker(pipeline_settings, handle_signals=False)
+    running: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    worker.tasks[job_id] = running  # type: ignore[assignment]  # what start_jobs records
+    try:
+        await worker.start_jobs([job_id.encode()])
+        assert worker.job_counter == 0
+        assert not await redis.exists(f"arq:in-progress:{job_id}")
+
+        del worker.tasks[job_id]  # once it is not running here, arq's checks decide as before
+        await worker.start_jobs([job_id.encode()])
+        assert worker.job_counter == 1
+        assert await redis.exists(f"arq:in-progress:{job_id}")
+    finally:
+        running.cancel()
+        for task in worker.tasks.values():
+            task.cancel()
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await worker.close()

@@ -770,7 +770,7 @@ async def test_a_job_killed_after_its_commit_runs_again_without_a_second_update(
     # comes earlier: a stall between the two kept the job from ever starting).
     started = f"{process_order_job_id(event.order_id)}:{PROCESS_ORDER}("
     log = tmp_path / "workers.worker.log"
-    await wait_for(lambda: _logged(log, started), within=20, every=0.01)
+    await wait_for(_logged(log, started), within=20, every=0.01)
     # From here the job cannot report back: its cache write and arq's bookkeeping hang (1 s
     # socket timeout each), which leaves time to kill it between its commit and its end.
     link.stall()
@@ -835,10 +835,6 @@ async def _jobs_done(settings: Settings, order_ids: list[uuid.UUID]) -> bool:
         return True
     finally:
         await arq.aclose()
-
-
-async def _logged(log: Path, containing: str) -> bool:
-    return bool(_lines(log, containing))
 
 
 def _lines(log: Path, containing: str) -> list[str]:

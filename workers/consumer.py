@@ -31,6 +31,7 @@ import signal
 from collections.abc import Awaitable
 
 import msgspec
+import uvloop
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from arq.connections import ArqRedis
 from prometheus_client import Counter
@@ -214,4 +215,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # as uvicorn runs the API: less CPU per message (BENCHMARKS.md)

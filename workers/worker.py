@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Any
 
+import uvloop
 from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Worker, func
@@ -195,7 +196,9 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings)
     serve_metrics(settings.worker_metrics_port)
-    loop = asyncio.new_event_loop()
+    # uvloop, as uvicorn gives the API: each job's Redis and PostgreSQL round trips cost
+    # less CPU on it (BENCHMARKS.md).
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         create_worker(settings).run()

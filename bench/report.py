@@ -1,5 +1,5 @@
-"""The figures as markdown: the scenario table against the ceiling and its targets, the drain,
-the login probe, the notes and memory (stdout and .bench/last.md).
+"""The figures as markdown: the scenario table against the ceiling (and litestar_minimal) and
+its targets, the drain, the login probe, the notes and memory (stdout and .bench/last.md).
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ import time
 from bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
 from bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES, ROOT
 
-# Targets from the issue, as fractions of the ceiling's requests/s.
-TARGETS = {
-    "cached_get": 0.6,
-    "list_50": 0.25,
-    "post_order": 0.2,
-    "patch_noop": 0.2,
-    "patch_move": 0.2,
+MINIMAL = "litestar_minimal"
+YARDSTICKS = {"ceiling": "ceiling", MINIMAL: "minimal"}  # result key -> its column's name
+# Targets from the issue: fractions of a yardstick's requests/s (the ceiling or
+# litestar_minimal). PATCH's is on the real transition; the no-op is shown only.
+TARGETS: dict[str, list[tuple[str, float]]] = {
+    "cached_get": [("ceiling", 0.6), (MINIMAL, 0.8)],
+    "list_50": [("ceiling", 0.2)],
+    "patch_move": [("ceiling", 0.15)],
+    "post_order": [("ceiling", 0.12)],
 }
-DRAIN_TARGET_S = 10.0
+DRAIN_TARGET_S = 6.0
 DRAIN_TARGET_ORDERS = 1000
 LOGIN_P99_FACTOR = 2.0
 API_RSS_LIMIT_MB = 150.0
@@ -32,25 +34,32 @@ def verdict(ok: bool, smoke: bool) -> str:
     return "fail (not enforced in smoke)" if smoke else "**FAIL**"
 
 
+def fraction_text(fraction: float) -> str:
+    return f"{fraction:.2f}" if not math.isnan(fraction) else "n/a"
+
+
 def scenario_table(report: Report) -> tuple[list[str], bool]:
     plan, results = report.plan, report.results
-    ceiling = results.get("ceiling")
-    top = ceiling.rps if ceiling and ceiling.rps else math.nan
+    tops: dict[str, float] = {}
+    for name in YARDSTICKS:
+        yardstick = results.get(name)
+        tops[name] = yardstick.rps if yardstick is not None and yardstick.rps else math.nan
     passed = True
     lines = [
-        "| scenario | requests/s | p50 ms | p99 ms | errors | × ceiling | target | result |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| scenario | requests/s | p50 ms | p99 ms | errors | × ceiling | × minimal | target"
+        " | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for key, result in results.items():
-        fraction = result.rps / top
-        target = TARGETS.get(key)
+        fractions = {name: result.rps / top for name, top in tops.items()}
+        targets = TARGETS.get(key, [])
         outcome = ""
         if result.errors:
             outcome, passed = "**ERRORS**", False
-        elif target is not None:
-            ok = fraction >= target
-            outcome = verdict(ok, plan.smoke)
-            passed = passed and (ok or plan.smoke)
+        elif targets:
+            oks = [fractions[name] >= target for name, target in targets]
+            outcome = "; ".join(verdict(ok, plan.smoke) for ok in oks)
+            passed = passed and (all(oks) or plan.smoke)
         rps = f"{result.rps:,.0f}" if result.rps >= 100 else f"{result.rps:.1f}"
         cells = [
             result.label,
@@ -58,8 +67,9 @@ def scenario_table(report: Report) -> tuple[list[str], bool]:
             f"{result.p50_ms:.1f}",
             f"{result.p99_ms:.1f}",
             str(result.errors),
-            f"{fraction:.2f}" if not math.isnan(fraction) else "n/a",
-            f"≥ {target:.2f}" if target is not None else "",
+            fraction_text(fractions["ceiling"]),
+            fraction_text(fractions[MINIMAL]),
+            "; ".join(f"≥ {target:.2f} × {YARDSTICKS[name]}" for name, target in targets),
             outcome,
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -159,7 +159,7 @@ class Report:
 
 def show(result: Result) -> None:
     print(
-        f"  {result.label:<46} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms"
+        f"  {result.label:<62} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms"
         f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
         flush=True,
     )
@@ -314,6 +314,12 @@ class Scenarios:
         report.results["ceiling"] = await measure(stack, "ceiling", label, stack.ceiling, ceiling)
         report.memory.extend(memory_tree(stack.procs["ceiling"]))
         stack.procs["ceiling"].stop()
+        # The framework's own floor, loaded exactly like the cached GET.
+        label = "litestar_minimal: bare Litestar, same JWT auth + one Redis GET"
+        minimal = await measure(stack, "litestar_minimal", label, stack.minimal, self.cached)
+        report.results["litestar_minimal"] = minimal
+        report.memory.extend(memory_tree(stack.procs["litestar_minimal"]))
+        stack.procs["litestar_minimal"].stop()
         # POST /orders goes last: every order it makes is an event the consumer and the
         # worker then work through, which would load every scenario after it.
         steps: dict[str, Callable[[], Awaitable[Result]]] = {

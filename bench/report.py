@@ -1,5 +1,6 @@
 """The figures as markdown: the scenario table against the ceiling (and litestar_minimal) and
-its targets, the drain, the login probe, the notes and memory (stdout and .bench/last.md).
+its targets, the drain, the login probe, the notes, CPU per order and memory (stdout and
+.bench/last.md).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 import subprocess
 import time
 
+from bench.cpu import CPU_TARGETS_MS, GROUPS, SERVICES, TOTAL, CpuUse, verdicts
 from bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
 from bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES, ROOT
 
@@ -73,6 +75,42 @@ def scenario_table(report: Report) -> tuple[list[str], bool]:
             outcome,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines, passed
+
+
+def cpu_table(cpu: CpuUse, smoke: bool) -> tuple[list[str], bool]:
+    """CPU ms per order for each process group and the total, against the targets; the
+    run fails on a missed target (not in smoke) or on orders left unprocessed."""
+    ms = cpu.ms_per_order
+    oks = verdicts(ms)
+    lines = [
+        f"CPU ms per order: POST /orders (warm-up included) and the processing of its"
+        f" {cpu.orders:,} orders, {cpu.seconds:.1f} s from just before the load until the last"
+        f" had processed_at{f' ({cpu.note})' if cpu.note else ''}.",
+        "",
+        "| process group | CPU s | ms per order | target | result |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
+    for group in (*GROUPS, TOTAL):
+        ticks = sum(cpu.ticks.values()) if group == TOTAL else cpu.ticks.get(group)
+        value = ms.get(group, math.nan)
+        target = CPU_TARGETS_MS.get(group)
+        cells = [
+            f"**{group}**" if group == TOTAL else group,
+            f"{ticks / cpu.clock_ticks:.2f}" if ticks is not None else "n/a",
+            f"{value:.2f}" if not math.isnan(value) else "n/a",
+            f"≤ {target:g}" if target is not None else "",
+            verdict(oks[group], smoke) if group in oks else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"- {', '.join(SERVICES)}: every such process on the machine (postgres, redis-server,"
+        " beam.smp and its children), shared with anything else that uses them, so their"
+        " figures are upper bounds. The API: uvicorn's supervisor and all its children. A"
+        " process that exited during the window is not counted.",
+    ]
+    passed = (all(oks.values()) or smoke) and not cpu.note.startswith("gave up")
     return lines, passed
 
 
@@ -145,6 +183,10 @@ def render(report: Report) -> tuple[str, bool]:
         )
         passed = passed and (ok or plan.smoke)
     lines += [f"- {note}" for note in report.notes]
+    if report.cpu is not None:
+        table, ok = cpu_table(report.cpu, plan.smoke)
+        lines += ["", *table]
+        passed = passed and ok
     if report.memory:
         lines += [
             "",

@@ -6,7 +6,7 @@ after a random run id and removed at the end. It starts the API (one process per
 consumer and one worker, plus the *ceiling* (bench/ceiling.py: a bare ASGI app that verifies
 the same JWT and returns one Redis value) and *litestar_minimal* (bench/minimal.py: the same
 with Litestar and the API's JWT auth) served the same way, and reports every scenario's
-throughput as a fraction of the ceiling's.
+throughput as a fraction of the ceiling's, and the CPU each POSTed order costs.
 
     python bench/run.py              # ~3 minutes: 10 s per scenario
     python bench/run.py --smoke      # < 1 minute: fails on errors only, not on targets
@@ -14,7 +14,8 @@ throughput as a fraction of the ceiling's.
 The table goes to stdout and to ``.bench/last.md``; BENCHMARKS.md explains each scenario.
 
 This module is the entry point; the work is in stack.py (the processes and clean-up),
-seed.py (users and orders), scenarios.py (the wrk loads) and report.py (the markdown table).
+seed.py (users and orders), scenarios.py (the wrk loads), cpu.py (CPU time per process group)
+and report.py (the markdown tables).
 """
 
 from __future__ import annotations

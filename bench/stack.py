@@ -266,6 +266,10 @@ class Stack:
         self.procs[name] = start(name, argv, {**env, **extra}, self.logs)
         return port
 
+    def pipeline_pids(self) -> dict[str, int]:
+        """The pids whose process trees are the API, consumer and worker CPU groups."""
+        return {name: self.procs[name].pid for name in ("api", "consumer", "worker")}
+
     def stop(self) -> None:
         """SIGTERM all at once, then SIGKILL stragglers: the worker would otherwise wait for
         its sleeping jobs, whose data is about to be dropped anyway."""

@@ -1,5 +1,6 @@
-"""The figures as markdown: the scenario table against the ceiling and its targets, the drain,
-the login probe, the notes and memory (stdout and .bench/last.md).
+"""The figures as markdown: the scenario table against the ceiling (and litestar_minimal) and
+its targets, the drain, the login probe, the notes, CPU per order and memory (stdout and
+.bench/last.md).
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ import os
 import subprocess
 import time
 
+from bench.cpu import CPU_TARGETS_MS, GROUPS, SERVICES, TOTAL, CpuUse, verdicts
 from bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
 from bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES, ROOT
 
-# Targets from the issue, as fractions of the ceiling's requests/s.
-TARGETS = {
-    "cached_get": 0.6,
-    "list_50": 0.25,
-    "post_order": 0.2,
-    "patch_noop": 0.2,
-    "patch_move": 0.2,
+MINIMAL = "litestar_minimal"
+YARDSTICKS = {"ceiling": "ceiling", MINIMAL: "minimal"}  # result key -> its column's name
+# Targets from the issue: fractions of a yardstick's requests/s (the ceiling or
+# litestar_minimal). PATCH's is on the real transition; the no-op is shown only.
+TARGETS: dict[str, list[tuple[str, float]]] = {
+    "cached_get": [("ceiling", 0.6), (MINIMAL, 0.8)],
+    "list_50": [("ceiling", 0.2)],
+    "patch_move": [("ceiling", 0.15)],
+    "post_order": [("ceiling", 0.12)],
 }
-DRAIN_TARGET_S = 10.0
+DRAIN_TARGET_S = 6.0
 DRAIN_TARGET_ORDERS = 1000
 LOGIN_P99_FACTOR = 2.0
 API_RSS_LIMIT_MB = 150.0
@@ -32,25 +36,32 @@ def verdict(ok: bool, smoke: bool) -> str:
     return "fail (not enforced in smoke)" if smoke else "**FAIL**"
 
 
+def fraction_text(fraction: float) -> str:
+    return f"{fraction:.2f}" if not math.isnan(fraction) else "n/a"
+
+
 def scenario_table(report: Report) -> tuple[list[str], bool]:
     plan, results = report.plan, report.results
-    ceiling = results.get("ceiling")
-    top = ceiling.rps if ceiling and ceiling.rps else math.nan
+    tops: dict[str, float] = {}
+    for name in YARDSTICKS:
+        yardstick = results.get(name)
+        tops[name] = yardstick.rps if yardstick is not None and yardstick.rps else math.nan
     passed = True
     lines = [
-        "| scenario | requests/s | p50 ms | p99 ms | errors | × ceiling | target | result |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| scenario | requests/s | p50 ms | p99 ms | errors | × ceiling | × minimal | target"
+        " | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for key, result in results.items():
-        fraction = result.rps / top
-        target = TARGETS.get(key)
+        fractions = {name: result.rps / top for name, top in tops.items()}
+        targets = TARGETS.get(key, [])
         outcome = ""
         if result.errors:
             outcome, passed = "**ERRORS**", False
-        elif target is not None:
-            ok = fraction >= target
-            outcome = verdict(ok, plan.smoke)
-            passed = passed and (ok or plan.smoke)
+        elif targets:
+            oks = [fractions[name] >= target for name, target in targets]
+            outcome = "; ".join(verdict(ok, plan.smoke) for ok in oks)
+            passed = passed and (all(oks) or plan.smoke)
         rps = f"{result.rps:,.0f}" if result.rps >= 100 else f"{result.rps:.1f}"
         cells = [
             result.label,
@@ -58,11 +69,48 @@ def scenario_table(report: Report) -> tuple[list[str], bool]:
             f"{result.p50_ms:.1f}",
             f"{result.p99_ms:.1f}",
             str(result.errors),
-            f"{fraction:.2f}" if not math.isnan(fraction) else "n/a",
-            f"≥ {target:.2f}" if target is not None else "",
+            fraction_text(fractions["ceiling"]),
+            fraction_text(fractions[MINIMAL]),
+            "; ".join(f"≥ {target:.2f} × {YARDSTICKS[name]}" for name, target in targets),
             outcome,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines, passed
+
+
+def cpu_table(cpu: CpuUse, smoke: bool) -> tuple[list[str], bool]:
+    """CPU ms per order for each process group and the total, against the targets; the
+    run fails on a missed target (not in smoke) or on orders left unprocessed."""
+    ms = cpu.ms_per_order
+    oks = verdicts(ms)
+    lines = [
+        f"CPU ms per order: POST /orders (warm-up included) and the processing of its"
+        f" {cpu.orders:,} orders, {cpu.seconds:.1f} s from just before the load until the last"
+        f" had processed_at{f' ({cpu.note})' if cpu.note else ''}.",
+        "",
+        "| process group | CPU s | ms per order | target | result |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
+    for group in (*GROUPS, TOTAL):
+        ticks = sum(cpu.ticks.values()) if group == TOTAL else cpu.ticks.get(group)
+        value = ms.get(group, math.nan)
+        target = CPU_TARGETS_MS.get(group)
+        cells = [
+            f"**{group}**" if group == TOTAL else group,
+            f"{ticks / cpu.clock_ticks:.2f}" if ticks is not None else "n/a",
+            f"{value:.2f}" if not math.isnan(value) else "n/a",
+            f"≤ {target:g}" if target is not None else "",
+            verdict(oks[group], smoke) if group in oks else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"- {', '.join(SERVICES)}: every such process on the machine (postgres, redis-server,"
+        " beam.smp and its children), shared with anything else that uses them, so their"
+        " figures are upper bounds. The API: uvicorn's supervisor and all its children. A"
+        " process that exited during the window is not counted.",
+    ]
+    passed = (all(oks.values()) or smoke) and not cpu.note.startswith("gave up")
     return lines, passed
 
 
@@ -135,6 +183,10 @@ def render(report: Report) -> tuple[str, bool]:
         )
         passed = passed and (ok or plan.smoke)
     lines += [f"- {note}" for note in report.notes]
+    if report.cpu is not None:
+        table, ok = cpu_table(report.cpu, plan.smoke)
+        lines += ["", *table]
+        passed = passed and ok
     if report.memory:
         lines += [
             "",

@@ -4,8 +4,9 @@ The run is isolated from development data: its own database (created by the migr
 dropped afterwards), its own Redis prefix, RabbitMQ exchange/queues and arq queue, all named
 after a random run id and removed at the end. It starts the API (one process per core), one
 consumer and one worker, plus the *ceiling* (bench/ceiling.py: a bare ASGI app that verifies
-the same JWT and returns one Redis value) served the same way, and reports every scenario's
-throughput as a fraction of the ceiling's.
+the same JWT and returns one Redis value) and *litestar_minimal* (bench/minimal.py: the same
+with Litestar and the API's JWT auth) served the same way, and reports every scenario's
+throughput as a fraction of the ceiling's, and the CPU each POSTed order costs.
 
     python bench/run.py              # ~3 minutes: 10 s per scenario
     python bench/run.py --smoke      # < 1 minute: fails on errors only, not on targets
@@ -13,7 +14,8 @@ throughput as a fraction of the ceiling's.
 The table goes to stdout and to ``.bench/last.md``; BENCHMARKS.md explains each scenario.
 
 This module is the entry point; the work is in stack.py (the processes and clean-up),
-seed.py (users and orders), scenarios.py (the wrk loads) and report.py (the markdown table).
+seed.py (users and orders), scenarios.py (the wrk loads), cpu.py (CPU time per process group)
+and report.py (the markdown tables).
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument(
         "--only",
         default="",
-        help=f"comma-separated subset of: {', '.join(SCENARIOS)} (the ceiling always runs)",
+        help=f"comma-separated subset of: {', '.join(SCENARIOS)}"
+        " (the ceiling and litestar_minimal always run)",
     )
     parser.add_argument(
         "--quiet-wait",
@@ -129,6 +132,7 @@ async def hold(stack: Stack, data: Seed) -> None:
     info = {
         "api": stack.api,
         "ceiling": stack.ceiling,
+        "litestar_minimal": stack.minimal,
         "pids": {name: [p.pid, *children(p.pid)] for name, p in stack.procs.items()},
         "tokens": data.tokens,
         "user_ids": data.user_ids,
@@ -162,8 +166,12 @@ async def bench(stack: Stack, report: Report) -> None:
     print(f"stack ready on {stack.api}; registering users (bcrypt rounds {rounds})", flush=True)
     tokens, user_ids = await register_users(stack.api, ["load", "list", "drain", "post"])
     data = await seed(stack, tokens, user_ids)
-    stack.start_ceiling(f"{stack.settings.redis_prefix}order:{data.warm[0]}")
+    key = f"{stack.settings.redis_prefix}order:{data.warm[0]}"
+    stack.start_ceiling(key)
+    stack.start_minimal(key)
     await stack.wait_ready(f"{stack.ceiling}/", stack.procs["ceiling"], expect=401)
+    minimal = stack.procs["litestar_minimal"]
+    await stack.wait_ready(f"{stack.minimal}/orders/{data.warm[0]}", minimal, expect=401)
     seeded = len(data.cold) + len(data.cold_warmup) + len(data.pending) + len(data.pending_warmup)
     print(
         f"seeded {seeded + WARM_ORDERS + LIST_ORDERS:,} orders;"

@@ -1,5 +1,6 @@
 """The load: wrk runs of bench/lua/scenario.lua, one scenario after another against the seeded
-stack, the drain and the login probe; what they measured, as a ``Report``.
+stack, the drain, the login probe and the CPU each POSTed order costs; what they measured, as a
+``Report``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.cpu import CpuUse, snapshot, used_ticks
 from bench.seed import (
     LIST_ORDERS,
     ORDER_ITEMS,
@@ -31,6 +33,8 @@ from shared.database import asyncpg_dsn
 
 LUA = ROOT / "bench" / "lua" / "scenario.lua"
 DRAIN_CONNECTIONS = 8
+# A wait for orders to be processed gives up after this long without one more done.
+STALL_S = 30.0
 # Cores this busy before a scenario (anything else running, our idle stack included) means its
 # numbers are low; the report says so.
 QUIET = 0.15
@@ -152,6 +156,7 @@ class Report:
     results: dict[str, Result] = field(default_factory=dict)
     drain: Drain | None = None
     login_probe: tuple[Result, Result] | None = None
+    cpu: CpuUse | None = None
     memory: list[Memory] = field(default_factory=list)
     api_rss_after: list[Memory] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -159,18 +164,28 @@ class Report:
 
 def show(result: Result) -> None:
     print(
-        f"  {result.label:<46} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms"
+        f"  {result.label:<62} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms"
         f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
         flush=True,
     )
 
 
 async def measure(
-    stack: Stack, key: str, label: str, url: str, load: Load, warmup: Load | None = None
+    stack: Stack,
+    key: str,
+    label: str,
+    url: str,
+    load: Load,
+    warmup: Load | None = None,
+    busy: float | None = None,
 ) -> Result:
-    """A short unrecorded warm-up (connections, compiled statements, pools), then the run."""
+    """A short unrecorded warm-up (connections, compiled statements, pools), then the run.
+
+    ``busy``: the caller already waited for quiet cores (and measured this), so no wait here.
+    """
     plan = stack.plan
-    busy = await quiet_machine(plan.quiet_wait)
+    if busy is None:
+        busy = await quiet_machine(plan.quiet_wait)
     await wrk(url, warmup or load, plan.warmup, plan, stack.work)
     result = await wrk(url, load, plan.duration, plan, stack.work)
     result = replace(result, key=key, label=label, busy_before=busy)
@@ -257,6 +272,34 @@ async def drain(stack: Stack, token: str, orders: int) -> Drain:
     return result
 
 
+async def orders_of(conn: asyncpg.Connection, user_id: int, unprocessed: bool = False) -> int:
+    query = "SELECT count(*) FROM orders WHERE user_id = $1"
+    count: int = await conn.fetchval(
+        query + (" AND processed_at IS NULL" if unprocessed else ""), user_id
+    )
+    return count
+
+
+async def wait_processed(stack: Stack, conn: asyncpg.Connection, user_id: int) -> str:
+    """Poll until every order of ``user_id`` has processed_at; "" then, else why not.
+
+    Gives up after ``STALL_S`` without one more order processed.
+    """
+    if not workers_present():
+        return "n/a: workers/consumer.py or workers/worker.py is still a placeholder"
+    left, last_progress = await orders_of(conn, user_id, unprocessed=True), time.monotonic()
+    while left:
+        await asyncio.sleep(0.1)
+        now_left = await orders_of(conn, user_id, unprocessed=True)
+        if now_left < left:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress >= STALL_S:
+            worker_state = "" if stack.procs["worker"].alive() else " (the worker exited)"
+            return f"gave up after {STALL_S:g} s without progress: {now_left} left{worker_state}"
+        left = now_left
+    return ""
+
+
 async def login_probe(
     stack: Stack, cached: Load, login: Load, top: Result
 ) -> tuple[Result, Result, Result]:
@@ -314,6 +357,12 @@ class Scenarios:
         report.results["ceiling"] = await measure(stack, "ceiling", label, stack.ceiling, ceiling)
         report.memory.extend(memory_tree(stack.procs["ceiling"]))
         stack.procs["ceiling"].stop()
+        # The framework's own floor, loaded exactly like the cached GET.
+        label = "litestar_minimal: bare Litestar, same JWT auth + one Redis GET"
+        minimal = await measure(stack, "litestar_minimal", label, stack.minimal, self.cached)
+        report.results["litestar_minimal"] = minimal
+        report.memory.extend(memory_tree(stack.procs["litestar_minimal"]))
+        stack.procs["litestar_minimal"].stop()
         # POST /orders goes last: every order it makes is an event the consumer and the
         # worker then work through, which would load every scenario after it.
         steps: dict[str, Callable[[], Awaitable[Result]]] = {
@@ -379,10 +428,35 @@ class Scenarios:
         return result
 
     async def post_order(self) -> Result:
+        """The POST load, then the wait for its orders to be processed: the CPU each process
+        group spent over both, per order made (warm-up included, on both sides)."""
+        stack = self.stack
         body = write_file(self.work, "order.json", json.dumps({"items": ORDER_ITEMS}).encode())
-        token = self.data.tokens["post"]
+        token, user_id = self.data.tokens["post"], self.data.user_ids["post"]
         create = Load("POST", "/orders", token, None, body, JSON, connections=self.conns)
-        return await measure(self.stack, "post_order", "POST /orders", self.stack.api, create)
+        pids = stack.pipeline_pids()
+        conn = await asyncpg.connect(asyncpg_dsn(stack.settings.database_url))
+        try:
+            busy = await quiet_machine(self.plan.quiet_wait)
+            orders_before = await orders_of(conn, user_id)
+            before, started = snapshot(pids), time.monotonic()
+            result = await measure(
+                stack, "post_order", "POST /orders", stack.api, create, busy=busy
+            )
+            note = await wait_processed(stack, conn, user_id)
+            after, seconds = snapshot(pids), time.monotonic() - started
+            made = await orders_of(conn, user_id) - orders_before
+        finally:
+            await conn.close()
+        cpu = CpuUse(made, seconds, used_ticks(before, after), note=note)
+        self.report.cpu = cpu
+        spent = ", ".join(f"{group} {ms:.2f}" for group, ms in cpu.ms_per_order.items())
+        print(
+            f"  CPU ms per order over {made:,} orders and {seconds:.1f} s: {spent}"
+            + (f"; {note}" if note else ""),
+            flush=True,
+        )
+        return result
 
     async def drain(self) -> None:
         orders = self.plan.drain_orders

@@ -1,5 +1,5 @@
-"""The stack under test: the run's isolated settings, the API, consumer, worker and ceiling as
-processes (and their memory), and removing everything the run made.
+"""The stack under test: the run's isolated settings, the API, consumer, worker, ceiling and
+litestar_minimal as processes (and their memory), and removing everything the run made.
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ class Stack:
     work: Path
     api_port: int = 0
     ceiling_port: int = 0
+    minimal_port: int = 0
     procs: dict[str, Proc] = field(default_factory=dict)
 
     @property
@@ -231,6 +232,10 @@ class Stack:
     @property
     def ceiling(self) -> str:
         return f"http://127.0.0.1:{self.ceiling_port}"
+
+    @property
+    def minimal(self) -> str:
+        return f"http://127.0.0.1:{self.minimal_port}"
 
     def start_services(self) -> None:
         env = settings_env(self.settings)
@@ -246,12 +251,24 @@ class Stack:
         self.procs["worker"] = start("worker", [py, "-m", "workers.worker"], env, self.logs)
 
     def start_ceiling(self, key: str) -> None:
-        env = {**settings_env(self.settings), "BENCH_CEILING_KEY": key}
-        self.ceiling_port = free_port()
-        argv, extra = server_argv(
-            self.plan.server, "bench.ceiling:create_app", self.ceiling_port, self.plan.workers
+        self.ceiling_port = self._start_reference("ceiling", "bench.ceiling:create_app", key)
+
+    def start_minimal(self, key: str) -> None:
+        self.minimal_port = self._start_reference(
+            "litestar_minimal", "bench.minimal:create_app", key
         )
-        self.procs["ceiling"] = start("ceiling", argv, {**env, **extra}, self.logs)
+
+    def _start_reference(self, name: str, target: str, key: str) -> int:
+        """A yardstick app serving the Redis value ``key``, served as the API is; its port."""
+        env = {**settings_env(self.settings), "BENCH_CEILING_KEY": key}
+        port = free_port()
+        argv, extra = server_argv(self.plan.server, target, port, self.plan.workers)
+        self.procs[name] = start(name, argv, {**env, **extra}, self.logs)
+        return port
+
+    def pipeline_pids(self) -> dict[str, int]:
+        """The pids whose process trees are the API, consumer and worker CPU groups."""
+        return {name: self.procs[name].pid for name in ("api", "consumer", "worker")}
 
     def stop(self) -> None:
         """SIGTERM all at once, then SIGKILL stragglers: the worker would otherwise wait for

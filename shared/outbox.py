@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.bus import NEW_ORDER, EventBus
 from shared.errors import describe_error
@@ -25,8 +25,11 @@ from shared.models import OutboxEvent
 logger = logging.getLogger("shared.events")  # its name before it moved here: log queries match it
 
 
+_STAGE = insert(OutboxEvent)  # built once; each order binds its own values
+
+
 async def stage_new_order(
-    session: AsyncSession,
+    conn: AsyncConnection | AsyncSession,
     *,
     order_id: uuid.UUID,
     user_id: int,
@@ -41,13 +44,14 @@ async def stage_new_order(
         total_price=total_price,
         created_at=created_at,
     )
-    await session.execute(
-        insert(OutboxEvent).values(
-            id=event.event_id,
-            event_type=NEW_ORDER,
-            order_id=order_id,
-            payload=encode_event(event),
-        )
+    await conn.execute(
+        _STAGE,
+        {
+            "id": event.event_id,
+            "event_type": NEW_ORDER,
+            "order_id": order_id,
+            "payload": encode_event(event),
+        },
     )
     return event
 

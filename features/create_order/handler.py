@@ -16,7 +16,7 @@ from litestar.params import HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from features.create_order.queries import (
     find_by_idempotency_key,
@@ -59,44 +59,45 @@ IdempotencyKey = Annotated[
 async def create_order(
     data: JSONBody[CreateOrderRequest],
     current_user: NamedDependency[CurrentUser],
-    db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[OrderView]:
     total = checked_total(data)
     items = order_items(data.items)
     fingerprint = request_fingerprint(items, total) if idempotency_key else None
-    if idempotency_key:
-        replay = await _replay(db_session, current_user.id, idempotency_key, fingerprint)
-        if replay is not None:
-            return _created(order_view(replay))
-        await release_expired_key(db_session, current_user.id, idempotency_key)
     try:
-        row = await insert_order(
-            db_session,
-            user_id=current_user.id,
-            items=items,
-            total=total,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-        )
-        if row is None:  # a concurrent request with the same key committed first
-            await db_session.rollback()
-            replay = await _replay(db_session, current_user.id, idempotency_key, fingerprint)
-            if replay is None:
-                raise UnprocessableEntity(
-                    "Idempotency-Key is in use; retry", field="Idempotency-Key"
-                )
-            return _created(order_view(replay))
-        view = order_view(row)
-        event = await stage_new_order(
-            db_session,
-            order_id=view.id,
-            user_id=view.user_id,
-            total_price=view.total_price,
-            created_at=view.created_at,
-        )
-        await db_session.commit()
+        # One transaction on a plain connection (no ORM session): the order and its event.
+        async with services.engine.begin() as conn:
+            if idempotency_key:
+                replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
+                if replay is not None:
+                    return _created(order_view(replay))
+                await release_expired_key(conn, current_user.id, idempotency_key)
+            row = await insert_order(
+                conn,
+                user_id=current_user.id,
+                items=items,
+                total=total,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+            if row is None:
+                # A concurrent request with the same key committed first: ON CONFLICT waited
+                # for it, so (read committed) the next statement sees its order.
+                replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
+                if replay is None:
+                    raise UnprocessableEntity(
+                        "Idempotency-Key is in use; retry", field="Idempotency-Key"
+                    )
+                return _created(order_view(replay))
+            view = order_view(row)
+            event = await stage_new_order(
+                conn,
+                order_id=view.id,
+                user_id=view.user_id,
+                total_price=view.total_price,
+                created_at=view.created_at,
+            )
     except IntegrityError as exc:  # the user was deleted after the token was checked
         raise NotAuthorizedException("user no longer exists") from exc
     logger.info("order created", extra={"order_id": str(view.id)})
@@ -106,11 +107,11 @@ async def create_order(
 
 
 async def _replay(
-    session: AsyncSession, user_id: int, key: str | None, fingerprint: bytes | None
+    conn: AsyncConnection, user_id: int, key: str | None, fingerprint: bytes | None
 ) -> Row[Any] | None:
     if key is None:
         return None
-    found = await find_by_idempotency_key(session, user_id, key)
+    found = await find_by_idempotency_key(conn, user_id, key)
     if found is None:
         return None
     row, first_fingerprint = found

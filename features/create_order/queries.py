@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order, OrderStatus
 from shared.orders import CENT, ORDER_VIEW_COLUMNS, OrderItem
@@ -24,8 +24,19 @@ def items_to_json(items: list[OrderItem]) -> list[dict[str, Any]]:
     ]
 
 
+# Built once: each request only binds its values (the columns named in ``insert_order``).
+_INSERT_ORDER = (
+    insert(Order)
+    .on_conflict_do_nothing(
+        index_elements=[Order.user_id, Order.idempotency_key],
+        index_where=Order.idempotency_key.is_not(None),
+    )
+    .returning(*ORDER_VIEW_COLUMNS)
+)
+
+
 async def insert_order(
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     user_id: int,
     items: list[OrderItem],
@@ -34,32 +45,24 @@ async def insert_order(
     fingerprint: bytes | None,
 ) -> Row[Any] | None:
     """The new order's row; None when the same user's same key won the race (ON CONFLICT)."""
-    stmt = (
-        insert(Order)
-        .values(
-            id=uuid.uuid4(),
-            user_id=user_id,
-            items=items_to_json(items),
-            total_price=total,
-            status=OrderStatus.PENDING,
-            idempotency_key=idempotency_key,
-            request_fingerprint=fingerprint,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[Order.user_id, Order.idempotency_key],
-            index_where=Order.idempotency_key.is_not(None),
-        )
-        .returning(*ORDER_VIEW_COLUMNS)
-    )
-    return (await session.execute(stmt)).one_or_none()
+    values = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "items": items_to_json(items),
+        "total_price": total,
+        "status": OrderStatus.PENDING,
+        "idempotency_key": idempotency_key,
+        "request_fingerprint": fingerprint,
+    }
+    return (await conn.execute(_INSERT_ORDER, values)).one_or_none()
 
 
 async def find_by_idempotency_key(
-    session: AsyncSession, user_id: int, key: str
+    conn: AsyncConnection, user_id: int, key: str
 ) -> tuple[Row[Any], bytes | None] | None:
     """The order this user made with this key in the last 24 h, with its fingerprint."""
     row = (
-        await session.execute(
+        await conn.execute(
             select(*ORDER_VIEW_COLUMNS, Order.request_fingerprint).where(
                 Order.user_id == user_id,
                 Order.idempotency_key == key,
@@ -70,9 +73,9 @@ async def find_by_idempotency_key(
     return (row, row.request_fingerprint) if row else None
 
 
-async def release_expired_key(session: AsyncSession, user_id: int, key: str) -> None:
+async def release_expired_key(conn: AsyncConnection, user_id: int, key: str) -> None:
     """A key older than 24 h may be used again: detach it from its old order."""
-    await session.execute(
+    await conn.execute(
         update(Order)
         .where(
             Order.user_id == user_id,

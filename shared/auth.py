@@ -44,6 +44,7 @@ from shared.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import Settings
 from shared.signing_keys import SigningKeys
+from shared.verified_tokens import VerifiedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -328,11 +329,12 @@ class SignedToken(Token):
     """
 
     keys: ClassVar[SigningKeys]
+    verified: ClassVar[VerifiedTokens]  # this app's tokens verified so far, until they expire
 
     @classmethod
     def for_keys(cls, keys: SigningKeys) -> type[SignedToken]:
         """A token class bound to one app's keys (tests build several apps in one process)."""
-        return type("SignedToken", (cls,), {"keys": keys})
+        return type("SignedToken", (cls,), {"keys": keys, "verified": VerifiedTokens()})
 
     @classmethod
     def decode_payload(
@@ -344,11 +346,15 @@ class SignedToken(Token):
         audience: str | Sequence[str] | None = None,
         options: JWTDecodeOptions | None = None,
     ) -> Any:
+        # The auth middleware is the only caller, always with the app's one set of options.
+        claims = cls.verified.get(encoded_token, time.time())
+        if claims is not None:
+            return claims
         key = cls.keys.verifying_key(jwt.get_unverified_header(encoded_token).get("kid"))
         if key is None:
             raise jwt.InvalidTokenError("the token's kid names no key")
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 encoded_token,
                 key=key,
                 algorithms=algorithms,
@@ -358,6 +364,8 @@ class SignedToken(Token):
             )
         except jwt.PyJWTError as exc:  # an InvalidKeyError too: Litestar makes these a 401
             raise jwt.InvalidTokenError(str(exc)) from exc
+        cls.verified.put(encoded_token, claims)
+        return claims
 
     def encode(self, secret: str, algorithm: str) -> str:
         kid = self.keys.signing_kid

@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.bus import NEW_ORDER, EventBus
+from shared.database import autocommit
 from shared.errors import describe_error
 from shared.events import NewOrderEvent, encode_event
 from shared.models import OutboxEvent
@@ -72,7 +73,7 @@ async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:
 
 async def mark_sent(engine: AsyncEngine, event_ids: list[uuid.UUID]) -> None:
     try:
-        async with engine.begin() as conn:
+        async with autocommit(engine).connect() as conn:  # one statement: atomic alone
             await conn.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(event_ids), OutboxEvent.sent_at.is_(None))

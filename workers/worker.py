@@ -23,9 +23,12 @@ from typing import Any
 
 import uvloop
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from arq.cron import cron
+from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from prometheus_client import Counter, Gauge
+from redis.commands.core import AsyncScript
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
@@ -119,20 +122,62 @@ async def record_backlog(services: WorkerServices) -> None:
         logger.debug("backlog gauges not refreshed: %s", exc)
 
 
+# arq's claim on a queued job, as one atomic script: the job is not running anywhere (no
+# in-progress key) and is due (its score is not in the future), so mark it in progress.
+# KEYS: the in-progress key, the queue; ARGV: the job id, now (ms), the lease (ms).
+_CLAIM_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
+
+
 class OrderWorker(Worker):
-    """arq's worker, minus a poll's work on jobs this worker is already running.
+    """arq's worker, with a poll's work per job cut to one Redis round trip or none.
 
     arq leaves a running job in the queue until it ends, and every poll (``poll_delay``)
-    re-examines each queued id with WATCH, EXISTS and ZSCORE before it finds the job's
-    in-progress key: three Redis round trips per running job per poll. A ``process_order``
-    job runs for 2 s, so that was a dozen round trips per order, most of the worker's CPU
-    (BENCHMARKS.md). Its own running jobs are in ``self.tasks``; the rest go through arq's
-    checks unchanged.
+    re-examines each queued id with WATCH, EXISTS and ZSCORE, then MULTI/PSETEX/EXEC to claim
+    it: four round trips per job per poll, whether it starts the job or finds it running. A
+    ``process_order`` job runs for 2 s, so that was a dozen round trips per order, most of the
+    worker's CPU (BENCHMARKS.md). Here a job this worker already runs (in ``self.tasks``) is
+    skipped without asking Redis, and the claim is one script doing arq's same checks
+    atomically (which is what WATCH/MULTI bought). The rest (the semaphore, the counters,
+    ``run_job``) is arq's, unchanged.
     """
 
+    _claim: AsyncScript | None = None
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        running = self.tasks
-        await super().start_jobs([job_id for job_id in job_ids if job_id.decode() not in running])
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM_JOB)
+        lease_ms = int(self.in_progress_timeout_s * 1000)
+        for job_id_b in job_ids:
+            job_id = job_id_b.decode()
+            if job_id in self.tasks:  # running here: its in-progress key says so anyway
+                continue
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            try:
+                score = await self._claim(
+                    keys=[in_progress_key_prefix + job_id, self.queue_name],
+                    args=[job_id, timestamp_ms(), lease_ms],
+                )
+            except BaseException:
+                self.job_counter -= 1
+                self.sem.release()
+                raise
+            if score is None:  # running elsewhere, finished, or deferred by a retry
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 
+from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -126,10 +127,51 @@ async def test_a_poll_leaves_the_workers_own_running_jobs_alone(
         del worker.tasks[job_id]  # once it is not running here, arq's checks decide as before
         await worker.start_jobs([job_id.encode()])
         assert worker.job_counter == 1
+        await _cancel_started(worker)  # before the job runs: this test has no services for it
         assert await redis.exists(f"arq:in-progress:{job_id}")
     finally:
         running.cancel()
-        for task in worker.tasks.values():
-            task.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await _cancel_started(worker)
         await worker.close()
+
+
+async def test_a_poll_claims_only_due_jobs_that_run_nowhere(
+    pipeline_settings: Settings, redis: Redis, new_order: OrderFactory
+) -> None:
+    """The claim's rules are arq's: a job deferred to later, or in progress in another
+    worker, is left in the queue; a due one is marked in progress and started."""
+    later, elsewhere, due = [await new_order() for _ in range(3)]
+    ids = {
+        name: process_order_job_id(event.order_id)
+        for name, event in (("later", later), ("elsewhere", elsewhere), ("due", due))
+    }
+    arq = create_arq_redis(pipeline_settings, max_connections=2)
+    for name, event in (("later", later), ("elsewhere", elsewhere), ("due", due)):
+        await arq.enqueue_job(
+            PROCESS_ORDER,
+            str(event.order_id),
+            _job_id=ids[name],
+            _queue_name=pipeline_settings.arq_queue,
+            _defer_by=60 if name == "later" else None,
+        )
+    await arq.aclose()
+    await redis.psetex(f"arq:in-progress:{ids['elsewhere']}", 60_000, b"1")
+    worker = create_worker(pipeline_settings, handle_signals=False)
+    try:
+        await worker.start_jobs([job_id.encode() for job_id in ids.values()])
+        assert set(worker.tasks) == {ids["due"]}
+        assert worker.job_counter == 1
+        await _cancel_started(worker)  # before the job runs: this test has no services for it
+        assert await redis.exists(f"arq:in-progress:{ids['due']}")
+        assert not await redis.exists(f"arq:in-progress:{ids['later']}")
+        assert await redis.zcard(pipeline_settings.arq_queue) == 3
+    finally:
+        await _cancel_started(worker)
+        await worker.close()
+
+
+async def _cancel_started(worker: Worker) -> None:
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()  # as arq's poll does with ended tasks (close() would re-raise them)

@@ -129,13 +129,18 @@ def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     return config
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine for processes that are not the API (workers, tests)."""
+def create_engine(settings: Settings, *, max_overflow: int | None = None) -> AsyncEngine:
+    """An engine for processes that are not the API (workers, tests).
+
+    ``max_overflow`` overrides the setting's: the worker uses 0, because its jobs reach the
+    database in bursts (all that started together wake together) and an overflow connection
+    is closed the moment it is returned, so every burst opened and closed connections.
+    """
     cfg = engine_config(settings)
     return create_async_engine(
         settings.database_url,
         pool_size=cfg.pool_size,
-        max_overflow=cfg.max_overflow,
+        max_overflow=cfg.max_overflow if max_overflow is None else max_overflow,
         pool_timeout=cfg.pool_timeout,
         hide_parameters=True,
         connect_args=cfg.connect_args,

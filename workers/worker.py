@@ -70,7 +70,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
     bus = EventBus(settings)
-    engine = create_engine(settings)
+    engine = create_engine(settings, max_overflow=0)  # jobs queue for the pool's connections
     ctx["services"] = WorkerServices(
         settings=settings,
         engine=engine,

@@ -161,7 +161,10 @@ class OutboxRelay:
     meanwhile: the rows are still unsent and the sweeper publishes them.
     """
 
-    FLUSH_EVERY_S = 0.02
+    # One UPDATE per this interval, for all the events confirmed in it. Far below the
+    # sweeper's age threshold (OUTBOX_SWEEP_AGE_S, 5 s), so it never re-publishes a row that
+    # is only waiting here; longer means fewer UPDATEs (at 0.02 s, 2.7 % of the API's CPU).
+    FLUSH_EVERY_S = 0.1
 
     def __init__(self, bus: EventBus, engine: AsyncEngine) -> None:
         self._bus = bus

@@ -122,62 +122,84 @@ async def record_backlog(services: WorkerServices) -> None:
         logger.debug("backlog gauges not refreshed: %s", exc)
 
 
-# arq's claim on a queued job, as one atomic script: the job is not running anywhere (no
-# in-progress key) and is due (its score is not in the future), so mark it in progress.
-# KEYS: the in-progress key, the queue; ARGV: the job id, now (ms), the lease (ms).
-_CLAIM_JOB = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
-redis.call('PSETEX', KEYS[1], ARGV[3], '1')
-return score
+# arq's claim on queued jobs, atomic per job as arq's WATCH/MULTI makes it: a job not running
+# anywhere (no in-progress key) and due (its score not in the future) is marked in progress
+# and its score returned; any other gets false. KEYS: the queue, then each job's in-progress
+# key; ARGV: now (ms), the lease (ms), then each job's id.
+_CLAIM_JOBS = """
+local now, lease = tonumber(ARGV[1]), ARGV[2]
+local claimed = {}
+for i = 2, #KEYS do
+    local score = false
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        local queued = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
+        if queued and tonumber(queued) <= now then
+            redis.call('PSETEX', KEYS[i], lease, '1')
+            score = queued
+        end
+    end
+    claimed[i - 1] = score
+end
+return claimed
 """
+CLAIM_BATCH = 100  # jobs per script call: bounds how long one call holds Redis
 
 
 class OrderWorker(Worker):
-    """arq's worker, with a poll's work per job cut to one Redis round trip or none.
+    """arq's worker, with a poll's Redis work cut from four round trips per job to one per poll.
 
     arq leaves a running job in the queue until it ends, and every poll (``poll_delay``)
     re-examines each queued id with WATCH, EXISTS and ZSCORE, then MULTI/PSETEX/EXEC to claim
     it: four round trips per job per poll, whether it starts the job or finds it running. A
     ``process_order`` job runs for 2 s, so that was a dozen round trips per order, most of the
     worker's CPU (BENCHMARKS.md). Here a job this worker already runs (in ``self.tasks``) is
-    skipped without asking Redis, and the claim is one script doing arq's same checks
-    atomically (which is what WATCH/MULTI bought). The rest (the semaphore, the counters,
+    skipped without asking Redis, and the others are claimed together by one script that
+    applies arq's checks to each, atomically. The rest (the semaphore, the job counter,
     ``run_job``) is arq's, unchanged.
     """
 
     _claim: AsyncScript | None = None
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        if self._claim is None:
-            self._claim = self.pool.register_script(_CLAIM_JOB)
-        lease_ms = int(self.in_progress_timeout_s * 1000)
-        for job_id_b in job_ids:
-            job_id = job_id_b.decode()
-            if job_id in self.tasks:  # running here: its in-progress key says so anyway
-                continue
+        todo = [job_id.decode() for job_id in job_ids]
+        todo = [job_id for job_id in todo if job_id not in self.tasks]  # running here
+        for start in range(0, len(todo), CLAIM_BATCH):
+            if not await self._start_batch(todo[start : start + CLAIM_BATCH]):
+                return
+
+    async def _start_batch(self, job_ids: list[str]) -> bool:
+        """Claim and start what it can of ``job_ids``; False once ``max_jobs`` are running."""
+        batch: list[str] = []
+        full = False
+        for job_id in job_ids:
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
-                return
+                full = True
+                break
             self.job_counter += 1
-            try:
-                score = await self._claim(
-                    keys=[in_progress_key_prefix + job_id, self.queue_name],
-                    args=[job_id, timestamp_ms(), lease_ms],
-                )
-            except BaseException:
-                self.job_counter -= 1
-                self.sem.release()
-                raise
+            batch.append(job_id)
+        if not batch:
+            return not full
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM_JOBS)
+        try:
+            scores = await self._claim(
+                keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)],
+                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), *batch],
+            )
+        except BaseException:
+            for _ in batch:
+                self._release_sem_dec_counter_on_complete()
+            raise
+        for job_id, score in zip(batch, scores, strict=True):
             if score is None:  # running elsewhere, finished, or deferred by a retry
-                self.job_counter -= 1
-                self.sem.release()
+                self._release_sem_dec_counter_on_complete()
                 continue
             task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+        return not full
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

@@ -175,3 +175,29 @@ async def _cancel_started(worker: Worker) -> None:
         task.cancel()
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
     worker.tasks.clear()  # as arq's poll does with ended tasks (close() would re-raise them)
+
+
+async def test_a_poll_starts_no_more_than_max_jobs(
+    pipeline_settings: Settings, redis: Redis, new_order: OrderFactory
+) -> None:
+    events = [await new_order() for _ in range(3)]
+    ids = [process_order_job_id(event.order_id) for event in events]
+    arq = create_arq_redis(pipeline_settings, max_connections=2)
+    for event, job_id in zip(events, ids, strict=True):
+        await arq.enqueue_job(
+            PROCESS_ORDER,
+            str(event.order_id),
+            _job_id=job_id,
+            _queue_name=pipeline_settings.arq_queue,
+        )
+    await arq.aclose()
+    worker = create_worker(pipeline_settings, handle_signals=False, max_jobs=2)
+    try:
+        await worker.start_jobs([job_id.encode() for job_id in ids])
+        assert set(worker.tasks) == set(ids[:2])
+        assert worker.job_counter == 2
+        await _cancel_started(worker)
+        assert not await redis.exists(f"arq:in-progress:{ids[2]}")  # left for the next poll
+    finally:
+        await _cancel_started(worker)
+        await worker.close()

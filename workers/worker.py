@@ -47,6 +47,7 @@ from shared.settings import Settings, load_settings
 logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
 
 JOB_TIMEOUT_S = 30
+POLL_DELAY_S = 0.1
 JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kubernetes' 30 s)
 # Long enough that a redelivered event finds the result and makes no second job; after it
 # expires a late duplicate runs again and finds processed_at already set.
@@ -246,6 +247,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_tries": settings.job_max_tries,
         "keep_result": KEEP_RESULT_S,
         "job_completion_wait": JOB_COMPLETION_WAIT_S,
+        # arq's default is 0.5 s: up to that long between a job's enqueue and its start. A poll
+        # costs one ZRANGEBYSCORE (the claims are batched, running jobs skipped: OrderWorker).
+        "poll_delay": POLL_DELAY_S,
         "health_check_interval": 60,
         "job_serializer": serialize_job,
         "job_deserializer": deserialize_job,

@@ -14,9 +14,11 @@ import uuid
 from typing import Any
 
 import msgspec
+from arq import jobs as arq_jobs
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job
+from arq.utils import timestamp_ms
 
 from shared.metrics import JOBS
 from shared.redis import create_redis
@@ -32,24 +34,37 @@ def process_order_job_id(order_id: uuid.UUID | str) -> str:
     return f"{PROCESS_ORDER}:{order_id}"
 
 
-class NotEnqueued(Exception):
-    """arq enqueued nothing, yet no job for the order exists."""
+# arq's enqueue (``ArqRedis.enqueue_job``: no job or result under the id, then the job record
+# and its queue entry) as one atomic script: one round trip where arq's WATCH/EXISTS/MULTI
+# take three. KEYS: the job key, the result key, the queue; ARGV: the record's lifetime (ms),
+# the record, the score (enqueue time, ms), the job id. Returns 1 if it enqueued, else 0.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
 
 
 async def enqueue_process_order(arq: ArqRedis, queue: str, order_id: str) -> Job | None:
-    """The order's job; ``None`` when it already exists (a duplicate event).
+    """The order's job; ``None`` when its job or its result already exists (a duplicate event).
 
-    arq also answers ``None`` when its transaction was aborted (redis-py reports a
-    connection lost while watching the job's key as a ``WatchError``): then no job may
-    exist, and acking the event would lose the order. So ``None`` is trusted only once
-    the job or its result is seen in Redis; otherwise ``NotEnqueued`` is raised and the
-    caller retries as for any other failure.
+    Exactly what arq's ``enqueue_job`` stores (the record its ``serialize_job`` makes, with
+    arq's default lifetime), in one script: the consumer runs this once per event.
     """
     job_id = process_order_job_id(order_id)
-    job = await arq.enqueue_job(PROCESS_ORDER, order_id, _job_id=job_id, _queue_name=queue)
-    if job is None and not await arq.exists(job_key_prefix + job_id, result_key_prefix + job_id):
-        raise NotEnqueued(f"arq enqueued nothing and no job {job_id} exists")
-    return job
+    enqueued_at = timestamp_ms()
+    record = arq_jobs.serialize_job(
+        PROCESS_ORDER, (order_id,), {}, None, enqueued_at, serializer=arq.job_serializer
+    )
+    script = arq.register_script(_ENQUEUE)  # a SHA-1 of a short text; no round trip
+    made = await script(
+        keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue],
+        args=[arq.expires_extra_ms, record, enqueued_at, job_id],
+    )
+    if not made:
+        return None
+    return Job(job_id, redis=arq, _queue_name=queue, _deserializer=arq.job_deserializer)
 
 
 class JobRecord(msgspec.Struct, forbid_unknown_fields=True):

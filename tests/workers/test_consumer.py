@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+import uuid
 
-from aio_pika import Message
+import pytest
 from aio_pika.abc import AbstractChannel
-from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import EventBus, Topology
 from shared.events import encode_event
-from shared.jobs import PROCESS_ORDER, deserialize_job, process_order_job_id
-from shared.redis import create_redis
+from shared.jobs import (
+    PROCESS_ORDER,
+    create_arq_redis,
+    deserialize_job,
+    enqueue_process_order,
+    process_order_job_id,
+)
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.faults import StartProxy, via
@@ -30,7 +34,6 @@ from tests.pipeline import (
     ready_count,
     wait_for,
 )
-from workers.consumer import NewOrderHandler
 
 
 async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:
@@ -201,55 +204,51 @@ async def _queued(redis: Redis, settings: Settings, order_id: object) -> bool:
     return process_order_job_id(str(order_id)) in await queued_jobs(redis, settings)
 
 
-class AbortedOnce(ArqRedis):
-    """arq's client, whose first transaction is aborted: another client writes the watched job
-    key between WATCH and EXEC, so EXEC fails with WatchError, and arq's enqueue_job answers
-    ``None`` as for a duplicate. redis-py raises the same WatchError for a connection lost
-    while watching, which is how the chaos run met it (3 orders of 886 never processed)."""
-
-    def __init__(self, watched_key: str, meddler: Redis, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.watched_key = watched_key
-        self.meddler = meddler
-        self.aborted = 0
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
-        pipe = super().pipeline(transaction, shard_hint)
-        if self.aborted:
-            return pipe
-        self.aborted += 1
-        execute = pipe.execute
-
-        async def meddled(raise_on_error: bool = True) -> list[Any]:
-            await self.meddler.set(self.watched_key, b"x")
-            await self.meddler.delete(self.watched_key)
-            return await execute(raise_on_error)
-
-        pipe.execute = meddled  # type: ignore[method-assign]
-        return pipe
-
-
-async def test_an_enqueue_that_redis_aborted_is_retried_not_acked_as_a_duplicate(
-    pipeline_settings: Settings,
-    redis: Redis,
-    rabbitmq: AbstractChannel,
-    new_order: OrderFactory,
+async def test_the_enqueue_stores_what_arqs_own_enqueue_stores(
+    pipeline_settings: Settings, redis: Redis
 ) -> None:
-    event = await new_order()
-    queue = await rabbitmq.declare_queue(exclusive=True)
-    await rabbitmq.default_exchange.publish(Message(encode_event(event)), routing_key=queue.name)
-    message = await queue.get(timeout=5)
-    job_id = process_order_job_id(event.order_id)
-    arq = AbortedOnce(
-        f"{job_key_prefix}{job_id}",
-        redis,
-        pool_or_conn=create_redis(pipeline_settings.redis_url).connection_pool,
-        default_queue_name=pipeline_settings.arq_queue,
-    )
+    """One script in place of arq's WATCH/EXISTS/MULTI: the same record, lifetime and queue
+    entry, so arq's worker runs it as its own."""
+    arq = create_arq_redis(pipeline_settings, max_connections=2)
+    ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
     try:
-        await NewOrderHandler(pipeline_settings, arq, asyncio.Event()).handle(message)
+        job = await enqueue_process_order(arq, pipeline_settings.arq_queue, ours)
+        assert job is not None
+        assert job.job_id == process_order_job_id(ours)
+        await arq.enqueue_job(
+            PROCESS_ORDER,
+            theirs,
+            _job_id=process_order_job_id(theirs),
+            _queue_name=pipeline_settings.arq_queue,
+        )
+        records = {}
+        for order_id in (ours, theirs):
+            key = job_key_prefix + process_order_job_id(order_id)
+            record = deserialize_job(await redis.get(key))
+            assert record.pop("et") == pytest.approx(time.time() * 1000, abs=5_000)
+            records[order_id] = record
+            assert await redis.pttl(key) == pytest.approx(arq.expires_extra_ms, abs=5_000)
+            score = await redis.zscore(pipeline_settings.arq_queue, process_order_job_id(order_id))
+            assert score == pytest.approx(time.time() * 1000, abs=5_000)
+        assert records[ours] == {**records[theirs], "a": [ours]}
+        assert records[ours]["f"] == PROCESS_ORDER
+        info = await job.info()
+        assert info is not None
+        assert list(info.args) == [ours]  # JSON keeps no tuples, for arq's jobs either
     finally:
-        await arq.aclose(close_connection_pool=True)
+        await arq.aclose()
 
-    assert arq.aborted == 1
-    assert await queued_jobs(redis, pipeline_settings) == [job_id]
+
+async def test_the_enqueue_makes_no_second_job_while_a_job_or_its_result_exists(
+    pipeline_settings: Settings, redis: Redis
+) -> None:
+    arq = create_arq_redis(pipeline_settings, max_connections=2)
+    queued, finished = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        assert await enqueue_process_order(arq, pipeline_settings.arq_queue, queued) is not None
+        assert await enqueue_process_order(arq, pipeline_settings.arq_queue, queued) is None
+        await redis.set(result_key_prefix + process_order_job_id(finished), b"{}", ex=60)
+        assert await enqueue_process_order(arq, pipeline_settings.arq_queue, finished) is None
+        assert await queued_jobs(redis, pipeline_settings) == [process_order_job_id(queued)]
+    finally:
+        await arq.aclose()

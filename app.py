@@ -38,7 +38,7 @@ from shared.auth import (
 )
 from shared.bus import EventBus
 from shared.client_address import ClientAddressMiddleware
-from shared.database import alchemy_config
+from shared.database import alchemy_config, autocommit
 from shared.errors import exception_handlers
 from shared.exact_json import ExactJSONRequest
 from shared.logs import RequestIdMiddleware, configure_logging
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     services = Services(
         settings=settings,
         engine=engine,
+        autocommit=autocommit(engine),
         redis=redis,
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),

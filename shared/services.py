@@ -42,6 +42,7 @@ class Services:
     """
 
     __slots__ = (
+        "autocommit",
         "bus",
         "engine",
         "order_cache",
@@ -61,6 +62,7 @@ class Services:
         *,
         settings: Settings,
         engine: AsyncEngine,
+        autocommit: AsyncEngine,
         redis: Redis,
         bus: EventBus,
         order_cache: OrderCache,
@@ -74,6 +76,8 @@ class Services:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        # The same pool without BEGIN/COMMIT: for a use case that is one statement.
+        self.autocommit = autocommit
         self.redis = redis
         self.bus = bus
         self.order_cache = order_cache

@@ -6,13 +6,13 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.list_user_orders.queries import list_orders
 from features.list_user_orders.schemas import DEFAULT_LIMIT, Limit, Offset
 from shared.auth import CurrentUser
 from shared.errors import error_responses
 from shared.orders import OrderView, order_view
+from shared.services import Services
 
 
 @get(
@@ -25,11 +25,12 @@ from shared.orders import OrderView, order_view
 async def list_user_orders(
     user_id: FromPath[int],
     current_user: NamedDependency[CurrentUser],
-    db_session: NamedDependency[AsyncSession],
+    services: NamedDependency[Services],
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[OrderView]:
     if user_id != current_user.id:
         raise PermissionDeniedException("you can only list your own orders")
-    rows = await list_orders(db_session, user_id, limit, offset)
+    async with services.autocommit.connect() as conn:  # one SELECT: no transaction needed
+        rows = await list_orders(conn, user_id, limit, offset)
     return [order_view(row) for row in rows]

@@ -5,21 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, Row, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order
 from shared.orders import ORDER_VIEW_COLUMNS
 
+# Built once; each request binds its user and page.
+_PAGE = (
+    select(*ORDER_VIEW_COLUMNS)
+    .where(Order.user_id == bindparam("user_id"))
+    .order_by(Order.created_at.desc(), Order.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+)
+
 
 async def list_orders(
-    session: AsyncSession, user_id: int, limit: int, offset: int
+    conn: AsyncConnection, user_id: int, limit: int, offset: int
 ) -> Sequence[Row[Any]]:
-    stmt = (
-        select(*ORDER_VIEW_COLUMNS)
-        .where(Order.user_id == user_id)
-        .order_by(Order.created_at.desc(), Order.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return (await session.execute(stmt)).all()
+    params = {"user_id": user_id, "limit": limit, "offset": offset}
+    return (await conn.execute(_PAGE, params)).all()

@@ -15,7 +15,6 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_409_CONFLICT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.patch_order.queries import move_status
 from features.patch_order.schemas import PatchOrderRequest, StatusConflict
@@ -59,17 +58,17 @@ async def patch_order(
     order_id: FromPath[uuid.UUID],
     data: JSONBody[PatchOrderRequest],
     current_user: NamedDependency[CurrentUser],
-    db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
 ) -> OrderView:
     sources = statuses_that_can_move_to(data.status)
-    row = await move_status(db_session, order_id, current_user.id, data.status, sources)
+    # One UPDATE, committed as it runs (autocommit); the read after it only explains a miss.
+    async with services.autocommit.connect() as conn:
+        row = await move_status(conn, order_id, current_user.id, data.status, sources)
+        current = None if row is not None else await find_own_order(conn, order_id, current_user.id)
     if row is not None:
-        await db_session.commit()
         view = order_view(row)
         await services.order_cache.cache_order(view)
         return view
-    current = await find_own_order(db_session, order_id, current_user.id)
     if current is None:
         raise NotFoundException(ORDER_NOT_FOUND)
     if current.status == data.status:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.models import Order
@@ -25,9 +25,15 @@ ORDER_VIEW_COLUMNS = (
 )
 
 
+# Built once: the cold GET and PATCH run it per request.
+_OWN_ORDER = select(*ORDER_VIEW_COLUMNS).where(
+    Order.id == bindparam("order_id"), Order.user_id == bindparam("user_id")
+)
+
+
 async def find_own_order(
     session: AsyncSession | AsyncConnection, order_id: uuid.UUID, user_id: int
 ) -> Row[Any] | None:
     """One order, scoped to its owner in the WHERE clause: another user's order is "none"."""
-    stmt = select(*ORDER_VIEW_COLUMNS).where(Order.id == order_id, Order.user_id == user_id)
-    return (await session.execute(stmt)).one_or_none()
+    params = {"order_id": order_id, "user_id": user_id}
+    return (await session.execute(_OWN_ORDER, params)).one_or_none()

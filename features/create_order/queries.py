@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -70,7 +70,9 @@ async def find_by_idempotency_key(
             )
         )
     ).one_or_none()
-    return (row, row.request_fingerprint) if row else None
+    if row is None:
+        return None
+    return cast("Row[Any]", row), row.request_fingerprint  # the view's row, one column more
 
 
 async def release_expired_key(conn: AsyncConnection, user_id: int, key: str) -> None:

@@ -35,7 +35,8 @@ class OrderView(msgspec.Struct, frozen=True, kw_only=True):
 class OrderRecord(Protocol):
     """What a view is built from: a selected row, an ORM object, any object with these fields.
 
-    ``items`` is the stored JSON (prices as strings or numbers), ``status`` its enum or text.
+    ``items`` is the stored JSON, as its text (what ``ORDER_VIEW_COLUMNS`` selects) or decoded
+    (prices as strings or numbers); ``status`` its enum or text.
     """
 
     @property
@@ -56,12 +57,21 @@ class OrderRecord(Protocol):
     def processed_at(self) -> datetime | None: ...
 
 
+_items_decoder = msgspec.json.Decoder(list[OrderItem], strict=False)
+
+
+def _items(stored: Any) -> list[OrderItem]:
+    if isinstance(stored, str | bytes):
+        return _items_decoder.decode(stored)  # one pass, from the text PostgreSQL sent
+    return msgspec.convert(stored, list[OrderItem], strict=False)
+
+
 def order_view(record: OrderRecord) -> OrderView:
     """Build the public view from stored values; money keeps exactly two places."""
     return OrderView(
         id=record.id,
         user_id=record.user_id,
-        items=msgspec.convert(record.items, list[OrderItem], strict=False),
+        items=_items(record.items),
         total_price=Decimal(record.total_price).quantize(CENT),
         status=OrderStatus(record.status),
         created_at=record.created_at,

@@ -98,3 +98,12 @@ def test_the_view_is_immutable() -> None:
     assert isinstance(view, OrderView)
     with pytest.raises(AttributeError):
         view.status = OrderStatus.PAID  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("price", ['"100.50"', "100.5", '"1.005e2"'])
+def test_items_as_the_json_text_postgresql_sends_read_back_equal(price: str) -> None:
+    text = f'[{{"name": "a", "price": {price}, "quantity": 1}}]'
+    for stored_items in (text, text.encode()):
+        view = order_view(stored(items=stored_items))
+        assert view.items == [OrderItem(name="a", quantity=1, price=Decimal("100.50"))]
+        assert type(view.items[0].price) is Decimal

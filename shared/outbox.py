@@ -1,6 +1,6 @@
 """The transactional outbox for ``new_order`` events: stage, relay, mark sent, sweep.
 
-``stage_new_order`` adds the outbox row inside the order's own transaction; after the commit
+``staging`` adds the outbox row in the order's own statement; after the commit
 ``OutboxRelay`` publishes it with publisher confirms and marks it sent. If that fails (the
 broker is down, the process dies) the row stays unsent and ``sweep_outbox`` publishes it
 later. Delivery is therefore at least once; consumers dedupe by order id.
@@ -14,8 +14,8 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import ColumnElement, Insert, bindparam, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import NEW_ORDER, EventBus
 from shared.database import autocommit
@@ -26,35 +26,35 @@ from shared.models import OutboxEvent
 logger = logging.getLogger("shared.events")  # its name before it moved here: log queries match it
 
 
-_STAGE = insert(OutboxEvent)  # built once; each order binds its own values
-
-
-async def stage_new_order(
-    conn: AsyncConnection | AsyncSession,
-    *,
-    order_id: uuid.UUID,
-    user_id: int,
-    total_price: Decimal,
-    created_at: datetime,
+def new_order_event(
+    *, order_id: uuid.UUID, user_id: int, total_price: Decimal, created_at: datetime
 ) -> NewOrderEvent:
-    """Add the outbox row to the caller's transaction (the caller commits)."""
-    event = NewOrderEvent(
+    return NewOrderEvent(
         event_id=uuid.uuid4(),
         order_id=order_id,
         user_id=user_id,
         total_price=total_price,
         created_at=created_at,
     )
-    await conn.execute(
-        _STAGE,
-        {
-            "id": event.event_id,
-            "event_type": NEW_ORDER,
-            "order_id": order_id,
-            "payload": encode_event(event),
-        },
+
+
+def staging(order_id: ColumnElement[uuid.UUID]) -> Insert:
+    """The outbox row of the order whose id ``order_id`` selects, to run in the order's own
+    statement (a CTE of its INSERT: nothing is staged when the order is not inserted).
+    Binds ``event_id`` and ``payload`` (``staged_values``)."""
+    return insert(OutboxEvent).from_select(
+        ["id", "event_type", "order_id", "payload"],
+        select(
+            bindparam("event_id", type_=OutboxEvent.id.type),
+            literal(NEW_ORDER),
+            order_id,
+            bindparam("payload", type_=OutboxEvent.payload.type),
+        ),
     )
-    return event
+
+
+def staged_values(event: NewOrderEvent) -> dict[str, object]:
+    return {"event_id": event.event_id, "payload": encode_event(event)}
 
 
 async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:

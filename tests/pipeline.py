@@ -17,11 +17,12 @@ import pytest
 from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from features.create_order.queries import insert_order
 from shared.events import NewOrderEvent
 from shared.models import Order, User
-from shared.outbox import stage_new_order
+from shared.orders import OrderItem
 from shared.settings import Settings
 
 ARQ_KEY_PREFIXES = ("arq:job:", "arq:result:", "arq:retry:", "arq:in-progress:")
@@ -61,33 +62,25 @@ def order_factory(engine: AsyncEngine) -> OrderFactory:
     """Insert a user and a PENDING order with its staged outbox row, as POST /orders does."""
 
     async def make() -> NewOrderEvent:
-        order_id = uuid.uuid4()
-        async with AsyncSession(engine) as session, session.begin():
-            user_id = await session.scalar(
+        async with engine.begin() as conn:
+            user_id = await conn.scalar(
                 insert(User)
-                .values(email=f"worker-{order_id.hex[:12]}@example.com", password_hash=b"x" * 60)
+                .values(
+                    email=f"worker-{uuid.uuid4().hex[:12]}@example.com", password_hash=b"x" * 60
+                )
                 .returning(User.id)
             )
             assert user_id is not None
-            row = (
-                await session.execute(
-                    insert(Order)
-                    .values(
-                        id=order_id,
-                        user_id=user_id,
-                        items=[{"name": "A", "quantity": 1, "price": "1.00"}],
-                        total_price=Decimal("1.00"),
-                    )
-                    .returning(Order.created_at)
-                )
-            ).one()
-            return await stage_new_order(
-                session,
-                order_id=order_id,
+            inserted = await insert_order(  # POST /orders' own statement: order and event
+                conn,
                 user_id=user_id,
-                total_price=Decimal("1.00"),
-                created_at=row.created_at,
+                items=[OrderItem(name="A", quantity=1, price=Decimal("1.00"))],
+                total=Decimal("1.00"),
+                idempotency_key=None,
+                fingerprint=None,
             )
+            assert inserted is not None
+            return inserted[1]
 
     return make
 

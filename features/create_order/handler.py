@@ -33,7 +33,6 @@ from features.create_order.schemas import (
 from shared.auth import CurrentUser
 from shared.errors import UnprocessableEntity, error_responses
 from shared.orders import OrderView, order_view, request_fingerprint
-from shared.outbox import stage_new_order
 from shared.services import Services
 
 logger = logging.getLogger(__name__)
@@ -65,15 +64,17 @@ async def create_order(
     total = checked_total(data)
     items = order_items(data.items)
     fingerprint = request_fingerprint(items, total) if idempotency_key else None
+    # Without a key the order is one statement (its outbox row included), atomic alone: no
+    # transaction round trips. With one, the look-ups and the insert share a transaction.
+    engine = services.engine if idempotency_key else services.autocommit
     try:
-        # One transaction on a plain connection (no ORM session): the order and its event.
-        async with services.engine.begin() as conn:
+        async with engine.begin() as conn:
             if idempotency_key:
                 replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
                 if replay is not None:
                     return _created(order_view(replay))
                 await release_expired_key(conn, current_user.id, idempotency_key)
-            row = await insert_order(
+            inserted = await insert_order(
                 conn,
                 user_id=current_user.id,
                 items=items,
@@ -81,7 +82,7 @@ async def create_order(
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
             )
-            if row is None:
+            if inserted is None:
                 # A concurrent request with the same key committed first: ON CONFLICT waited
                 # for it, so (read committed) the next statement sees its order.
                 replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
@@ -90,16 +91,10 @@ async def create_order(
                         "Idempotency-Key is in use; retry", field="Idempotency-Key"
                     )
                 return _created(order_view(replay))
-            view = order_view(row)
-            event = await stage_new_order(
-                conn,
-                order_id=view.id,
-                user_id=view.user_id,
-                total_price=view.total_price,
-                created_at=view.created_at,
-            )
     except IntegrityError as exc:  # the user was deleted after the token was checked
         raise NotAuthorizedException("user no longer exists") from exc
+    row, event = inserted
+    view = order_view(row)
     logger.info("order created", extra={"order_id": str(view.id)})
     services.outbox_relay.submit(event)  # publish after the commit, off the request path
     await services.order_cache.cache_order(view)

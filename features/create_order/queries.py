@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Row, func, select, text, update
+from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.events import NewOrderEvent
 from shared.models import Order, OrderStatus
 from shared.orders import CENT, ORDER_VIEW_COLUMNS, OrderItem
+from shared.outbox import new_order_event, staged_values, staging
 
 IDEMPOTENCY_WINDOW = text("interval '24 hours'")
 
@@ -24,15 +27,33 @@ def items_to_json(items: list[OrderItem]) -> list[dict[str, Any]]:
     ]
 
 
-# Built once: each request only binds its values (the columns named in ``insert_order``).
-_INSERT_ORDER = (
+# The order and its outbox row in one statement, built once: an INSERT ... RETURNING whose CTE
+# stages the event only if the order went in (ON CONFLICT leaves both out). One statement is
+# atomic alone, so it needs no transaction of its own: one round trip to PostgreSQL.
+# ``created_at`` is the application's (the event carries it, so it is known before the
+# insert); ``updated_at`` starts equal to it, and every later write moves it forward from
+# whichever is later, the database's clock or it (shared.orders.NEXT_UPDATED_AT).
+_new_order = (
     insert(Order)
+    .values(
+        id=bindparam("new_id", type_=Order.id.type),
+        user_id=bindparam("owner_id", type_=Order.user_id.type),
+        items=bindparam("new_items", type_=Order.items.type),
+        total_price=bindparam("new_total", type_=Order.total_price.type),
+        status=OrderStatus.PENDING,
+        created_at=bindparam("new_at", type_=Order.created_at.type),
+        updated_at=bindparam("new_at", type_=Order.updated_at.type),
+        idempotency_key=bindparam("new_key", type_=Order.idempotency_key.type),
+        request_fingerprint=bindparam("new_fingerprint", type_=Order.request_fingerprint.type),
+    )
     .on_conflict_do_nothing(
         index_elements=[Order.user_id, Order.idempotency_key],
         index_where=Order.idempotency_key.is_not(None),
     )
     .returning(*ORDER_VIEW_COLUMNS)
+    .cte("new_order")
 )
+_INSERT_ORDER = select(*_new_order.c).add_cte(staging(_new_order.c.id).cte("staged"))
 
 
 async def insert_order(
@@ -43,18 +64,27 @@ async def insert_order(
     total: Decimal,
     idempotency_key: str | None,
     fingerprint: bytes | None,
-) -> Row[Any] | None:
-    """The new order's row; None when the same user's same key won the race (ON CONFLICT)."""
+) -> tuple[Row[Any], NewOrderEvent] | None:
+    """The new order's row and its staged event; None when the same user's same key won the
+    race (ON CONFLICT: no order, no event)."""
+    event = new_order_event(
+        order_id=uuid.uuid4(),
+        user_id=user_id,
+        total_price=total.quantize(CENT),
+        created_at=datetime.now(UTC),
+    )
     values = {
-        "id": uuid.uuid4(),
-        "user_id": user_id,
-        "items": items_to_json(items),
-        "total_price": total,
-        "status": OrderStatus.PENDING,
-        "idempotency_key": idempotency_key,
-        "request_fingerprint": fingerprint,
+        "new_id": event.order_id,
+        "owner_id": user_id,
+        "new_items": items_to_json(items),
+        "new_total": total,
+        "new_at": event.created_at,
+        "new_key": idempotency_key,
+        "new_fingerprint": fingerprint,
+        **staged_values(event),
     }
-    return (await conn.execute(_INSERT_ORDER, values)).one_or_none()
+    row = (await conn.execute(_INSERT_ORDER, values)).one_or_none()
+    return None if row is None else (row, event)
 
 
 async def find_by_idempotency_key(

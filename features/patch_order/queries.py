@@ -5,15 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, update
+from sqlalchemy import Row, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order, OrderStatus
-from shared.orders import ORDER_VIEW_COLUMNS
+from shared.orders import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
 # Built once; each request binds its order, owner, target and allowed sources.
-# ``clock_timestamp()`` (not ``now()``) is read after the row lock is taken, so of two racing
-# updates the later one always has the later ``updated_at``: the cache's version.
 _MOVE = (
     update(Order)
     .where(
@@ -21,7 +19,7 @@ _MOVE = (
         Order.user_id == bindparam("owner_id"),  # "user_id" is the SET clause's own name
         Order.status.in_(bindparam("sources", expanding=True)),
     )
-    .values(status=bindparam("target"), updated_at=func.clock_timestamp())
+    .values(status=bindparam("target"), updated_at=NEXT_UPDATED_AT)
     .returning(*ORDER_VIEW_COLUMNS)
 )
 

@@ -12,11 +12,11 @@ from sqlalchemy import Row, bindparam, exists, false, func, literal, select, tru
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order
-from shared.orders import ORDER_VIEW_COLUMNS
+from shared.orders import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
 _ORDER_ID = bindparam("order_id", type_=Order.id.type)
 
-# The UPDATE sets processed_at only if it is unset; ``clock_timestamp()`` orders this write
+# The UPDATE sets processed_at only if it is unset; ``NEXT_UPDATED_AT`` orders this write
 # against a racing PATCH. When it changed nothing, the second branch reads the order as it
 # is (the statement's snapshot), so one round trip answers both "did I do it?" and "what is
 # it now?". A single statement is atomic: it runs on an autocommit connection, with no
@@ -24,7 +24,7 @@ _ORDER_ID = bindparam("order_id", type_=Order.id.type)
 _done = (
     update(Order)
     .where(Order.id == _ORDER_ID, Order.processed_at.is_(None))
-    .values(processed_at=func.now(), updated_at=func.clock_timestamp())
+    .values(processed_at=func.now(), updated_at=NEXT_UPDATED_AT)
     .returning(*ORDER_VIEW_COLUMNS)
     .cte("done")
 )

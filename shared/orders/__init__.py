@@ -43,11 +43,12 @@ from shared.orders.view import (
 )
 
 if TYPE_CHECKING:
-    from shared.orders.queries import ORDER_VIEW_COLUMNS, find_own_order
+    from shared.orders.queries import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS, find_own_order
 
 __all__ = [
     "CENT",
     "MAX_TOTAL",
+    "NEXT_UPDATED_AT",
     "ORDER_NOT_FOUND",
     "ORDER_VIEW_COLUMNS",
     "Money",
@@ -72,7 +73,7 @@ __all__ = [
     "statuses_that_can_move_to",
 ]
 
-_QUERIES = frozenset({"ORDER_VIEW_COLUMNS", "find_own_order"})
+_QUERIES = frozenset({"NEXT_UPDATED_AT", "ORDER_VIEW_COLUMNS", "find_own_order"})
 
 
 def __getattr__(name: str) -> object:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Text, bindparam, cast, select
+from sqlalchemy import Row, Text, bindparam, cast, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.models import Order
@@ -26,6 +26,14 @@ ORDER_VIEW_COLUMNS: tuple[Any, ...] = (
     Order.processed_at,
 )
 
+
+# What every write after the insert sets ``updated_at`` to (the cache keeps the view with the
+# latest one). ``clock_timestamp()`` is read after the row lock is taken, so of two racing
+# writes the later one is later; and it never goes back, even if the database's clock is
+# behind the application's that stamped the insert.
+NEXT_UPDATED_AT = func.greatest(
+    func.clock_timestamp(), Order.updated_at + text("interval '1 microsecond'")
+)
 
 # Built once: the cold GET and PATCH run it per request.
 _OWN_ORDER = select(*ORDER_VIEW_COLUMNS).where(

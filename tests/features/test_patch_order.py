@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.models import Order
 from shared.order_cache import OrderCache
 from shared.orders import OrderView
 from shared.settings import Settings
@@ -178,3 +182,32 @@ async def test_racing_cold_reads_never_outlive_a_patch(
 
     statuses = await asyncio.gather(*[patch_then_check(o) for o in order_ids])
     assert statuses == ["PAID"] * len(order_ids)
+
+
+async def test_a_patch_wins_in_the_cache_even_when_the_order_was_stamped_ahead_of_the_database(
+    client: Client, alice: Account, settings: Settings, engine: AsyncEngine
+) -> None:
+    """``created_at`` and the first ``updated_at`` come from the API's clock; a later write's
+    ``updated_at`` comes from the database's. Were the API's clock ahead, a PATCH stamped by
+    the database would look older than the view it replaces, and the cache (which keeps the
+    newest) would go on serving the old status. ``updated_at`` only ever moves forward."""
+    order_id = str((await create_order(client, alice))["id"])
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Order)
+            .where(Order.id == uuid.UUID(order_id))
+            .values(created_at=ahead, updated_at=ahead)
+        )
+    await evict(settings, order_id)
+    seen = await client.get(f"/orders/{order_id}", headers=alice.headers)
+    assert seen.headers["X-Cache"] == "MISS"  # now cached with the clock-ahead updated_at
+
+    moved = await client.patch(
+        f"/orders/{order_id}", json={"status": "PAID"}, headers=alice.headers
+    )
+    assert moved.status_code == 200
+    assert moved.json()["updated_at"] > seen.json()["updated_at"]
+    read = await client.get(f"/orders/{order_id}", headers=alice.headers)
+    assert read.headers["X-Cache"] == "HIT"
+    assert read.json()["status"] == "PAID"

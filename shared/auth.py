@@ -27,6 +27,7 @@ import msgspec
 from litestar import Request
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.openapi.spec import OAuthFlow
@@ -41,7 +42,7 @@ from shared.credentials import BCRYPT_MAX_BYTES
 from shared.database import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
 from shared.models import User
 from shared.routes import ops_path_patterns
-from shared.services import services_of
+from shared.services import Services, services_of
 from shared.settings import Settings
 from shared.signing_keys import SigningKeys
 from shared.verified_tokens import VerifiedTokens
@@ -276,8 +277,16 @@ class TokenIssuer:
         return self._auth.create_token(identifier=str(user_id), token_expiration=self.lifetime)
 
 
-def provide_current_user(request: Request[CurrentUser, Token, Any]) -> CurrentUser:
-    """The authenticated caller, for handlers to depend on by name."""
+def provide_current_user(
+    request: Request[CurrentUser, Token, Any],
+    services: NamedDependency[Services],  # only so Litestar resolves this after it: see below
+) -> CurrentUser:
+    """The authenticated caller, for handlers to depend on by name.
+
+    It names ``services`` so that a handler taking both gets them one after the other:
+    Litestar resolves independent dependencies concurrently, in an anyio task group opened
+    per request, which cost 5 % of a POST /orders' CPU for two values already at hand.
+    """
     return request.user
 
 

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Row, Text, bindparam, cast, func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order
 
@@ -42,8 +42,8 @@ _OWN_ORDER = select(*ORDER_VIEW_COLUMNS).where(
 
 
 async def find_own_order(
-    session: AsyncSession | AsyncConnection, order_id: uuid.UUID, user_id: int
+    conn: AsyncConnection, order_id: uuid.UUID, user_id: int
 ) -> Row[Any] | None:
     """One order, scoped to its owner in the WHERE clause: another user's order is "none"."""
     params = {"order_id": order_id, "user_id": user_id}
-    return (await session.execute(_OWN_ORDER, params)).one_or_none()
+    return (await conn.execute(_OWN_ORDER, params)).one_or_none()

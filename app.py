@@ -32,6 +32,7 @@ from features.token.handler import token
 from shared.auth import (
     TokenIssuer,
     UserDirectory,
+    access_token_policy,
     bcrypt_queue,
     build_auth,
     provide_current_user,
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.jwt_previous_public_keys,
     )
     auth = build_auth(settings, keys)
-    token_issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
+    token_issuer = TokenIssuer(keys, access_token_policy(settings))
     services = Services(
         settings=settings,
         engine=engine,

@@ -48,6 +48,7 @@ from shared.order_cache import OrderCache
 from shared.outbox import OutboxRelay
 from shared.rate_limit import rate_limit_config
 from shared.redis import create_redis
+from shared.security_headers import SecurityHeaders
 from shared.services import SERVICES, Services
 from shared.sessions import SessionIssuer
 from shared.settings import Settings, load_settings
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,
+        before_send=[SecurityHeaders(settings.trusted_proxy_networks)],
         request_max_body_size=settings.max_body_bytes,
         request_class=ExactJSONRequest,
         openapi_config=docs_config(),

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jwt.types import Options
+
 TOKEN_TYPE = "at+jwt"
 ACCEPTED_TOKEN_TYPES = frozenset({TOKEN_TYPE, "application/at+jwt"})
 # How far another API process's clock may run ahead of this one's: an ``iat`` up to this far
@@ -43,7 +45,7 @@ JTI_BYTES = 16
 
 # PyJWT's options for a token whose claims ``AccessTokenPolicy.check`` judges: the signature
 # and the algorithm only (``sub`` and ``jti`` keep PyJWT's type checks: they are strings).
-SIGNATURE_ONLY: dict[str, Any] = {
+SIGNATURE_ONLY: Options = {
     "verify_signature": True,
     "verify_exp": False,
     "verify_nbf": False,

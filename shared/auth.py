@@ -390,7 +390,7 @@ class SignedToken(Token):
                 encoded_token,
                 key=key,
                 algorithms=algorithms,
-                options=SIGNATURE_ONLY,  # type: ignore[arg-type]  # a dict of PyJWT's keys
+                options=SIGNATURE_ONLY,
             )
             claims = decoded["payload"]
             cls.policy.check(decoded["header"], claims, now)

@@ -32,6 +32,7 @@ from features.token.handler import token
 from shared.auth import (
     TokenIssuer,
     UserDirectory,
+    access_token_policy,
     bcrypt_queue,
     build_auth,
     provide_current_user,
@@ -47,6 +48,7 @@ from shared.order_cache import OrderCache
 from shared.outbox import OutboxRelay
 from shared.rate_limit import rate_limit_config
 from shared.redis import create_redis
+from shared.security_headers import SecurityHeaders
 from shared.services import SERVICES, Services
 from shared.sessions import SessionIssuer
 from shared.settings import Settings, load_settings
@@ -68,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.jwt_previous_public_keys,
     )
     auth = build_auth(settings, keys)
-    token_issuer = TokenIssuer(auth, timedelta(minutes=settings.access_token_expire_minutes))
+    token_issuer = TokenIssuer(keys, access_token_policy(settings))
     services = Services(
         settings=settings,
         engine=engine,
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,
+        before_send=[SecurityHeaders(settings.trusted_proxy_networks)],
         request_max_body_size=settings.max_body_bytes,
         request_class=ExactJSONRequest,
         openapi_config=docs_config(),

@@ -1,9 +1,9 @@
 """The ceiling: the least an authenticated cached read can cost on this machine.
 
 A bare ASGI app, no framework: it verifies the same JWT the API verifies (PyJWT, HS256, the
-same secret and required claims), GETs one Redis key and returns its bytes as they are. It is
-served exactly like the API (same server, same number of processes), so every scenario can be
-reported as a fraction of it. Serve it with
+same secret, issuer, audience and required claims), GETs one Redis key and returns its bytes
+as they are. It is served exactly like the API (same server, same number of processes), so
+every scenario can be reported as a fraction of it. Serve it with
 ``uvicorn bench.ceiling:create_app --factory --workers N``; ``BENCH_CEILING_KEY`` names the key.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 import jwt
 from redis.asyncio import Redis
 
+from shared.access_tokens import REQUIRED_CLAIMS
 from shared.redis import create_redis
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 # Plain ASGI types: the ceiling owes nothing to a framework, its type hints included.
 Scope = MutableMapping[str, Any]
@@ -25,14 +26,15 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-REQUIRED_CLAIMS = ["sub", "exp", "iat"]
 _JSON = [(b"content-type", b"application/json")]
 _UNAUTHORIZED = b'{"status_code":401,"detail":"not authenticated"}'
 
 
 class Ceiling:
-    def __init__(self, jwt_secret: str, redis: Redis, key: str) -> None:
-        self._secret = jwt_secret
+    def __init__(self, settings: Settings, redis: Redis, key: str) -> None:
+        self._secret = settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
         self._redis = redis
         self._key = key
 
@@ -62,7 +64,9 @@ class Ceiling:
                         token,
                         self._secret,
                         algorithms=["HS256"],
-                        options={"require": REQUIRED_CLAIMS},
+                        issuer=self._issuer,
+                        audience=self._audience,
+                        options={"require": list(REQUIRED_CLAIMS)},
                     )
                 except jwt.PyJWTError:
                     return False
@@ -96,4 +100,4 @@ async def _respond(
 def create_app() -> Ceiling:
     settings = load_settings()
     key = os.environ["BENCH_CEILING_KEY"]
-    return Ceiling(settings.jwt_secret, create_redis(settings.redis_url), key)
+    return Ceiling(settings, create_redis(settings.redis_url), key)

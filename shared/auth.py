@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -38,6 +38,13 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.access_tokens import (
+    JTI_BYTES,
+    SIGNATURE_ONLY,
+    TOKEN_TYPE,
+    AccessTokenPolicy,
+    InvalidAccessToken,
+)
 from shared.credentials import BCRYPT_MAX_BYTES
 from shared.database import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
 from shared.models import User
@@ -267,14 +274,21 @@ async def retrieve_user(
 
 
 class TokenIssuer:
-    """Signs access tokens with the app's auth config; what POST /token depends on."""
+    """Signs access tokens by the RFC 9068 profile; what POST /token depends on."""
 
-    def __init__(self, auth: OAuth2PasswordBearerAuth[CurrentUser, Token], lifetime: timedelta):
-        self._auth = auth
-        self.lifetime = lifetime
+    def __init__(self, keys: SigningKeys, policy: AccessTokenPolicy) -> None:
+        self._keys = keys
+        self._policy = policy
+        kid = {"kid": keys.signing_kid} if keys.signing_kid else {}
+        self._header = {"typ": TOKEN_TYPE, **kid}
+        self.lifetime = timedelta(seconds=policy.lifetime_s)
 
     def issue(self, user_id: int) -> str:
-        return self._auth.create_token(identifier=str(user_id), token_expiration=self.lifetime)
+        jti = secrets.token_urlsafe(JTI_BYTES)
+        claims = self._policy.claims(str(user_id), int(time.time()), jti)
+        return jwt.encode(
+            claims, key=self._keys.signing_key, algorithm=self._keys.algorithm, headers=self._header
+        )
 
 
 def provide_current_user(
@@ -330,20 +344,28 @@ class BearerAuth(OAuth2PasswordBearerAuth[CurrentUser, Token]):
 
 
 class SignedToken(Token):
-    """Litestar's token, signed and verified with the deployment's keys (``shared.signing_keys``).
+    """Litestar's token, verified with the deployment's keys and its access-token policy.
 
     Litestar's auth passes one secret; with a key set the verifying key depends on the token's
-    ``kid``, so this picks it, then lets PyJWT verify as Litestar would, with the configured
-    algorithm only. A ``kid`` that names no key (any ``kid`` under HS256) is refused.
+    ``kid``, so this picks it, lets PyJWT check the signature with the configured algorithm
+    only, then the policy checks the header and claims (``shared.access_tokens``). A ``kid``
+    that names no key (any ``kid`` under HS256) is refused. Only a token that passed all of
+    it is remembered. Tokens are signed by ``TokenIssuer``, never through this class.
     """
 
     keys: ClassVar[SigningKeys]
+    policy: ClassVar[AccessTokenPolicy]
     verified: ClassVar[VerifiedTokens]  # this app's tokens verified so far, until they expire
 
+    def __post_init__(self) -> None:
+        """Litestar's checks (``iat`` not one second ahead, ``exp`` ahead) are not repeated:
+        the policy has checked both, with the clock skew Litestar's check does not allow."""
+
     @classmethod
-    def for_keys(cls, keys: SigningKeys) -> type[SignedToken]:
+    def for_keys(cls, keys: SigningKeys, policy: AccessTokenPolicy) -> type[SignedToken]:
         """A token class bound to one app's keys (tests build several apps in one process)."""
-        return type("SignedToken", (cls,), {"keys": keys, "verified": VerifiedTokens()})
+        attributes = {"keys": keys, "policy": policy, "verified": VerifiedTokens()}
+        return type("SignedToken", (cls,), attributes)
 
     @classmethod
     def decode_payload(
@@ -355,48 +377,50 @@ class SignedToken(Token):
         audience: str | Sequence[str] | None = None,
         options: JWTDecodeOptions | None = None,
     ) -> Any:
-        # The auth middleware is the only caller, always with the app's one set of options.
-        claims = cls.verified.get(encoded_token, time.time())
+        # The auth middleware is the only caller; the policy, not its options, judges claims.
+        now = time.time()
+        claims = cls.verified.get(encoded_token, now)
         if claims is not None:
             return claims
         key = cls.keys.verifying_key(jwt.get_unverified_header(encoded_token).get("kid"))
         if key is None:
             raise jwt.InvalidTokenError("the token's kid names no key")
         try:
-            claims = jwt.decode(
+            decoded = jwt.decode_complete(
                 encoded_token,
                 key=key,
                 algorithms=algorithms,
-                issuer=issuer,
-                audience=audience,
-                options=options,  # type: ignore[arg-type]  # Litestar's TypedDict, PyJWT's keys
+                options=SIGNATURE_ONLY,
             )
-        except jwt.PyJWTError as exc:  # an InvalidKeyError too: Litestar makes these a 401
+            claims = decoded["payload"]
+            cls.policy.check(decoded["header"], claims, now)
+        except (jwt.PyJWTError, InvalidAccessToken) as exc:  # Litestar makes these a 401
             raise jwt.InvalidTokenError(str(exc)) from exc
         cls.verified.put(encoded_token, claims)
         return claims
 
     def encode(self, secret: str, algorithm: str) -> str:
-        kid = self.keys.signing_kid
-        return jwt.encode(
-            {k: v for k, v in asdict(self).items() if v is not None},
-            key=self.keys.signing_key,
-            algorithm=algorithm,
-            headers={"kid": kid} if kid else None,
-        )
+        raise NotImplementedError("access tokens are signed by TokenIssuer")
+
+
+def access_token_policy(settings: Settings) -> AccessTokenPolicy:
+    return AccessTokenPolicy(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lifetime_s=settings.access_token_expire_minutes * 60,
+    )
 
 
 def build_auth(
     settings: Settings, keys: SigningKeys
 ) -> OAuth2PasswordBearerAuth[CurrentUser, Token]:
     return BearerAuth(
-        token_secret=settings.jwt_secret,  # unused: SignedToken signs and verifies with keys
+        token_secret=settings.jwt_secret,  # unused: SignedToken verifies with keys
         algorithm=keys.algorithm,
-        token_cls=SignedToken.for_keys(keys),
+        token_cls=SignedToken.for_keys(keys, access_token_policy(settings)),
         token_url=TOKEN_PATH,
         retrieve_user_handler=retrieve_user,
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),
-        require_claims=["sub", "exp", "iat"],
         exclude=ops_path_patterns(),
         description=(
             "Log in with your email as `username` (OAuth2 password flow). The answer's"

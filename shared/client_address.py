@@ -57,6 +57,19 @@ def client_host(peer: str, forwarded_for: Sequence[str], proxies: Sequence[Netwo
     return host
 
 
+def forwarded_proto(scope: Scope, proxies: Sequence[Network]) -> str | None:
+    """``http`` or ``https`` as the last ``X-Forwarded-Proto`` of a trusted peer says; None
+    from any other peer, or for another value."""
+    client = scope.get("client")
+    if not client or not _is_trusted(client[0], proxies):
+        return None
+    proto: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-proto":
+            proto = value.decode("latin-1").strip().lower()
+    return proto if proto in ("http", "https") else None
+
+
 class ClientAddressMiddleware:
     """Sets ``scope["client"]`` (and ``scheme``) from the peer and ``TRUSTED_PROXIES``."""
 
@@ -69,15 +82,13 @@ class ClientAddressMiddleware:
             client = scope.get("client")
             if client and _is_trusted(client[0], self.proxies):
                 forwarded: list[str] = []
-                proto: str | None = None
                 for name, value in scope["headers"]:
                     if name == b"x-forwarded-for":
                         forwarded.extend(value.decode("latin-1").split(","))
-                    elif name == b"x-forwarded-proto":
-                        proto = value.decode("latin-1").strip().lower()
+                proto = forwarded_proto(scope, self.proxies)
                 host = client_host(client[0], forwarded, self.proxies)
                 if host != client[0]:
                     scope["client"] = (host, 0)
-                if proto in ("http", "https") and scope["type"] == ScopeType.HTTP:
+                if proto is not None and scope["type"] == ScopeType.HTTP:
                     scope["scheme"] = proto
         await self.app(scope, receive, send)

@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -28,6 +28,9 @@ MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its output
 # SHA-256 of signing secrets that were once published (an old development default shipped in
 # code and in .env.example): refused everywhere, without keeping the value itself around.
 _PUBLISHED_SECRETS = frozenset({"056ef6a2f899f9b2e740dc023c5887d76651cf1c400821280b56705483a49b18"})
+
+# A name or URL (an issuer, an audience): not empty, no spaces. Checked by load_settings.
+_ONE_WORD = msgspec.Meta(pattern=r"^\S+$")
 
 DurationUnit = Literal["second", "minute", "hour", "day"]
 
@@ -50,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Public keys (PEMs one after the other, or comma-separated paths) of earlier private
     # keys: tokens they signed keep verifying until they expire, and the JWKS lists them.
     jwt_previous_public_keys: str = ""
+    # Every access token names its issuer (`iss`) and the API it is for (`aud`); a token that
+    # names others is refused. Defaults work as they are; a service that verifies our tokens
+    # from the JWKS checks these two values.
+    jwt_issuer: Annotated[str, _ONE_WORD] = "order-service"
+    jwt_audience: Annotated[str, _ONE_WORD] = "order-api"
     access_token_expire_minutes: int = 30
     # How long a refresh token lives from its issue; each refresh issues a new one.
     refresh_token_expire_days: int = 15

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 import uuid
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.apps import StartApp, with_settings
 from tests.keys import private_pem, public_pem
 from tests.processes import RunModule, run_module, start_api
 from tests.sessions import login, refresh
+from tests.tokens import decode, valid_claims
 
 __all__ = ["run_module"]  # the fixture, imported for pytest
 
@@ -46,9 +46,12 @@ def forge(header: dict[str, Any], claims: dict[str, Any], mac_key: bytes) -> str
     return f"{signing_input}.{b64url(signature)}"
 
 
-def fresh_claims(user_id: int) -> dict[str, Any]:
-    now = int(time.time())
-    return {"sub": str(user_id), "iat": now, "exp": now + 600}
+def fresh_claims(settings: Settings, user_id: int) -> dict[str, Any]:
+    """Valid by every rule of the profile: what a forgery below breaks is its key or alg."""
+    return valid_claims(settings, user_id)
+
+
+AT_JWT = {"typ": "at+jwt"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -78,7 +81,7 @@ async def test_a_client_verifies_tokens_from_the_jwks_alone(
 
     header = jwt.get_unverified_header(account.token)
     key = jwt.PyJWKSet.from_dict(jwks)[header["kid"]]
-    claims = jwt.decode(account.token, key=key, algorithms=[algorithm])
+    claims = decode(account.token, settings, key, algorithm)
 
     assert header["alg"] == algorithm
     assert claims["sub"] == str(account.id)
@@ -99,7 +102,7 @@ async def test_an_rs256_deployment_is_verified_with_pyjwkclient(
         body = (await api.post("/token", data={"username": email, "password": PASSWORD})).json()
     verifier = jwt.PyJWKClient(f"{base}/.well-known/jwks.json")
     key = await asyncio.to_thread(verifier.get_signing_key_from_jwt, body["access_token"])
-    claims = jwt.decode(body["access_token"], key=key, algorithms=["RS256"])
+    claims = decode(body["access_token"], settings, key, "RS256")
     assert claims["sub"].isdigit()
 
 
@@ -138,45 +141,61 @@ async def rs256(settings: Settings, start_app: StartApp) -> Client:
     return await start_app(create_app(asymmetric(settings, "RS256")))
 
 
-async def test_key_confusion_hs256_with_the_public_key_as_secret_is_401(rs256: Client) -> None:
+async def test_key_confusion_hs256_with_the_public_key_as_secret_is_401(
+    rs256: Client, settings: Settings
+) -> None:
     account = await make_account(rs256)
     kid = jwt.get_unverified_header(account.token)["kid"]
     public = public_pem(private_pem("RS256", 0)).encode()
-    for header in ({"alg": "HS256", "typ": "JWT", "kid": kid}, {"alg": "HS256", "typ": "JWT"}):
-        forged = forge(header, fresh_claims(account.id), public)
+    for header in (
+        {"alg": "HS256", "typ": "at+jwt", "kid": kid},
+        {"alg": "HS256", "typ": "at+jwt"},
+    ):
+        forged = forge(header, fresh_claims(settings, account.id), public)
         response = await rs256.get("/users/me", headers=bearer(forged))
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_a_kid_that_names_no_key_is_401(rs256: Client) -> None:
+async def test_a_kid_that_names_no_key_is_401(rs256: Client, settings: Settings) -> None:
     account = await make_account(rs256)
     private = private_pem("RS256", 0)
-    for headers in ({"kid": "no-such-key"}, {}):
-        token = jwt.encode(fresh_claims(account.id), private, algorithm="RS256", headers=headers)
+    for headers in ({**AT_JWT, "kid": "no-such-key"}, AT_JWT):
+        token = jwt.encode(
+            fresh_claims(settings, account.id), private, algorithm="RS256", headers=headers
+        )
         assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
     _, claims, signature = account.token.split(".")
     for kid in (7, ["a"], {"a": 1}, None):  # PyJWT will not write these: swapped in by hand
-        header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+        header = b64url(json.dumps({"alg": "RS256", "typ": "at+jwt", "kid": kid}).encode())
         token = f"{header}.{claims}.{signature}"
         assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
 
 
-async def test_a_token_signed_by_a_key_not_in_the_set_is_401(rs256: Client) -> None:
+async def test_a_token_signed_by_a_key_not_in_the_set_is_401(
+    rs256: Client, settings: Settings
+) -> None:
     account = await make_account(rs256)
     kid = jwt.get_unverified_header(account.token)["kid"]
     stranger = private_pem("RS256", 9)
-    for headers in ({"kid": kid}, {"kid": "stranger"}):
-        token = jwt.encode(fresh_claims(account.id), stranger, algorithm="RS256", headers=headers)
+    for headers in ({**AT_JWT, "kid": kid}, {**AT_JWT, "kid": "stranger"}):
+        token = jwt.encode(
+            fresh_claims(settings, account.id), stranger, algorithm="RS256", headers=headers
+        )
         assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
 
 
-async def test_another_asymmetric_alg_than_the_configured_one_is_401(rs256: Client) -> None:
+async def test_another_asymmetric_alg_than_the_configured_one_is_401(
+    rs256: Client, settings: Settings
+) -> None:
     account = await make_account(rs256)
     kid = jwt.get_unverified_header(account.token)["kid"]
     for alg in ("PS256", "RS512"):
         token = jwt.encode(
-            fresh_claims(account.id), private_pem("RS256", 0), algorithm=alg, headers={"kid": kid}
+            fresh_claims(settings, account.id),
+            private_pem("RS256", 0),
+            algorithm=alg,
+            headers={**AT_JWT, "kid": kid},
         )
         assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
 
@@ -185,9 +204,14 @@ async def test_under_hs256_an_asymmetric_or_kid_token_is_401(
     client: Client, settings: Settings
 ) -> None:
     account = await make_account(client)
-    signed = jwt.encode(fresh_claims(account.id), private_pem("RS256", 0), algorithm="RS256")
+    signed = jwt.encode(
+        fresh_claims(settings, account.id), private_pem("RS256", 0), "RS256", headers=AT_JWT
+    )
     with_kid = jwt.encode(
-        fresh_claims(account.id), settings.jwt_secret, algorithm="HS256", headers={"kid": "x"}
+        fresh_claims(settings, account.id),
+        settings.jwt_secret,
+        algorithm="HS256",
+        headers={**AT_JWT, "kid": "x"},
     )
     for token in (signed, with_kid):
         assert (await client.get("/users/me", headers=bearer(token))).status_code == 401

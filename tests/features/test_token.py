@@ -23,12 +23,16 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app import create_app
+from shared.access_tokens import FIRST_PARTY_CLIENT_ID
 from shared.database import asyncpg_dsn
 from shared.services import services_of
 from shared.settings import Settings
+from shared.signing_keys import SigningKeys, signing_keys
 from tests.accounts import PASSWORD, Account, make_account
 from tests.apps import PROBE, StartApp, whoami, with_settings
-from tests.sessions import TOKEN_RESPONSE_FIELDS
+from tests.keys import private_pem
+from tests.sessions import TOKEN_RESPONSE_FIELDS, login
+from tests.tokens import DROP, decode, sign, valid_claims
 
 Client = AsyncTestClient[Litestar]
 
@@ -46,13 +50,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def sign(claims: dict[str, Any], secret: str) -> str:
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def fresh_claims(sub: str, lifetime_s: int = 600) -> dict[str, Any]:
-    now = int(time.time())
-    return {"sub": sub, "iat": now, "exp": now + lifetime_s}
+def keys_of(client: Client) -> SigningKeys:
+    return services_of(client.app).signing_keys
 
 
 def b64url(data: dict[str, Any]) -> str:
@@ -86,12 +85,21 @@ async def test_token_returns_a_bearer_token_with_expiry_in_seconds(
     assert body["access_token"]
 
 
-async def test_access_token_carries_sub_iat_and_exp(settings: Settings, alice: Account) -> None:
-    claims = jwt.decode(alice.token, settings.jwt_secret, algorithms=["HS256"])
+async def test_access_token_follows_the_rfc_9068_profile(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    header = jwt.get_unverified_header(alice.token)
+    claims = decode(alice.token, settings, settings.jwt_secret, "HS256")
+    assert header == {"alg": "HS256", "typ": "at+jwt"}
+    assert set(claims) == {"iss", "aud", "sub", "client_id", "iat", "exp", "jti"}  # no extras
+    assert claims["iss"] == settings.jwt_issuer == "order-service"
+    assert claims["aud"] == settings.jwt_audience == "order-api"
     assert claims["sub"] == str(alice.id)
+    assert claims["client_id"] == FIRST_PARTY_CLIENT_ID
     assert abs(claims["iat"] - time.time()) < 60
-    expected_lifetime = settings.access_token_expire_minutes * 60
-    assert abs(claims["exp"] - claims["iat"] - expected_lifetime) <= 1
+    assert claims["exp"] - claims["iat"] == settings.access_token_expire_minutes * 60
+    again = (await login(client, alice))["access_token"]
+    assert decode(again, settings, settings.jwt_secret, "HS256")["jti"] != claims["jti"]
 
 
 async def test_login_email_is_trimmed_and_case_insensitive(client: Client, alice: Account) -> None:
@@ -224,22 +232,27 @@ async def test_missing_authorization_header_is_401_with_bearer_challenge(guarded
     assert response.json()["detail"]
 
 
-async def test_token_signed_with_another_key_is_401(guarded: Client, alice: Account) -> None:
-    forged = sign(fresh_claims(str(alice.id)), secrets.token_urlsafe(32))
+async def test_token_signed_with_another_key_is_401(
+    guarded: Client, settings: Settings, alice: Account
+) -> None:
+    other_key = signing_keys("HS256", secrets.token_urlsafe(32), "", "")
+    forged = sign(valid_claims(settings, alice.id), other_key)
     response = await guarded.get(PROBE, headers=bearer(forged))
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_alg_none_token_is_401(guarded: Client, alice: Account) -> None:
-    unsigned = f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(fresh_claims(str(alice.id)))}."
+async def test_alg_none_token_is_401(guarded: Client, settings: Settings, alice: Account) -> None:
+    claims = valid_claims(settings, alice.id)
+    unsigned = f"{b64url({'alg': 'none', 'typ': 'at+jwt'})}.{b64url(claims)}."
     response = await guarded.get(PROBE, headers=bearer(unsigned))
     assert response.status_code == 401
 
 
 async def test_expired_token_is_401(guarded: Client, settings: Settings, alice: Account) -> None:
     now = int(time.time())
-    expired = sign({"sub": str(alice.id), "iat": now - 3600, "exp": now - 60}, settings.jwt_secret)
+    claims = valid_claims(settings, alice.id, iat=now - 1800, exp=now - 60)  # a lifetime it issues
+    expired = sign(claims, keys_of(guarded))
     response = await guarded.get(PROBE, headers=bearer(expired))
     assert response.status_code == 401
 
@@ -247,7 +260,7 @@ async def test_expired_token_is_401(guarded: Client, settings: Settings, alice: 
 async def test_token_without_exp_is_401(
     guarded: Client, settings: Settings, alice: Account
 ) -> None:
-    everlasting = sign({"sub": str(alice.id), "iat": int(time.time())}, settings.jwt_secret)
+    everlasting = sign(valid_claims(settings, alice.id, exp=DROP), keys_of(guarded))
     response = await guarded.get(PROBE, headers=bearer(everlasting))
     assert response.status_code == 401
 
@@ -259,7 +272,7 @@ async def test_garbage_token_is_401(guarded: Client) -> None:
 
 
 async def test_token_with_non_integer_sub_is_401(guarded: Client, settings: Settings) -> None:
-    token = sign(fresh_claims("alice"), settings.jwt_secret)
+    token = sign(valid_claims(settings, "alice"), keys_of(guarded))
     response = await guarded.get(PROBE, headers=bearer(token))
     assert response.status_code == 401
 
@@ -268,7 +281,7 @@ async def test_token_with_non_integer_sub_is_401(guarded: Client, settings: Sett
 async def test_token_with_sub_outside_the_id_range_is_401_not_500(
     guarded: Client, settings: Settings, sub: str
 ) -> None:
-    token = sign(fresh_claims(sub), settings.jwt_secret)
+    token = sign(valid_claims(settings, sub), keys_of(guarded))
     response = await guarded.get(PROBE, headers=bearer(token))
     assert response.status_code == 401
 
@@ -276,7 +289,7 @@ async def test_token_with_sub_outside_the_id_range_is_401_not_500(
 async def test_token_for_a_user_that_never_existed_is_401(
     guarded: Client, settings: Settings
 ) -> None:
-    token = sign(fresh_claims(str(2**31 - 1)), settings.jwt_secret)
+    token = sign(valid_claims(settings, 2**31 - 1), keys_of(guarded))
     response = await guarded.get(PROBE, headers=bearer(token))
     assert response.status_code == 401
 
@@ -324,3 +337,98 @@ async def test_openapi_says_logging_in_needs_no_token(client: Client) -> None:
     operation = (await client.get("/schema/openapi.json")).json()["paths"]["/token"]["post"]
     assert operation["security"] == [{}]
     assert {"401", "413", "422", "429", "503"} <= set(operation["responses"])
+
+
+# --- RFC 9068: forgeries signed with the real key -------------------------------------------
+
+TEN_YEARS_S = 10 * 365 * 24 * 3600
+
+
+@pytest.fixture(scope="module", params=["HS256", "ES256"])
+async def guarded_by(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Client]:
+    """A probe app per algorithm: the shared secret, and one asymmetric key with its kid."""
+    algorithm = request.param
+    if algorithm != "HS256":
+        settings = with_settings(
+            settings, jwt_algorithm=algorithm, jwt_private_key=private_pem(algorithm)
+        )
+    probe_app = create_app(settings)
+    probe_app.register(whoami)
+    async with AsyncTestClient(probe_app) as test_client:
+        yield test_client
+
+
+def _ahead(settings: Settings, seconds: int) -> dict[str, Any]:
+    """``iat`` that far in the future, with the lifetime the API issues."""
+    iat = int(time.time()) + seconds
+    return {"iat": iat, "exp": iat + settings.access_token_expire_minutes * 60}
+
+
+FORGERIES: dict[str, tuple[Callable[[Settings], dict[str, Any]], dict[str, Any]]] = {
+    "exp-ten-years-out": (lambda s: {"exp": int(time.time()) + TEN_YEARS_S}, {}),
+    "wrong-iss": (lambda s: {"iss": "someone-else"}, {}),
+    "missing-iss": (lambda s: {"iss": DROP}, {}),
+    "wrong-aud": (lambda s: {"aud": "another-api"}, {}),
+    "missing-aud": (lambda s: {"aud": DROP}, {}),
+    "missing-typ": (lambda s: {}, {"typ": DROP}),
+    "typ-JWT": (lambda s: {}, {"typ": "JWT"}),
+    "iat-10-minutes-ahead": (lambda s: _ahead(s, 600), {}),
+    "missing-jti": (lambda s: {"jti": DROP}, {}),
+    "missing-client_id": (lambda s: {"client_id": DROP}, {}),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+async def test_a_token_signed_with_the_real_key_but_breaking_the_profile_is_401(
+    guarded_by: Client, client: Client, settings: Settings, forgery: str
+) -> None:
+    """Each rule alone: the same token with that one thing right passes (checked first)."""
+    account = await make_account(client)
+    changes, header = FORGERIES[forgery]
+    keys = keys_of(guarded_by)
+    honest = sign(valid_claims(settings, account.id), keys)
+    forged = sign(valid_claims(settings, account.id, **changes(settings)), keys, **header)
+    assert (await guarded_by.get(PROBE, headers=bearer(honest))).status_code == 200
+    for _ in range(2):  # refused again: a refused token is never remembered as verified
+        response = await guarded_by.get(PROBE, headers=bearer(forged))
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_alg_none_is_401_under_each_algorithm(
+    guarded_by: Client, client: Client, settings: Settings
+) -> None:
+    account = await make_account(client)
+    kid = keys_of(guarded_by).signing_kid
+    header = {"alg": "none", "typ": "at+jwt", **({"kid": kid} if kid else {})}
+    unsigned = f"{b64url(header)}.{b64url(valid_claims(settings, account.id))}."
+    response = await guarded_by.get(PROBE, headers=bearer(unsigned))
+    assert response.status_code == 401
+
+
+async def test_iat_slightly_ahead_within_the_clock_skew_is_accepted(
+    guarded_by: Client, client: Client, settings: Settings
+) -> None:
+    """Another API process's clock may run a little ahead (CLOCK_SKEW_S)."""
+    account = await make_account(client)
+    token = sign(valid_claims(settings, account.id, **_ahead(settings, 20)), keys_of(guarded_by))
+    assert (await guarded_by.get(PROBE, headers=bearer(token))).status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "RS256", "ES256"])
+async def test_a_token_valid_by_every_rule_works_under_each_algorithm(
+    settings: Settings, start_app: StartApp, algorithm: str
+) -> None:
+    changes = {} if algorithm == "HS256" else {"jwt_private_key": private_pem(algorithm)}
+    app = create_app(with_settings(settings, jwt_algorithm=algorithm, **changes))
+    app.register(whoami)
+    api = await start_app(app)
+    account = await make_account(api)
+    issued_header = jwt.get_unverified_header(account.token)
+    by_hand = sign(valid_claims(settings, account.id), keys_of(api))
+    assert issued_header["typ"] == "at+jwt"
+    assert issued_header["alg"] == algorithm
+    for token in (account.token, by_hand):
+        response = await api.get(PROBE, headers=bearer(token))
+        assert response.status_code == 200
+        assert response.json() == {"id": account.id}

@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import asyncpg
 import httpx
-import jwt
 import msgspec
 import pytest
 from arq.constants import job_key_prefix, result_key_prefix
@@ -47,10 +45,12 @@ from shared.jobs import create_arq_redis, deserialize_job
 from shared.models import User
 from shared.redis import create_redis
 from shared.settings import Settings
+from shared.signing_keys import signing_keys
 from tests.accounts import PASSWORD, make_account
 from tests.apps import StartApp, metrics_headers, with_settings
 from tests.pipeline import ready_count, wait_for
 from tests.processes import PROJECT_ROOT, UVICORN_ARGS, RunModule, environment, start_api
+from tests.tokens import sign, valid_claims
 from workers.worker import create_worker
 
 Client = AsyncTestClient[Litestar]
@@ -65,10 +65,9 @@ def own_prefix(settings: Settings, **changes: Any) -> Settings:
     )
 
 
-def forged_token(user_id: int, secret: str) -> str:
-    now = datetime.now(UTC)
-    claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=5)}
-    return jwt.encode(claims, secret, algorithm="HS256")
+def forged_token(settings: Settings, user_id: int, secret: str) -> str:
+    """Valid by every rule of the profile; only the key is the published one."""
+    return sign(valid_claims(settings, user_id), signing_keys("HS256", secret, "", ""))
 
 
 # --- 1. forgeable tokens -------------------------------------------------------------------
@@ -102,7 +101,7 @@ async def test_a_token_signed_with_the_published_development_secret_is_refused(
     victim = await make_account(client)
     fields = {**msgspec.structs.asdict(settings), "environment": "development", "jwt_secret": ""}
     dev = await start_app(create_app(msgspec.convert(fields, Settings)))
-    forged = {"Authorization": f"Bearer {forged_token(victim.id, PUBLISHED_DEV_SECRET)}"}
+    forged = {"Authorization": f"Bearer {forged_token(settings, victim.id, PUBLISHED_DEV_SECRET)}"}
     response = await dev.get(f"/orders/user/{victim.id}", headers=forged)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"

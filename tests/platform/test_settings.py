@@ -102,3 +102,18 @@ def test_a_malformed_rate_limit_refuses_to_start(tmp_path: Path) -> None:
 def test_a_non_numeric_setting_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_settings({"CACHE_TTL_SECONDS": "five"}, env_file=tmp_path / ".env")
+
+
+def test_issuer_and_audience_work_with_no_configuration(tmp_path: Path) -> None:
+    loaded = load_settings({"JWT_SECRET": STRONG_SECRET}, env_file=tmp_path / ".env")
+    assert (loaded.jwt_issuer, loaded.jwt_audience) == ("order-service", "order-api")
+
+
+@pytest.mark.parametrize(
+    "setting", [{"JWT_ISSUER": ""}, {"JWT_AUDIENCE": " "}, {"JWT_ISSUER": "order service"}]
+)
+def test_an_empty_or_spaced_issuer_or_audience_refuses_to_start(
+    tmp_path: Path, setting: dict[str, str]
+) -> None:
+    with pytest.raises(SystemExit, match=r"jwt_(issuer|audience)"):
+        load_settings({"JWT_SECRET": STRONG_SECRET, **setting}, env_file=tmp_path / ".env")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import Token
 
+from shared.access_tokens import FIRST_PARTY_CLIENT_ID, TOKEN_TYPE, AccessTokenPolicy
 from shared.auth import SignedToken
 from shared.signing_keys import signing_keys
 from shared.verified_tokens import VerifiedTokens
@@ -54,41 +54,59 @@ def test_the_oldest_token_leaves_when_full() -> None:
     assert tokens.get("c", now=1) is not None
 
 
+POLICY = AccessTokenPolicy(issuer="order-service", audience="order-api", lifetime_s=300)
+
+
+def _token_cls() -> type[SignedToken]:
+    return SignedToken.for_keys(signing_keys("HS256", SECRET, "", ""), POLICY)
+
+
 def _decode(token_cls: type[SignedToken], encoded: str) -> Token:
-    return token_cls.decode(encoded, SECRET, "HS256", require_claims=["sub", "exp", "iat"])
+    return token_cls.decode(encoded, SECRET, "HS256")
 
 
-def _encode(claims: dict[str, object], secret: str = SECRET) -> str:
-    return jwt.encode(claims, secret, algorithm="HS256")
+def _encode(secret: str = SECRET, **changes: object) -> str:
+    claims = POLICY.claims("7", int(time.time()), "a-jti")
+    claims.update(changes)
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": TOKEN_TYPE})
 
 
 def test_a_token_is_verified_once_and_decoded_alike_on_repeat() -> None:
-    token_cls = SignedToken.for_keys(signing_keys("HS256", SECRET, "", ""))
-    now = datetime.now(UTC)
-    encoded = _encode({"sub": "7", "iat": now, "exp": now + timedelta(minutes=5), "role": "x"})
+    token_cls = _token_cls()
+    encoded = _encode()
     first = _decode(token_cls, encoded)
     assert len(token_cls.verified) == 1
     again = _decode(token_cls, encoded)
     assert again == first
     assert again.sub == "7"
-    assert again.extras == {"role": "x"}
+    assert again.extras == {"client_id": FIRST_PARTY_CLIENT_ID}
 
 
 def test_a_forged_token_is_refused_and_not_remembered() -> None:
-    token_cls = SignedToken.for_keys(signing_keys("HS256", SECRET, "", ""))
-    now = datetime.now(UTC)
-    forged = _encode({"sub": "7", "iat": now, "exp": now + timedelta(minutes=5)}, "x" * 40)
+    token_cls = _token_cls()
+    forged = _encode("x" * 40)
     for _ in range(2):
         with pytest.raises(NotAuthorizedException):
             _decode(token_cls, forged)
     assert len(token_cls.verified) == 0
 
 
-def test_a_remembered_token_is_refused_once_it_expires() -> None:
-    token_cls = SignedToken.for_keys(signing_keys("HS256", SECRET, "", ""))
+def test_a_well_signed_token_the_policy_refuses_is_not_remembered() -> None:
+    """Signed with the right key but meant to live ten years: refused each time, never kept."""
+    token_cls = _token_cls()
     now = int(time.time())
-    encoded = _encode({"sub": "7", "iat": now - 600, "exp": now - 1})  # as it will be, later
-    token_cls.verified.put(encoded, {"sub": "7", "iat": now - 600, "exp": now - 1})
+    everlasting = _encode(exp=now + 10 * 365 * 24 * 3600)
+    for _ in range(2):
+        with pytest.raises(NotAuthorizedException):
+            _decode(token_cls, everlasting)
+    assert len(token_cls.verified) == 0
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    token_cls = _token_cls()
+    now = int(time.time())
+    encoded = _encode(iat=now - 301, exp=now - 1)  # as it will be, later
+    token_cls.verified.put(encoded, {"sub": "7", "iat": now - 301, "exp": now - 1})
     with pytest.raises(NotAuthorizedException):
         _decode(token_cls, encoded)
     assert len(token_cls.verified) == 0
@@ -96,8 +114,7 @@ def test_a_remembered_token_is_refused_once_it_expires() -> None:
 
 def test_each_app_remembers_its_own_tokens() -> None:
     keys = signing_keys("HS256", SECRET, "", "")
-    first, second = SignedToken.for_keys(keys), SignedToken.for_keys(keys)
-    now = datetime.now(UTC)
-    _decode(first, _encode({"sub": "7", "iat": now, "exp": now + timedelta(minutes=5)}))
+    first, second = SignedToken.for_keys(keys, POLICY), SignedToken.for_keys(keys, POLICY)
+    _decode(first, _encode())
     assert len(first.verified) == 1
     assert len(second.verified) == 0

@@ -17,7 +17,7 @@ import jwt
 from redis.asyncio import Redis
 
 from shared.redis import create_redis
-from shared.settings import load_settings
+from shared.settings import load_api_settings
 
 # Plain ASGI types: the ceiling owes nothing to a framework, its type hints included.
 Scope = MutableMapping[str, Any]
@@ -94,6 +94,6 @@ async def _respond(
 
 
 def create_app() -> Ceiling:
-    settings = load_settings()
+    settings = load_api_settings()
     key = os.environ["BENCH_CEILING_KEY"]
     return Ceiling(settings.jwt_secret, create_redis(settings.redis_url), key)

@@ -51,12 +51,13 @@ from shared.redis import create_redis
 from shared.security_headers import SecurityHeaders
 from shared.services import SERVICES, Services
 from shared.sessions import SessionIssuer
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_settings, require_signing_keys
 from shared.signing_keys import signing_keys
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or load_settings()
+    # The one process that signs: the only one that requires (and resolves) the keys.
+    settings = require_signing_keys(settings or load_settings())
     configure_logging(settings)
     prometheus = prometheus_config()
     database = alchemy_config(settings)

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from shared.access_tokens import REQUIRED_CLAIMS
 from shared.redis import create_redis
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_api_settings
 
 # Plain ASGI types: the ceiling owes nothing to a framework, its type hints included.
 Scope = MutableMapping[str, Any]
@@ -98,6 +98,6 @@ async def _respond(
 
 
 def create_app() -> Ceiling:
-    settings = load_settings()
+    settings = load_api_settings()
     key = os.environ["BENCH_CEILING_KEY"]
     return Ceiling(settings, create_redis(settings.redis_url), key)

@@ -26,7 +26,7 @@ from litestar.security.jwt import Token
 
 from shared.auth import CurrentUser, build_auth
 from shared.redis import create_redis
-from shared.settings import load_settings
+from shared.settings import load_api_settings
 from shared.signing_keys import signing_keys
 
 
@@ -40,7 +40,7 @@ async def trust_claims(
 
 
 def create_app() -> Litestar:
-    settings = load_settings()
+    settings = load_api_settings()
     keys = signing_keys(
         settings.jwt_algorithm,
         settings.jwt_secret,

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from shared.bus import Topology
 from shared.database import asyncpg_dsn
 from shared.redis import create_redis
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_api_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -61,7 +61,7 @@ class Plan:
 def isolated_settings(run_id: str, kind: str = "bench") -> Settings:
     """The developer's settings (for the servers' addresses); every name the run's own
     (``kind`` and ``run_id`` in each: the chaos run uses this too)."""
-    base = load_settings({"ENVIRONMENT": "development", **os.environ}, env_file=ROOT / ".env")
+    base = load_api_settings({"ENVIRONMENT": "development", **os.environ}, env_file=ROOT / ".env")
     database_url = make_url(base.database_url).set(database=f"orders_{kind}_{run_id}")
     return msgspec.structs.replace(
         base,

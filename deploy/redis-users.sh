@@ -7,7 +7,12 @@
 # Each process reaches only its own keys: the API the cache and rate-limit keys under
 # REDIS_PREFIX; the consumer arq's queue and job keys (it enqueues); the worker both (it runs
 # jobs and refreshes the cache). No process may run administrative or dangerous commands
-# (CONFIG, FLUSHALL, KEYS, DEBUG, ACL, ...) except INFO, which arq's worker logs at start.
+# (CONFIG, FLUSHALL, FLUSHDB, KEYS, DEBUG, ACL, ...) except INFO, which arq's worker logs at
+# start. Nor what reaches past its own keys, which key patterns cannot stop: SCAN and
+# RANDOMKEY (other keys' names), SCRIPT FLUSH and SCRIPT KILL (every client's scripts),
+# FUNCTION and FCALL (server-wide code). What the app does run stays: EVALSHA with SCRIPT
+# LOAD on a miss (redis-py's register_script: the limiter, the order cache, the worker's
+# claim and the reconciler), MULTI/WATCH (arq's enqueue).
 #
 # Input (environment): REDIS_API_PASSWORD, REDIS_CONSUMER_PASSWORD, REDIS_WORKER_PASSWORD
 # (required, no spaces), REDIS_PREFIX (default orders:), ARQ_QUEUE (default arq:queue),
@@ -19,7 +24,7 @@ queue=${ARQ_QUEUE:-arq:queue}
 # arq's own keys (arq:job:, arq:in-progress:, arq:result:, arq:retry:) and the queue with its
 # health-check key.
 arq_keys="~arq:* ~${queue}*"
-commands="-@all +@read +@write +@scripting +@transaction +@connection +@keyspace +@string +@list +@hash +@set +@sortedset -@admin -@dangerous +info"
+commands="-@all +@read +@write +@scripting +@transaction +@connection +@keyspace +@string +@list +@hash +@set +@sortedset -@admin -@dangerous +info -scan -randomkey -script|flush -script|kill -function -fcall -fcall_ro"
 
 user() {  # name, password, key patterns
     case "$2" in

@@ -7,8 +7,13 @@
    condition that can be met, so that ``docker compose up -d --wait`` returns once the stack
    works; and secure by default: no secret and no default for one in the file (each is
    required from .env with ``${NAME:?message}``), the app runs in production (nothing sets
-   ENVIRONMENT to development), JWT_SECRET is required, Redis refuses anonymous clients, every
-   service URL carries credentials, and only the migrations connect as the database owner.
+   ENVIRONMENT to development), JWT_SECRET is required by the api and given to no other
+   process, Redis refuses anonymous clients, every service URL carries credentials, and only
+   the migrations connect as the database owner; hardened: the app's containers drop every
+   capability, set no-new-privileges and run read-only, and every image not built here is
+   pinned by digest beside its tag (name:tag@sha256:...). The app's Redis users
+   (deploy/redis-users.sh) may run no admin or dangerous command (KEYS, FLUSH*, CONFIG), and
+   nothing that reaches past their keys: SCAN, RANDOMKEY, SCRIPT FLUSH/KILL, FUNCTION, FCALL.
 2. The Dockerfile with hadolint, then this project's rules (base pinned by digest,
    multi-stage, hash-locked install, non-root user, health check, nothing missing from the
    build context).
@@ -53,6 +58,30 @@ URL_PASSWORD = re.compile(r"://(?P<user>[^/:@\s]+):(?P<password>[^@\s]+)@")
 # RabbitMQ's built-in account, which it accepts from localhost only: not a secret.
 PUBLIC_CREDENTIALS = {("guest", "guest")}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+TAG_AND_DIGEST = re.compile(r"^[^@\s]+:[^@/\s]+@sha256:[0-9a-f]{64}$")
+# Signing material: the api's alone (shared.settings.require_signing_keys).
+SIGNING_SETTINGS = ("JWT_SECRET", "JWT_PRIVATE_KEY")
+NO_NEW_PRIVILEGES = {"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"}
+REDIS_USERS = ROOT / "deploy" / "redis-users.sh"
+# Each app user's ACL must deny these (categories cover KEYS, FLUSHALL, FLUSHDB, CONFIG) ...
+REDIS_DENIALS = (
+    "-@admin",
+    "-@dangerous",
+    "-scan",
+    "-randomkey",
+    "-script|flush",
+    "-script|kill",
+    "-function",
+    "-fcall",
+    "-fcall_ro",
+)
+# ... and grant none of these back.
+REDIS_GRANTS_REFUSED = re.compile(
+    r"^(allkeys|~\*|allcommands|\+@all|\+@admin|\+@dangerous"
+    r"|\+(keys|scan|randomkey|config|flushall|flushdb|function|fcall|fcall_ro)(\|.*)?"
+    r"|\+script\|(flush|kill))$",
+    re.IGNORECASE,
+)
 # The app's own settings that must reach its containers from the stack, by service name.
 SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")
 MUST_IGNORE = (".git", ".venv", ".env")
@@ -161,6 +190,8 @@ def service_problems(where: str, svc: Mapping[str, Any], volumes: set[str]) -> I
         yield f"{where}: has neither image nor build"
     if "build" not in svc and not pinned(image):
         yield f"{where}: image {image!r} needs a pinned tag, not latest"
+    if "build" not in svc and not TAG_AND_DIGEST.fullmatch(image):
+        yield f"{where}: pin image {image!r} by digest beside its tag (name:tag@sha256:...)"
     if not is_one_shot(svc) and not has_healthcheck(svc):
         yield f"{where}: long-running service without a healthcheck"
     for mount in svc.get("volumes") or []:
@@ -207,6 +238,22 @@ def is_migrations(svc: Mapping[str, Any]) -> bool:
     return [str(part) for part in svc.get("command") or []] == ["python", "-m", "migrations"]
 
 
+def signs_tokens(svc: Mapping[str, Any]) -> bool:
+    """The api: the image's own command (uvicorn), the one process that signs tokens."""
+    command = [str(part) for part in svc.get("command") or []]
+    return not command or "uvicorn" in command
+
+
+def hardening_problems(where: str, svc: Mapping[str, Any]) -> Iterator[str]:
+    """No capabilities, no privilege gained through setuid, a root filesystem it cannot change."""
+    if "ALL" not in [str(cap).upper() for cap in svc.get("cap_drop") or []]:
+        yield f"{where}: drop every capability (cap_drop: [ALL])"
+    if not NO_NEW_PRIVILEGES & {str(opt) for opt in svc.get("security_opt") or []}:
+        yield f"{where}: set security_opt: [no-new-privileges:true]"
+    if svc.get("read_only") is not True:
+        yield f"{where}: run with read_only: true (tmpfs where the process writes)"
+
+
 def app_wiring_problems(
     where: str, svc: Mapping[str, Any], services: Mapping[str, Any]
 ) -> Iterator[str]:
@@ -221,9 +268,18 @@ def app_wiring_problems(
             )
     if "development" in (env.get("ENVIRONMENT") or ""):
         yield f"{where}.environment: ENVIRONMENT must stay production (the image's default)"
-    jwt = INTERPOLATION.fullmatch(env.get("JWT_SECRET") or "")
-    if not jwt or jwt["name"] != "JWT_SECRET" or jwt["op"] != ":?":
-        yield f"{where}.environment: JWT_SECRET must be ${{JWT_SECRET:?message}} (required)"
+    if signs_tokens(svc):
+        jwt = INTERPOLATION.fullmatch(env.get("JWT_SECRET") or "")
+        if not jwt or jwt["name"] != "JWT_SECRET" or jwt["op"] != ":?":
+            yield f"{where}.environment: JWT_SECRET must be ${{JWT_SECRET:?message}} (required)"
+    else:
+        yield from (
+            f"{where}.environment: {name} is the api's signing material; this process signs"
+            " nothing and must not hold it"
+            for name in SIGNING_SETTINGS
+            if name in env
+        )
+    yield from hardening_problems(where, svc)
     owner = str(
         environment_of(as_mapping(services.get("postgres"))).get("POSTGRES_USER") or "postgres"
     )
@@ -267,6 +323,30 @@ def module_problems(where: str, command: list[str]) -> Iterator[str]:
     path = ROOT / module.replace(".", "/")
     if not (path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()):
         yield f"{where}: command runs {module}, which does not exist"
+
+
+def redis_acl_problems(acl_lines: str) -> list[str]:
+    """deploy/redis-users.sh's output: each user denies what reaches past its own keys."""
+    problems: list[str] = []
+    for line in acl_lines.splitlines():
+        _, name, *rules = line.split()
+        where = f"deploy/redis-users.sh: user {name}"
+        problems += [f"{where} must deny {rule}" for rule in REDIS_DENIALS if rule not in rules]
+        problems += [f"{where} must not grant {r}" for r in rules if REDIS_GRANTS_REFUSED.match(r)]
+    return problems or ([] if acl_lines.strip() else ["deploy/redis-users.sh printed no user"])
+
+
+def redis_users_lines() -> str:
+    """The script's output with placeholder passwords (it refuses empty ones)."""
+    env = {f"REDIS_{role}_PASSWORD": "placeholder" for role in ("API", "CONSUMER", "WORKER")}
+    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        ["sh", str(REDIS_USERS)],  # noqa: S607
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout if done.returncode == 0 else ""
 
 
 def compose_variables(text: str) -> set[str]:
@@ -456,7 +536,7 @@ def dotenv_problems(env_text: str, compose_text: str) -> list[str]:
 
 
 def env_example_problems(text: str, compose_vars: set[str]) -> list[str]:
-    from shared.settings import Settings, load_settings  # noqa: PLC0415 - needs the project
+    from shared.settings import Settings, load_api_settings  # noqa: PLC0415 - needs the project
 
     problems: list[str] = []
     lines = text.splitlines()
@@ -492,7 +572,7 @@ def env_example_problems(text: str, compose_vars: set[str]) -> list[str]:
     values = dotenv_values(text)
     for environment in ("production", "development"):
         try:
-            load_settings(environ={**values, "ENVIRONMENT": environment}, env_file=None)
+            load_api_settings(environ={**values, "ENVIRONMENT": environment}, env_file=None)
         except (SystemExit, ValueError) as exc:
             problems.append(f".env.example: with its secrets filled in, not valid settings: {exc}")
     return problems
@@ -511,6 +591,7 @@ def main() -> int:
         "compose schema": compose_schema_problems(),
         "docker compose config": compose_config if compose_config is not None else [],
         "compose rules": compose_policy_problems(compose_doc),
+        "Redis ACL": redis_acl_problems(redis_users_lines()),
         "hadolint": hadolint_problems(),
         "Dockerfile rules": dockerfile_policy_problems(
             DOCKERFILE.read_text(encoding="utf-8"), ignore_patterns

@@ -12,8 +12,10 @@
 4. The run: the migrations (as the database owner), then api, consumer and worker containers,
    with host networking against this machine's PostgreSQL, Redis and RabbitMQ, each process
    with its own credentials (deploy/redis-users.sh, deploy/rabbitmq_users.py) and production
-   settings with a random JWT_SECRET, all under names of this run only: a database, a Redis
-   database and key prefix, exchange and queue names, free ports.
+   settings (a random JWT_SECRET for the api alone), all under names of this run only: a
+   database, a Redis database and key prefix, exchange and queue names, free ports. Each
+   container is hardened as docker-compose.yml's are (HARDENING): no capabilities, no new
+   privileges, a read-only root filesystem with tmpfs where the process writes.
 5. The smoke, through the API container: register, token, create an order, read it, wait for
    the worker to set ``processed_at``; the worker's log names the order; the image's own
    HEALTHCHECK reports the API healthy.
@@ -68,6 +70,14 @@ AMQP_ADMIN_URL = os.environ.get("DOCKER_CHECK_RABBITMQ_URL", f"amqp://guest:gues
 ENGINE_WAIT_S = 60
 PROCESSED_WAIT_S = 60
 HEALTHY_WAIT_S = 60
+# docker-compose.yml's x-app, as `docker run` flags.
+HARDENING = (
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges:true",
+    "--read-only",
+    "--tmpfs=/tmp:mode=1777",
+    "--tmpfs=/tmp/metrics:uid=10001,gid=10001,mode=0700",
+)
 
 
 def log(message: str) -> None:
@@ -350,8 +360,6 @@ class CheckRun:
         """Production settings shared by every container of this run."""
         return {
             "ENVIRONMENT": "production",
-            "JWT_SECRET": self.password("jwt"),
-            "METRICS_TOKEN": self.password("metrics"),
             "REDIS_PREFIX": f"dc:{self.run_id}:",
             "ARQ_QUEUE": f"arq:dc:{self.run_id}:queue",
             "RABBITMQ_EXCHANGE": f"orders.dc.{self.run_id}",
@@ -480,6 +488,7 @@ def start(check: CheckRun, role: str, command: list[str], env: Mapping[str, str]
         "host",
         "--label",
         LABEL,
+        *HARDENING,
         "--env-file",
         str(check.env_file(role, {**check.settings, **env})),
         IMAGE_TAG,
@@ -515,7 +524,14 @@ def start_processes(check: CheckRun) -> dict[str, str]:
         }
 
     check.api_port = free_port()
-    api_env = {**env("api"), "UVICORN_HOST": HOST, "UVICORN_PORT": str(check.api_port)}
+    api_env = {
+        **env("api"),
+        # Signing material and the metrics token go to the api alone, as in docker-compose.yml.
+        "JWT_SECRET": check.password("jwt"),
+        "METRICS_TOKEN": check.password("metrics"),
+        "UVICORN_HOST": HOST,
+        "UVICORN_PORT": str(check.api_port),
+    }
     return {
         "api": start(check, "api", [], api_env),  # the image's own CMD
         "consumer": start(check, "consumer", ["python", "-m", "workers.consumer"], env("consumer")),
@@ -586,16 +602,30 @@ def least_privilege(check: CheckRun) -> None:
     """The credentials the containers ran with can do their work (the smoke) and no more."""
     from redis.exceptions import NoPermissionError  # noqa: PLC0415
 
-    api, consumer = (Redis.from_url(check.redis_url(role)) for role in ("api", "consumer"))
+    api, consumer, worker = (
+        Redis.from_url(check.redis_url(r)) for r in ("api", "consumer", "worker")
+    )
     prefix = check.settings["REDIS_PREFIX"]
     probes = [
         refused("Redis api: FLUSHDB", api.flushdb, NoPermissionError),
         refused("Redis api: CONFIG GET", lambda: api.config_get("*"), NoPermissionError),
         refused("Redis api: arq's job keys", lambda: api.get("arq:job:x"), NoPermissionError),
         refused("Redis consumer: the cache", lambda: consumer.get(f"{prefix}x"), NoPermissionError),
+        refused("Redis api: SCAN", lambda: api.scan(0), NoPermissionError),
+        refused("Redis api: SCRIPT FLUSH", api.script_flush, NoPermissionError),
+        refused("Redis worker: FUNCTION LIST", worker.function_list, NoPermissionError),
     ]
-    for client in (api, consumer):
+    for client in (api, consumer, worker):
         client.close()
+    # Even root in the container cannot change its root filesystem (read-only).
+    for name in check.containers[1:]:  # api, consumer, worker (migrate has exited)
+        probes.append(
+            refused(
+                f"{name.rsplit('-', 1)[1]} container: root writing /app",
+                lambda n=name: docker("exec", "--user", "0", n, "touch", "/app/probe"),
+                RuntimeError,
+            )
+        )
     probes.append(
         refused(
             "PostgreSQL app role: CREATE TABLE",
@@ -681,7 +711,6 @@ def _clean_rabbitmq(check: CheckRun) -> None:
 
         settings = Settings(
             environment="test",
-            jwt_secret=check.settings["JWT_SECRET"],
             rabbitmq_exchange=check.settings["RABBITMQ_EXCHANGE"],
             rabbitmq_queue=check.settings["RABBITMQ_QUEUE"],
         )

@@ -104,14 +104,16 @@ JOBS = Counter(
 )
 
 
-def serve_metrics(port: int) -> None:
+def serve_metrics(port: int, host: str) -> None:
     """Expose this process's metrics over HTTP for Prometheus; port 0 means don't.
 
-    A taken port (a second worker on one host) costs the metrics, not the process.
+    Unauthenticated, so on ``host`` only (METRICS_HOST, loopback by default), never every
+    interface unasked. A taken port (a second worker on one host) costs the metrics, not the
+    process.
     """
     if not port:
         return
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
-        logger.warning("metrics not served on port %s: %s", port, exc)
+        logger.warning("metrics not served on %s:%s: %s", host, port, exc)

@@ -2,6 +2,10 @@
 
 No other module reads ``os.environ``; the app factory and the workers take a ``Settings``,
 so tests build theirs with their own database, Redis prefix and queue names.
+
+Signing material (JWT_SECRET, JWT_PRIVATE_KEY) is checked by ``require_signing_keys``, which
+only the API calls: the consumer, the worker, the migrations and queue_status start without
+it, so a process with no business signing tokens is never handed a key that forges them.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/orders"
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    # No default: outside development a real one is required; in development an empty value
-    # becomes a random secret per process start (tokens die with the process).
+    # The API's alone. No default: outside development the API requires a real one; in
+    # development an empty value becomes a random secret per process start (tokens die with
+    # the process). The other processes neither need nor check it.
     jwt_secret: str = ""
     # HS256 signs with JWT_SECRET; RS256 and ES256 with JWT_PRIVATE_KEY (PEM text or a file
     # path; in development only, when empty, a random key per process start).
@@ -110,9 +115,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # PostgreSQL is lost (GET /orders/{id} is served from the cache meanwhile); a user deleted
     # during that time keeps reading their cached orders until then. 0: stop vouching at once.
     user_directory_max_staleness_s: float = 300.0
-    # Prometheus endpoints of the non-HTTP processes (0 turns one off).
+    # Prometheus endpoints of the non-HTTP processes (0 turns one off), unauthenticated: on
+    # METRICS_HOST, loopback unless a scraper elsewhere needs more (0.0.0.0: every interface).
     consumer_metrics_port: int = 9101
     worker_metrics_port: int = 9102
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool | None = None
     max_body_bytes: int = 1024 * 1024
@@ -132,16 +139,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("JOB_MAX_TRIES and RECONCILE_BATCH must be at least 1")
         if self.reconcile_after_s < 0 or self.user_directory_max_staleness_s < 0:
             raise ValueError("RECONCILE_AFTER_S and USER_DIRECTORY_MAX_STALENESS_S must be >= 0")
-        if _digest(self.jwt_secret) in _PUBLISHED_SECRETS:
-            raise ValueError("JWT_SECRET is a published value; generate a new one")
-        if self.environment == "development" and not self.jwt_secret:
-            msgspec.structs.force_setattr(self, "jwt_secret", secrets.token_urlsafe(32))
-        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(
-                f"JWT_SECRET must be set to a random value of at least {MIN_SECRET_BYTES} bytes"
-                " (only ENVIRONMENT=development may leave it out)"
-            )
-        self._resolve_signing_keys()
         self.trusted_proxy_networks  # noqa: B018 - validates TRUSTED_PROXIES at start-up
         if self.metrics_token and len(self.metrics_token.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"METRICS_TOKEN must be at least {MIN_SECRET_BYTES} bytes when set")
@@ -149,26 +146,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("BCRYPT_QUEUE_SIZE and DEAD_LETTER_MAX_LENGTH must be at least 1")
         if self.db_app_role and not self.db_app_password and self.environment == "production":
             raise ValueError("DB_APP_ROLE needs DB_APP_PASSWORD outside development and test")
-
-    def _resolve_signing_keys(self) -> None:
-        """Read key files once, here: a missing or unreadable key stops start-up, named."""
-        if self.jwt_algorithm == "HS256":
-            if self.jwt_previous_public_keys.strip():
-                raise ValueError("JWT_PREVIOUS_PUBLIC_KEYS needs JWT_ALGORITHM=RS256 or ES256")
-            return
-        if self.jwt_private_key.strip():
-            private = pem_text(self.jwt_private_key, "JWT_PRIVATE_KEY")
-        elif self.environment == "development":
-            private = generate_private_key_pem(self.jwt_algorithm)
-        else:
-            raise ValueError(
-                f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY"
-                " (a PEM private key, or the path of a file holding one)"
-            )
-        previous = "\n".join(pem_texts(self.jwt_previous_public_keys, "JWT_PREVIOUS_PUBLIC_KEYS"))
-        signing_keys(self.jwt_algorithm, self.jwt_secret, private, previous)  # parses: or fails
-        msgspec.structs.force_setattr(self, "jwt_private_key", private)
-        msgspec.structs.force_setattr(self, "jwt_previous_public_keys", previous)
 
     @property
     def cors_origins(self) -> list[str]:
@@ -188,6 +165,50 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def json_logs(self) -> bool:
         return self.log_json if self.log_json is not None else self.environment == "production"
+
+
+def require_signing_keys(settings: Settings) -> Settings:
+    """``settings`` with the API's signing material checked and resolved, or SystemExit.
+
+    Key files are read once, here, so a missing or unreadable key stops start-up, named.
+    Idempotent: the API's factory calls it on whatever settings it is given.
+    """
+    try:
+        return _with_signing_keys(settings)
+    except ValueError as exc:
+        raise SystemExit(f"invalid settings: {exc}") from exc
+
+
+def _with_signing_keys(settings: Settings) -> Settings:
+    secret = settings.jwt_secret
+    if _digest(secret) in _PUBLISHED_SECRETS:
+        raise ValueError("JWT_SECRET is a published value; generate a new one")
+    if settings.environment == "development" and not secret:
+        secret = secrets.token_urlsafe(32)
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"JWT_SECRET must be set to a random value of at least {MIN_SECRET_BYTES} bytes"
+            " (only ENVIRONMENT=development may leave it out)"
+        )
+    algorithm = settings.jwt_algorithm
+    if algorithm == "HS256":
+        if settings.jwt_previous_public_keys.strip():
+            raise ValueError("JWT_PREVIOUS_PUBLIC_KEYS needs JWT_ALGORITHM=RS256 or ES256")
+        return msgspec.structs.replace(settings, jwt_secret=secret)
+    if settings.jwt_private_key.strip():
+        private = pem_text(settings.jwt_private_key, "JWT_PRIVATE_KEY")
+    elif settings.environment == "development":
+        private = generate_private_key_pem(algorithm)
+    else:
+        raise ValueError(
+            f"JWT_ALGORITHM={algorithm} needs JWT_PRIVATE_KEY"
+            " (a PEM private key, or the path of a file holding one)"
+        )
+    previous = "\n".join(pem_texts(settings.jwt_previous_public_keys, "JWT_PREVIOUS_PUBLIC_KEYS"))
+    signing_keys(algorithm, secret, private, previous)  # parses: or fails
+    return msgspec.structs.replace(
+        settings, jwt_secret=secret, jwt_private_key=private, jwt_previous_public_keys=previous
+    )
 
 
 def _digest(value: str) -> str:
@@ -234,3 +255,10 @@ def load_settings(
         return msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SystemExit(f"invalid settings: {exc}") from exc
+
+
+def load_api_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """``load_settings`` for the API, the one process that signs: its keys required."""
+    return require_signing_keys(load_settings(environ, env_file))

@@ -206,7 +206,7 @@ async def run_consumer(
 async def main() -> None:
     settings = load_settings()
     configure_logging(settings)
-    serve_metrics(settings.consumer_metrics_port)
+    serve_metrics(settings.consumer_metrics_port, settings.metrics_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -266,7 +266,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings)
-    serve_metrics(settings.worker_metrics_port)
+    serve_metrics(settings.worker_metrics_port, settings.metrics_host)
     # uvloop, as uvicorn gives the API: each job's Redis and PostgreSQL round trips cost
     # less CPU on it (BENCHMARKS.md).
     loop = uvloop.new_event_loop()

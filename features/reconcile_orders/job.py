@@ -44,12 +44,13 @@ from features.reconcile_orders.queries import (
     record_reenqueued,
     still_unprocessed,
 )
+from shared.errors import describe_error, error_fields
 from shared.jobs import enqueue_process_order, process_order_job_id
 from shared.services import WorkerServices
 from shared.settings import Settings
 
 # The name it has always logged under: log queries and alerts match it.
-logger = logging.getLogger("workers.reconciler")
+logger = logging.getLogger(__name__)
 
 LOST, FAILED = "lost", "failed"  # why a job was enqueued again (the metric's label)
 
@@ -173,5 +174,6 @@ async def reconcile_job(ctx: dict[str, Any]) -> int:
                 break
         RECONCILER_FAILING.set(await count_failing_orders(services.engine))
     except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis down: the next run retries
-        logger.warning("reconcile stopped: %s: %s", type(exc).__name__, exc)
+        # The class and SQLSTATE only: a driver's text can quote values (shared.errors).
+        logger.warning("reconcile stopped: %s", describe_error(exc), extra=error_fields(exc))
     return total

@@ -11,9 +11,8 @@ from shared.credentials import (
     EMAIL_SCHEMA_PATTERN,
     PASSWORD_MAX_BYTES,
     PASSWORD_MIN_BYTES,
-    looks_like_email,
-    normalize_email,
     password_size_ok,
+    registrable_email,
 )
 
 
@@ -23,7 +22,10 @@ class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
         msgspec.Meta(
             max_length=EMAIL_MAX_LENGTH,
             examples=["ada@example.com"],
-            description="trimmed and lower-cased before it is stored",
+            description=(
+                "trimmed, NFKC, lower-cased and its domain by IDNA (UTS #46, ASCII form) before"
+                f" it is stored; at most {EMAIL_MAX_LENGTH} characters in that form"
+            ),
             extra_json_schema={"extra": {"pattern": EMAIL_SCHEMA_PATTERN}},
         ),
     ]
@@ -40,9 +42,7 @@ class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     ]
 
     def __post_init__(self) -> None:
-        email = normalize_email(self.email)
-        if not looks_like_email(email):
-            raise ValueError("`email` does not look like an address")
+        email = registrable_email(self.email)  # EmailRefused: a ValueError, so a 422
         if not password_size_ok(self.password):
             raise ValueError(
                 f"`password` must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes in UTF-8,"

@@ -7,17 +7,20 @@ What it must take up and what it must leave alone; the end-to-end faults it exis
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from features.reconcile_orders.job import Reconciler
+from features.reconcile_orders.job import Reconciler, reconcile_job
 from shared.database import create_engine
 from shared.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
 from shared.models import Order
@@ -243,3 +246,27 @@ async def test_the_jobs_report_shows_what_the_reconciler_did_and_what_still_fail
     assert "re-enqueued  1  (job failed for good)" in text
     assert "failing      2" in text
     assert f"{lost}  attempts 1" in text
+
+
+async def test_a_failed_run_logs_the_error_class_and_sqlstate_not_its_text(
+    reconcile_settings: Settings, arq: ArqRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A driver's message can quote what it was given; here, the name of a database."""
+    missing = f"orders_missing_{uuid.uuid4().hex[:8]}"
+    url = make_url(reconcile_settings.database_url).set(database=missing)
+    settings = with_settings(
+        reconcile_settings, database_url=url.render_as_string(hide_password=False)
+    )
+    engine = create_engine(settings)
+    services = SimpleNamespace(settings=settings, engine=engine, redis=arq)
+    try:
+        with caplog.at_level(logging.WARNING, logger="features.reconcile_orders.job"):
+            assert await reconcile_job({"services": services}) == 0
+    finally:
+        await engine.dispose()
+    (record,) = [r for r in caplog.records if r.name == "features.reconcile_orders.job"]
+    message = record.getMessage()
+    assert message.startswith("reconcile stopped: ")
+    assert "InvalidCatalogNameError" in message
+    assert "SQLSTATE 3D000" in message
+    assert missing not in message

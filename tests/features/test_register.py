@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -10,7 +11,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app import create_app
+from shared.settings import Settings
+from tests.apps import StartApp, with_settings
+
 Client = AsyncTestClient[Litestar]
+FULL_WIDTH_E = "\uff45"  # ｅ
 
 
 def new_email() -> str:
@@ -116,6 +122,62 @@ async def test_no_response_reveals_the_password_hash(client: Client) -> None:
     response = await client.post("/register", json={"email": new_email(), "password": "pass1234"})
     assert "password" not in response.text
     assert "$2b$" not in response.text
+
+
+# --- the email's normal form (issue 18): NFKC, IDNA, lengths after normalising --------------
+
+
+async def test_an_address_that_grows_when_lower_cased_is_422_before_any_hashing(
+    settings: Settings, start_app: StartApp
+) -> None:
+    """305 characters as sent, 605 once lower-cased: it was hashed, then a 500 at the insert."""
+    slow = await start_app(create_app(with_settings(settings, bcrypt_rounds=15)))
+    email = "\u0130" * 300 + "@x.io"  # İ
+    started = time.perf_counter()
+    response = await slow.post("/register", json={"email": email, "password": "password123"})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 422
+    assert response.json()["field"] == "email"
+    assert elapsed < 1.0  # one hash at cost 15 takes over two seconds here
+
+
+async def test_a_full_width_look_alike_of_a_registered_email_is_409(client: Client) -> None:
+    email = new_email()
+    first = await client.post("/register", json={"email": email, "password": "password123"})
+    look_alike = email.replace("e", FULL_WIDTH_E, 1)  # the e of "new-"
+    again = await client.post("/register", json={"email": look_alike, "password": "other-pass"})
+    assert first.status_code == 201
+    assert again.status_code == 409
+
+
+async def test_a_look_alike_registered_first_is_stored_in_the_plain_form(client: Client) -> None:
+    email = new_email()
+    look_alike = email.replace("e", FULL_WIDTH_E, 1).replace("@", "\uff20")  # ＠
+    response = await client.post("/register", json={"email": look_alike, "password": "pass1234"})
+    assert response.status_code == 201
+    assert response.json()["email"] == email
+
+
+async def test_an_internationalised_domain_is_stored_in_its_ascii_form(client: Client) -> None:
+    local = f"new-{uuid.uuid4().hex[:12]}"
+    response = await client.post(
+        "/register", json={"email": f"{local}@B\u00dcCHER.example", "password": "password123"}
+    )
+    again = await client.post(
+        "/register", json={"email": f"{local}@xn--bcher-kva.example", "password": "password123"}
+    )
+    assert response.status_code == 201
+    assert response.json()["email"] == f"{local}@xn--bcher-kva.example"
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize("domain", ["exa_mple.com", "-example.com", "xn--zz.com"])
+async def test_a_domain_idna_refuses_is_422(client: Client, domain: str) -> None:
+    email = f"new-{uuid.uuid4().hex[:12]}@{domain}"
+    response = await client.post("/register", json={"email": email, "password": "password123"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "email"
+    assert "IDNA" in response.text
 
 
 # Found by tests/hardening/test_schemathesis.py:

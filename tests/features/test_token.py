@@ -110,6 +110,45 @@ async def test_login_email_is_trimmed_and_case_insensitive(client: Client, alice
     assert response.json()["access_token"]
 
 
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda email: email.replace("u", "\uff55", 1),  # a full-width u in "user-"
+        lambda email: email.replace("@", "\uff20"),  # a full-width @
+        lambda email: email.upper().replace("E", "\uff25"),  # full-width capitals
+    ],
+    ids=["full-width-letter", "full-width-at", "full-width-capitals"],
+)
+async def test_a_look_alike_of_the_email_logs_in_to_the_same_account(
+    client: Client, alice: Account, spell: Callable[[str], str]
+) -> None:
+    response = await client.post(
+        "/token", data={"username": spell(alice.email), "password": alice.password}
+    )
+    assert response.status_code == 200
+    me = await client.get("/users/me", headers=bearer(response.json()["access_token"]))
+    assert me.json()["id"] == alice.id
+
+
+async def test_either_spelling_of_an_internationalised_domain_logs_in(client: Client) -> None:
+    local = f"idn-{uuid.uuid4().hex[:12]}"
+    registered = await client.post(
+        "/register", json={"email": f"{local}@b\u00fccher.example", "password": PASSWORD}
+    )
+    assert registered.status_code == 201
+    for username in (f"{local}@B\u00dcCHER.example", f"{local}@xn--bcher-kva.example"):
+        response = await client.post("/token", data={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, username
+
+
+async def test_an_address_that_grows_when_lower_cased_is_the_same_401_not_a_500(
+    client: Client,
+) -> None:
+    username = "\u0130" * 300 + "@x.io"
+    response = await client.post("/token", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 401
+
+
 async def test_wrong_password_and_unknown_email_give_the_same_401(
     client: Client, alice: Account
 ) -> None:

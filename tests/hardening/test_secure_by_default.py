@@ -8,10 +8,12 @@ database role, an ignored Redis password and an unbounded dead-letter queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import pickle
 import secrets
+import subprocess
 import sys
 import time
 import uuid
@@ -49,7 +51,15 @@ from shared.signing_keys import signing_keys
 from tests.accounts import PASSWORD, make_account
 from tests.apps import StartApp, metrics_headers, with_settings
 from tests.pipeline import ready_count, wait_for
-from tests.processes import PROJECT_ROOT, UVICORN_ARGS, RunModule, environment, start_api
+from tests.processes import (
+    PROJECT_ROOT,
+    START_WITHIN_S,
+    UVICORN_ARGS,
+    RunModule,
+    environment,
+    free_port,
+    start_api,
+)
 from tests.tokens import sign, valid_claims
 from workers.worker import create_worker
 
@@ -637,3 +647,172 @@ async def test_the_dead_letter_queue_keeps_only_the_newest_messages(
 
 async def _count_is(channel: aio_pika.abc.AbstractChannel, queue: str, expected: int) -> bool:
     return await ready_count(channel, queue) == expected
+
+
+# --- 9. the signing key only where it signs (issue 18) --------------------------------------
+
+
+def _without_signing_material(settings: Settings, **changes: Any) -> Settings:
+    """Production, RS256 and neither JWT_SECRET nor JWT_PRIVATE_KEY: what no API may start on."""
+    return with_settings(
+        settings,
+        environment="production",
+        jwt_secret="",
+        jwt_algorithm="RS256",
+        jwt_private_key="",
+        **changes,
+    )
+
+
+async def _metrics_answer(host: str, port: int) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            return (await client.get(f"http://{host}:{port}/metrics")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def test_the_processes_that_sign_nothing_start_in_production_without_a_signing_key(
+    pipeline_settings: Settings, run_module: RunModule, tmp_path: Path
+) -> None:
+    consumer_port, worker_port = free_port(), free_port()
+    settings = _without_signing_material(
+        pipeline_settings, consumer_metrics_port=consumer_port, worker_metrics_port=worker_port
+    )
+    for module in ("migrations", "workers.queue_status"):
+        one_shot = await run_module(module, settings, log=module)
+        exit_code = await asyncio.wait_for(one_shot.wait(), START_WITHIN_S)
+        assert exit_code == 0, (tmp_path / f"{module}.log").read_text()
+    consumer = await run_module("workers.consumer", settings, log="consumer")
+    worker = await run_module("workers.worker", settings, log="worker")
+    for port in (consumer_port, worker_port):  # each serves its metrics: it started
+        await wait_for(functools.partial(_metrics_answer, "127.0.0.1", port), within=START_WITHIN_S)
+    assert consumer.returncode is None, (tmp_path / "consumer.log").read_text()
+    assert worker.returncode is None, (tmp_path / "worker.log").read_text()
+
+
+async def test_the_api_still_refuses_to_start_without_its_signing_key(
+    pipeline_settings: Settings, run_module: RunModule, tmp_path: Path
+) -> None:
+    api = await run_module(
+        "uvicorn",
+        _without_signing_material(pipeline_settings),
+        *UVICORN_ARGS,
+        "--port",
+        str(free_port()),
+        log="api",
+    )
+    assert await asyncio.wait_for(api.wait(), START_WITHIN_S) != 0
+    assert "JWT_SECRET" in (tmp_path / "api.log").read_text()
+
+
+async def test_the_consumers_and_workers_metrics_listen_on_loopback_only_by_default(
+    pipeline_settings: Settings, run_module: RunModule
+) -> None:
+    """127.0.0.2 is this machine too: a listener on every interface would answer there."""
+    consumer_port, worker_port = free_port(), free_port()
+    settings = with_settings(
+        pipeline_settings, consumer_metrics_port=consumer_port, worker_metrics_port=worker_port
+    )
+    assert settings.metrics_host == "127.0.0.1"
+    await run_module("workers.consumer", settings, log="consumer")
+    await run_module("workers.worker", settings, log="worker")
+    for port in (consumer_port, worker_port):
+        await wait_for(functools.partial(_metrics_answer, "127.0.0.1", port), within=START_WITHIN_S)
+        assert not await _metrics_answer("127.0.0.2", port)
+
+
+async def _acl(redis: Redis, *args: str) -> Any:
+    return await redis.execute_command("ACL", *args)  # type: ignore[no-untyped-call]
+
+
+def _acl_users(prefix: str, queue: str, user_prefix: str) -> dict[str, list[str]]:
+    """deploy/redis-users.sh's users, as ACL SETUSER arguments by role."""
+    env = {
+        "REDIS_API_PASSWORD": "api-pw",
+        "REDIS_CONSUMER_PASSWORD": "consumer-pw",
+        "REDIS_WORKER_PASSWORD": "worker-pw",
+        "REDIS_PREFIX": prefix,
+        "ARQ_QUEUE": queue,
+        "REDIS_USER_PREFIX": user_prefix,
+    }
+    done = subprocess.run(  # noqa: S603
+        ["sh", str(PROJECT_ROOT / "deploy/redis-users.sh")],  # noqa: S607
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    users = {}
+    for line in done.stdout.splitlines():
+        _, name, *rules = line.split()
+        users[name.removeprefix(user_prefix)] = [name, *rules]
+    return users
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("SCAN", "0"),
+        ("KEYS", "*"),
+        ("RANDOMKEY",),
+        ("SCRIPT", "FLUSH"),
+        ("SCRIPT", "KILL"),
+        ("FUNCTION", "LIST"),
+        ("FUNCTION", "FLUSH"),
+        ("FCALL", "f", "0"),
+        ("FLUSHDB",),
+        ("FLUSHALL",),
+        ("CONFIG", "GET", "*"),
+    ],
+    ids=" ".join,
+)
+async def test_the_apps_redis_users_may_not_reach_past_their_keys(
+    settings: Settings, redis: Redis, command: tuple[str, ...]
+) -> None:
+    users = _acl_users(settings.redis_prefix, settings.arq_queue, f"h4-{secrets.token_hex(3)}-")
+    try:
+        for rules in users.values():
+            await _acl(redis, "SETUSER", *rules)
+        for name, *_ in users.values():
+            answer = await _acl(redis, "DRYRUN", name, *command)
+            assert "no permissions" in answer.decode(), (name, command, answer)
+    finally:
+        for name, *_ in users.values():
+            await redis.acl_deluser(name)
+
+
+async def test_the_apps_redis_users_may_still_run_the_apps_scripts(
+    pipeline_settings: Settings, start_app: StartApp, redis: Redis
+) -> None:
+    """The limiter's and the order cache's scripts: EVALSHA, then SCRIPT LOAD on a miss.
+
+    The server's script cache is shared with other runs (no SCRIPT FLUSH here), so the load
+    on a miss is checked with ACL DRYRUN for every user, the scripts' use end to end.
+    """
+    users = _acl_users(
+        pipeline_settings.redis_prefix, pipeline_settings.arq_queue, f"h4-{secrets.token_hex(3)}-"
+    )
+    for user_rules in users.values():
+        await _acl(redis, "SETUSER", *user_rules)
+    name = users["api"][0]
+    try:
+        for user, *_ in users.values():
+            for command in (("SCRIPT", "LOAD", "return 1"), ("EVALSHA", "0" * 40, "0")):
+                assert await _acl(redis, "DRYRUN", user, *command) == b"OK"
+        api = await start_app(
+            create_app(
+                with_settings(
+                    pipeline_settings,
+                    redis_url=with_credentials(pipeline_settings.redis_url, name, "api-pw"),
+                )
+            )
+        )
+        account = await make_account(api)  # /register and /token: the limiter's script
+        response = await api.post("/orders", json=ORDER, headers=account.headers)
+        assert response.status_code == 201, response.text
+        read = await api.get(f"/orders/{response.json()['id']}", headers=account.headers)
+        assert read.status_code == 200  # the order cache's script
+    finally:
+        for user, *_ in users.values():
+            await redis.acl_deluser(user)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_api_settings, load_settings
 
 STRONG_SECRET = "s" * 32
 # The development default that code and .env.example once shipped: public, so never accepted.
@@ -18,7 +18,7 @@ PUBLISHED_DEV_SECRET = "dev-only-secret-change-me-in-production"
 
 def test_production_refuses_to_start_without_jwt_secret(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        load_settings({"ENVIRONMENT": "production"}, env_file=tmp_path / ".env")
+        load_api_settings({"ENVIRONMENT": "production"}, env_file=tmp_path / ".env")
 
 
 @pytest.mark.parametrize("environment", ["production", "test", "development"])
@@ -27,14 +27,14 @@ def test_the_once_published_development_secret_is_refused_everywhere(
 ) -> None:
     environ = {"ENVIRONMENT": environment, "JWT_SECRET": PUBLISHED_DEV_SECRET}
     with pytest.raises(SystemExit, match="published"):
-        load_settings(environ, env_file=tmp_path / ".env")
+        load_api_settings(environ, env_file=tmp_path / ".env")
 
 
 def test_settings_default_to_production_and_refuse_to_start_without_a_secret(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(SystemExit, match="JWT_SECRET"):
-        load_settings({}, env_file=tmp_path / ".env")
+        load_api_settings({}, env_file=tmp_path / ".env")
     assert Settings.__struct_defaults__[Settings.__struct_fields__.index("environment")] == (
         "production"
     )
@@ -43,18 +43,18 @@ def test_settings_default_to_production_and_refuse_to_start_without_a_secret(
 def test_production_refuses_a_short_jwt_secret(tmp_path: Path) -> None:
     environ = {"ENVIRONMENT": "production", "JWT_SECRET": "s" * 31}
     with pytest.raises(SystemExit):
-        load_settings(environ, env_file=tmp_path / ".env")
+        load_api_settings(environ, env_file=tmp_path / ".env")
 
 
 def test_production_accepts_a_long_jwt_secret(tmp_path: Path) -> None:
     environ = {"ENVIRONMENT": "production", "JWT_SECRET": STRONG_SECRET}
-    loaded = load_settings(environ, env_file=tmp_path / ".env")
+    loaded = load_api_settings(environ, env_file=tmp_path / ".env")
     assert loaded.jwt_secret == STRONG_SECRET
 
 
 def test_development_without_a_secret_signs_with_a_random_one_per_start(tmp_path: Path) -> None:
-    first = load_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
-    second = load_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
+    first = load_api_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
+    second = load_api_settings({"ENVIRONMENT": "development"}, env_file=tmp_path / ".env")
     assert len(first.jwt_secret) >= 32
     assert first.jwt_secret != second.jwt_secret
 

@@ -78,9 +78,91 @@ def test_compose_setting_environment_to_development_is_refused() -> None:
 )
 def test_compose_must_require_jwt_secret_without_a_default(value: str) -> None:
     doc = compose()
-    doc["services"]["worker"]["environment"]["JWT_SECRET"] = value
+    doc["services"]["api"]["environment"]["JWT_SECRET"] = value
     problems = check_docker.compose_policy_problems(doc)
-    assert any("services.worker" in p and "JWT_SECRET" in p for p in problems)
+    assert any("services.api" in p and "JWT_SECRET must be" in p for p in problems)
+
+
+def test_the_api_without_jwt_secret_is_refused() -> None:
+    doc = compose()
+    del doc["services"]["api"]["environment"]["JWT_SECRET"]
+    problems = check_docker.compose_policy_problems(doc)
+    assert any("services.api" in p and "JWT_SECRET must be" in p for p in problems)
+
+
+@pytest.mark.parametrize("service", ["migrate", "consumer", "worker"])
+@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_PRIVATE_KEY"])
+def test_signing_material_given_to_a_process_that_signs_nothing_is_refused(
+    service: str, name: str
+) -> None:
+    doc = compose()
+    doc["services"][service]["environment"][name] = f"${{{name}:?{name} is not set}}"
+    problems = check_docker.compose_policy_problems(doc)
+    assert problems == [
+        f"services.{service}.environment: {name} is the api's signing material; this process"
+        " signs nothing and must not hold it"
+    ]
+
+
+@pytest.mark.parametrize("service", ["api", "migrate", "consumer", "worker"])
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("cap_drop", None, "drop every capability (cap_drop: [ALL])"),
+        ("cap_drop", ["NET_RAW"], "drop every capability (cap_drop: [ALL])"),
+        ("security_opt", None, "set security_opt: [no-new-privileges:true]"),
+        ("security_opt", ["no-new-privileges:false"], "set security_opt: [no-new-privileges:true]"),
+        ("read_only", None, "run with read_only: true (tmpfs where the process writes)"),
+        ("read_only", False, "run with read_only: true (tmpfs where the process writes)"),
+    ],
+)
+def test_an_app_container_without_its_hardening_is_refused(
+    service: str, key: str, value: object, expected: str
+) -> None:
+    doc = compose()
+    if value is None:
+        del doc["services"][service][key]
+    else:
+        doc["services"][service][key] = value
+    assert check_docker.compose_policy_problems(doc) == [f"services.{service}: {expected}"]
+
+
+@pytest.mark.parametrize("service", ["postgres", "redis", "rabbitmq"])
+@pytest.mark.parametrize("form", ["tag", "digest"])
+def test_a_service_image_not_pinned_by_digest_beside_its_tag_is_refused(
+    service: str, form: str
+) -> None:
+    doc = compose()
+    image = doc["services"][service]["image"]
+    tag, _, digest = image.partition("@")
+    assert digest.startswith("sha256:")  # the shipped file pins both
+    name = tag.partition(":")[0]
+    doc["services"][service]["image"] = tag if form == "tag" else f"{name}@{digest}"
+    problems = check_docker.compose_policy_problems(doc)
+    assert problems == [
+        f"services.{service}: pin image {doc['services'][service]['image']!r} by digest beside"
+        " its tag (name:tag@sha256:...)"
+    ]
+
+
+def test_the_shipped_redis_users_deny_what_reaches_past_their_keys() -> None:
+    lines = check_docker.redis_users_lines()
+    assert len(lines.splitlines()) == 3
+    assert check_docker.redis_acl_problems(lines) == []
+
+
+@pytest.mark.parametrize("rule", check_docker.REDIS_DENIALS)
+def test_a_redis_user_missing_a_denial_is_refused(rule: str) -> None:
+    lines = check_docker.redis_users_lines().replace(f" {rule} ", " ").replace(f" {rule}\n", "\n")
+    problems = check_docker.redis_acl_problems(lines)
+    assert f"deploy/redis-users.sh: user api must deny {rule}" in problems
+
+
+@pytest.mark.parametrize("grant", ["+@all", "allkeys", "~*", "+scan", "+script|flush", "+keys"])
+def test_a_redis_user_granting_back_what_it_must_not_is_refused(grant: str) -> None:
+    lines = check_docker.redis_users_lines().replace("\n", f" {grant}\n", 1)
+    problems = check_docker.redis_acl_problems(lines)
+    assert f"deploy/redis-users.sh: user api must not grant {grant}" in problems
 
 
 def test_a_password_with_a_default_in_a_url_is_refused() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_api_settings
 from shared.signing_keys import Algorithm, signing_keys, thumbprint
 from tests.keys import private_pem, public_pem
 
@@ -69,7 +69,7 @@ def test_the_jwk_has_only_public_members(algorithm: Algorithm, members: set[str]
 
 
 def settings_with(**env: str) -> Settings:
-    return load_settings({"ENVIRONMENT": "production", "JWT_SECRET": SECRET, **env}, None)
+    return load_api_settings({"ENVIRONMENT": "production", "JWT_SECRET": SECRET, **env}, None)
 
 
 def test_production_refuses_an_asymmetric_algorithm_without_a_key() -> None:
@@ -104,7 +104,7 @@ def test_a_key_may_be_a_path_or_pem_text_with_escaped_newlines(tmp_path: Path) -
 
 
 def test_development_makes_a_key_when_none_is_set() -> None:
-    loaded = load_settings({"ENVIRONMENT": "development", "JWT_ALGORITHM": "RS256"}, None)
+    loaded = load_api_settings({"ENVIRONMENT": "development", "JWT_ALGORITHM": "RS256"}, None)
     assert "PRIVATE KEY" in loaded.jwt_private_key
 
 

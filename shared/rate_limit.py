@@ -11,6 +11,10 @@ hit) that returns the count and the time left.
 The client is ``request.client``, which ``shared.client_address`` has already resolved
 from the TCP peer (and ``X-Forwarded-For`` only when the peer is a trusted proxy).
 
+Every budget keyed by address counts ``budget_subject`` of it (``shared.client_address``):
+an IPv6 client by its network (``RATE_LIMIT_IPV6_PREFIX``, a /64 by default), an IPv4-mapped
+address as its IPv4 address.
+
 Budgets, each under a key named where it is declared (``<prefix>ratelimit:<name>::…``):
 - every route but the ops paths (``shared.routes``): ``RATE_LIMIT`` requests per address,
   under ``api``;
@@ -35,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +56,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from shared.client_address import budget_subject
 from shared.credentials import normalize_email
 from shared.routes import ops_path_patterns
 from shared.services import services_of
@@ -237,6 +243,15 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
         return send_with_headers
 
 
+def client_budget_subject(ipv6_prefix: int) -> Callable[[Request[Any, Any, Any]], str]:
+    """Litestar's ``identifier_for_request``: the client as every address budget counts it."""
+
+    def identify(request: Request[Any, Any, Any]) -> str:
+        return budget_subject(request.client.host if request.client else "127.0.0.1", ipv6_prefix)
+
+    return identify
+
+
 def rate_limit_config(settings: Settings) -> RedisRateLimitConfig:
     """The one limiter: ``RATE_LIMIT`` everywhere but the ops paths, ``TOKEN_RATE_LIMIT`` on
     routes that declare their own budget."""
@@ -244,5 +259,6 @@ def rate_limit_config(settings: Settings) -> RedisRateLimitConfig:
         rate_limit=parse_rate(settings.rate_limit),
         route_rate_limit=parse_rate(settings.token_rate_limit),
         exclude=ops_path_patterns(),
+        identifier_for_request=client_budget_subject(settings.rate_limit_ipv6_prefix),
         middleware_class=RedisRateLimitMiddleware,
     )

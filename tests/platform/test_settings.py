@@ -102,3 +102,19 @@ def test_a_malformed_rate_limit_refuses_to_start(tmp_path: Path) -> None:
 def test_a_non_numeric_setting_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_settings({"CACHE_TTL_SECONDS": "five"}, env_file=tmp_path / ".env")
+
+
+@pytest.mark.parametrize("prefix", ["0", "129", "-64", "sixty-four"])
+def test_an_ipv6_prefix_that_is_no_prefix_length_refuses_to_start(
+    tmp_path: Path, prefix: str
+) -> None:
+    environ = {"JWT_SECRET": STRONG_SECRET, "RATE_LIMIT_IPV6_PREFIX": prefix}
+    with pytest.raises(SystemExit, match=r"(?i)rate_limit_ipv6_prefix"):
+        load_settings(environ, env_file=tmp_path / ".env")
+
+
+def test_ipv6_clients_are_counted_by_their_64_unless_told(tmp_path: Path) -> None:
+    environ = {"JWT_SECRET": STRONG_SECRET}
+    assert load_settings(environ, env_file=tmp_path / ".env").rate_limit_ipv6_prefix == 64
+    environ["RATE_LIMIT_IPV6_PREFIX"] = "56"
+    assert load_settings(environ, env_file=tmp_path / ".env").rate_limit_ipv6_prefix == 56

@@ -13,11 +13,14 @@ import pytest
 
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
+from shared.budgets import LimiterUnavailable, PasswordGuesses
+from shared.redis import create_redis
 from shared.services import services_of
 from shared.settings import Settings
 from tests.apps import (
     PROBE,
     PROXY,
+    UNUSED_PORT,
     StartApp,
     behind_proxy,
     forwarded_for,
@@ -235,3 +238,24 @@ async def test_the_api_wide_budget_counts_an_ipv6_client_by_its_64_too(
     ]
     assert statuses == [401, 401, 401, 429]
 
+
+# --- the budgets a handler spends (shared/budgets.py) fail closed -------------------------------
+
+
+async def test_the_password_budget_refuses_before_any_check_while_redis_is_unreachable() -> None:
+    """The middleware fails closed first on these routes; this is the budget's own guard."""
+    redis = create_redis(f"redis://127.0.0.1:{UNUSED_PORT}/0")
+    checked: list[str] = []
+
+    async def verify() -> bool:
+        checked.append("bcrypt ran")
+        return False
+
+    try:
+        with pytest.raises(LimiterUnavailable) as refused:
+            await PasswordGuesses(redis, "unused:", ("minute", 10)).check("a@example.com", verify)
+    finally:
+        await redis.aclose()
+    assert checked == []
+    assert refused.value.status_code == 503
+    assert int((refused.value.headers or {})["Retry-After"]) > 0

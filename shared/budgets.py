@@ -6,15 +6,16 @@ and the form's username. Two budgets need what only a handler learns:
 - failed password checks per account (``PasswordGuesses``): /token knows the account from
   the form, DELETE /users/me only after reading the user's row. Both spend the same key,
   so a stolen access token buys no guesses beyond what /token allows;
-- refreshes per session (``Budget`` under ``refresh``): the session is known only once the
-  refresh token has been looked up.
+- refreshes per session (``Budget`` named ``refresh_session``): the session is known only
+  once the refresh token has been looked up.
 
 Each is ``TOKEN_RATE_LIMIT`` units per subject and window. A unit is taken by one atomic
-script before the work it pays for (the set of taken units never grows past the limit, so N
-concurrent guesses from N processes cannot all pass a check made before any of them
-counted) and a password check that proves right gives its unit back: only failures stay
-counted. While Redis cannot count, these answer 503 with ``Retry-After``: password guessing
-is never unthrottled.
+script before the work it pays for, so N concurrent guesses from N processes cannot all pass
+a check made before any of them counted, and a password check that proves right gives its
+unit back: only failures stay counted. A budget is a set of unit ids rather than a counter
+so that giving back is exact: a unit taken in a window that has ended since is simply not
+there, where a decrement would free one of the next window's. While Redis cannot count,
+these answer 503 with ``Retry-After``: password guessing is never unthrottled.
 """
 
 from __future__ import annotations

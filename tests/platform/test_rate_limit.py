@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
+from litestar.exceptions import TooManyRequestsException
 
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
-from shared.budgets import LimiterUnavailable, PasswordGuesses
+from shared.budgets import Budget, LimiterUnavailable, PasswordGuesses
 from shared.redis import create_redis
 from shared.services import services_of
 from shared.settings import Settings
@@ -259,3 +261,33 @@ async def test_the_password_budget_refuses_before_any_check_while_redis_is_unrea
     assert checked == []
     assert refused.value.status_code == 503
     assert int((refused.value.headers or {})["Retry-After"]) > 0
+
+
+@pytest.fixture
+async def budget(settings: Settings) -> AsyncIterator[Budget]:
+    """A budget of 2 a minute under a Redis prefix of its own, on this test's event loop."""
+    redis = create_redis(settings.redis_url)
+    yield Budget(redis, f"{settings.redis_prefix}b-{secrets.token_hex(4)}:", "probe", ("minute", 2))
+    await redis.aclose()
+
+
+async def test_a_unit_given_back_can_be_taken_again(budget: Budget) -> None:
+    await budget.take("someone")
+    second = await budget.take("someone")
+    await budget.give_back("someone", second)
+    await budget.take("someone")
+    with pytest.raises(TooManyRequestsException):
+        await budget.take("someone")
+
+
+async def test_a_unit_of_an_ended_window_given_back_frees_nothing_in_the_next(
+    budget: Budget,
+) -> None:
+    """A check that outlives its window must not refund a unit a later guess spent."""
+    old = await budget.take("someone")
+    await budget.redis.delete(f"{budget.key_prefix}someone")  # the window ends
+    await budget.take("someone")
+    await budget.take("someone")
+    await budget.give_back("someone", old)
+    with pytest.raises(TooManyRequestsException):
+        await budget.take("someone")

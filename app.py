@@ -37,6 +37,7 @@ from shared.auth import (
     build_auth,
     provide_current_user,
 )
+from shared.budgets import Budget, PasswordGuesses
 from shared.bus import EventBus
 from shared.client_address import ClientAddressMiddleware
 from shared.database import alchemy_config, autocommit
@@ -51,7 +52,7 @@ from shared.redis import create_redis
 from shared.security_headers import SecurityHeaders
 from shared.services import SERVICES, Services
 from shared.sessions import SessionIssuer
-from shared.settings import Settings, load_settings, require_signing_keys
+from shared.settings import Settings, load_settings, parse_rate, require_signing_keys
 from shared.signing_keys import signing_keys
 
 
@@ -87,6 +88,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         signing_keys=keys,
         outbox_relay=OutboxRelay(bus, engine),
         readiness=ReadinessProbe(engine, redis, bus).results,
+        password_guesses=PasswordGuesses(
+            redis, settings.redis_prefix, parse_rate(settings.token_rate_limit)
+        ),
+        session_refreshes=Budget(
+            redis, settings.redis_prefix, "refresh_session", parse_rate(settings.token_rate_limit)
+        ),
     )
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 

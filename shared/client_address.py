@@ -38,6 +38,28 @@ def _trusted(host: str, proxies: tuple[Network, ...]) -> bool:
     return any(address in network for network in proxies)
 
 
+@functools.lru_cache(maxsize=4096)
+def budget_subject(host: str, ipv6_prefix: int) -> str:
+    """The client a rate budget counts: an IPv4 address itself, an IPv6 one by its network.
+
+    One IPv6 host is commonly given a whole /64, so counting addresses would hand it 2**64
+    budgets; ``ipv6_prefix`` (``RATE_LIMIT_IPV6_PREFIX``) says how much to group. An
+    IPv4-mapped address (``::ffff:a.b.c.d``, what a dual-stack socket or a proxy may report
+    for an IPv4 client) is that IPv4 client. Anything that is not an address (a Unix socket,
+    the test client's ``testclient``) is its own subject. Remembered, as ``_trusted`` is: the
+    limiter asks on every request.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return ipaddress.ip_network((address, ipv6_prefix), strict=False).with_prefixlen
+
+
 def client_host(peer: str, forwarded_for: Sequence[str], proxies: Sequence[Network]) -> str:
     """The client's address given the peer and the X-Forwarded-For entries (left to right)."""
     if not _is_trusted(peer, proxies):

@@ -11,19 +11,25 @@ hit) that returns the count and the time left.
 The client is ``request.client``, which ``shared.client_address`` has already resolved
 from the TCP peer (and ``X-Forwarded-For`` only when the peer is a trusted proxy).
 
+Every budget keyed by address counts ``budget_subject`` of it (``shared.client_address``):
+an IPv6 client by its network (``RATE_LIMIT_IPV6_PREFIX``, a /64 by default), an IPv4-mapped
+address as its IPv4 address.
+
 Budgets, each under a key named where it is declared (``<prefix>ratelimit:<name>::…``):
 - every route but the ops paths (``shared.routes``): ``RATE_LIMIT`` requests per address,
   under ``api``;
 - a route that declares its own (``opt=own_rate_limit(name)``) counts against
   ``TOKEN_RATE_LIMIT`` under its name instead. /register (a bcrypt hash each), /token/revoke
   and DELETE /users/me (a password guess each): requests per address;
-- /token (``per_account=True``; both grants): ``TOKEN_RATE_LIMIT`` attempts per account (the
-  normalised ``username``), from any address, so rotating addresses does not escape it; and
-  per address, ``TOKEN_RATE_LIMIT`` distinct accounts (a request without a username, a
-  refresh, counts as one more), so spraying one password over many accounts is stopped,
-  while one account's failures do not lock the other users of a shared address out. An
-  address that tries one account too many is refused for the rest of the window, whichever
-  account it tries next.
+- /token (``distinct_accounts=True``), password grant: per address, ``TOKEN_RATE_LIMIT``
+  distinct accounts (a request without a username counts as one more), so spraying one
+  password over many accounts is stopped, while one account's failures do not lock the
+  other users of a shared address out. An address that tries one account too many is
+  refused for the rest of the window, whichever account it tries next. The refresh grant
+  guesses no password: it counts under ``api`` like any request.
+
+The budgets only a handler can key live in ``shared.budgets``: failed password checks per
+account (/token and DELETE /users/me) and refreshes per session.
 
 When Redis is unreachable, the general limiter lets requests through (fails open) and logs
 it: orders stay available during a Redis outage. Routes with their own budget fail closed (503
@@ -32,9 +38,9 @@ with ``Retry-After``): password guessing and bcrypt floods are never unthrottled
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,19 +52,17 @@ from litestar.middleware.rate_limit import (
     RateLimitConfig,
     RateLimitMiddleware,
 )
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from shared.credentials import normalize_email
+from shared.budgets import LimiterUnavailable, account_subject
+from shared.client_address import budget_subject
 from shared.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import DurationUnit, Settings, parse_rate
 
 logger = logging.getLogger(__name__)
-
-LIMITER_DOWN_RETRY_AFTER_S = 5
 
 # One budget per key. ARGV[1] the window in seconds, ARGV[2] the limit, then one ARGV per key:
 # "" counts requests (INCR); anything else is a member of a set of distinct subjects, of which
@@ -96,23 +100,6 @@ return result
 """
 
 
-class LimiterUnavailable(HTTPException):
-    """The limiter cannot count (Redis unreachable) on a route that must not go unlimited."""
-
-    status_code = HTTP_503_SERVICE_UNAVAILABLE
-
-    def __init__(self) -> None:
-        super().__init__(
-            detail="rate limiter temporarily unavailable, retry shortly",
-            headers={"Retry-After": str(LIMITER_DOWN_RETRY_AFTER_S)},
-        )
-
-
-def _subject(value: str) -> str:
-    """A fixed-length stand-in for an account name in a Redis key (no email stored there)."""
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
-
-
 API_LIMIT_KEY = "api"  # the API-wide budget's name in its Redis keys
 ROUTE_LIMIT = "own_rate_limit"  # the opt key a route declares its own budget under
 
@@ -126,12 +113,14 @@ class RouteLimit:
     """
 
     name: str
-    per_account: bool = False  # also count attempts per account (the form's ``username``)
+    # Count distinct accounts (the form's ``username``) per address instead of requests; a
+    # form with ``grant_type=refresh_token`` counts under the API-wide budget.
+    distinct_accounts: bool = False
 
 
-def own_rate_limit(name: str, *, per_account: bool = False) -> dict[str, RouteLimit]:
+def own_rate_limit(name: str, *, distinct_accounts: bool = False) -> dict[str, RouteLimit]:
     """A route's ``opt`` for its own budget (see ``RouteLimit``)."""
-    return {ROUTE_LIMIT: RouteLimit(name, per_account)}
+    return {ROUTE_LIMIT: RouteLimit(name, distinct_accounts)}
 
 
 @dataclass
@@ -158,14 +147,11 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
             await self.app(scope, receive, send)
             return
         route_limit: RouteLimit | None = scope["route_handler"].opt.get(ROUTE_LIMIT)
-        unit, limit = (
-            self.config.route_rate_limit if route_limit else (self.unit, self.max_requests)
-        )
+        (unit, limit), budgets = await self.budgets(request, route_limit)
         window = DURATION_VALUES[unit]
         services = services_of(app)
         redis = services.redis
         prefix = f"{services.settings.redis_prefix}ratelimit:"
-        budgets = await self.budgets(request, route_limit)
         if self._script is None:
             self._script = redis.register_script(_COUNT_IN_WINDOW)
         try:
@@ -195,24 +181,24 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
 
     async def budgets(
         self, request: Request[Any, Any, Any], route_limit: RouteLimit | None
-    ) -> list[tuple[str, str]]:
-        """(key, member) per budget this request counts against; member "" counts requests.
-
-        With ``per_account``: attempts per account from any address, and distinct accounts
-        per address (a request without a username, a refresh grant say, is one more).
-        """
+    ) -> tuple[tuple[DurationUnit, int], list[tuple[str, str]]]:
+        """The limit, and (key, member) per budget this request counts against; member ""
+        counts requests, any other is one of the distinct subjects the key admits."""
         address = self.get_identifier_for_request(request)
+        api_wide = (self.unit, self.max_requests), [(f"{API_LIMIT_KEY}::{address}", "")]
         if route_limit is None:
-            return [(f"{API_LIMIT_KEY}::{address}", "")]
+            return api_wide
+        own = self.config.route_rate_limit
         by_address = f"{route_limit.name}::{address}"
-        if not route_limit.per_account:
-            return [(by_address, "")]
+        if not route_limit.distinct_accounts:
+            return own, [(by_address, "")]
         form = await request.form()  # cached on the request: the handler does not read it again
+        if form.get("grant_type") == "refresh_token":
+            return api_wide  # no password guessed: its session's budget is the grant's to spend
         username = form.get("username")
         if not isinstance(username, str) or not username.strip():
-            return [(by_address, secrets.token_hex(8))]
-        account = _subject(normalize_email(username))
-        return [(by_address, account), (f"{route_limit.name}::account:{account}", "")]
+            return own, [(by_address, secrets.token_hex(8))]
+        return own, [(by_address, account_subject(username))]
 
     def limit_headers(self, limit: int, window: int, count: int, reset: int) -> dict[str, str]:
         if not self.config.set_rate_limit_headers:
@@ -231,10 +217,20 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
                 message.setdefault("headers", [])
                 mutable = MutableScopeHeaders(message)
                 for name, value in headers.items():
-                    mutable[name] = value
+                    if name not in mutable:  # a budget the handler spent answered for itself
+                        mutable[name] = value
             await send(message)
 
         return send_with_headers
+
+
+def client_budget_subject(ipv6_prefix: int) -> Callable[[Request[Any, Any, Any]], str]:
+    """Litestar's ``identifier_for_request``: the client as every address budget counts it."""
+
+    def identify(request: Request[Any, Any, Any]) -> str:
+        return budget_subject(request.client.host if request.client else "127.0.0.1", ipv6_prefix)
+
+    return identify
 
 
 def rate_limit_config(settings: Settings) -> RedisRateLimitConfig:
@@ -244,5 +240,6 @@ def rate_limit_config(settings: Settings) -> RedisRateLimitConfig:
         rate_limit=parse_rate(settings.rate_limit),
         route_rate_limit=parse_rate(settings.token_rate_limit),
         exclude=ops_path_patterns(),
+        identifier_for_request=client_budget_subject(settings.rate_limit_ipv6_prefix),
         middleware_class=RedisRateLimitMiddleware,
     )

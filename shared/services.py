@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # types only: every module may import this one without a cycl
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from shared.auth import TokenIssuer, UserDirectory
+    from shared.budgets import Budget, PasswordGuesses
     from shared.bus import EventBus
     from shared.order_cache import OrderCache
     from shared.outbox import OutboxRelay
@@ -47,8 +48,10 @@ class Services:
         "engine",
         "order_cache",
         "outbox_relay",
+        "password_guesses",
         "readiness",
         "redis",
+        "session_refreshes",
         "sessions",
         "settings",
         "signing_keys",
@@ -73,6 +76,8 @@ class Services:
         signing_keys: SigningKeys,
         outbox_relay: OutboxRelay,
         readiness: Callable[[], Awaitable[dict[str, str]]],
+        password_guesses: PasswordGuesses,
+        session_refreshes: Budget,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -89,6 +94,9 @@ class Services:
         self.outbox_relay = outbox_relay
         # GET /ready's answer (which of PostgreSQL, Redis, RabbitMQ answer), shared by callers
         self.readiness = readiness
+        # Failed password checks per account (/token, DELETE /users/me); refreshes per session
+        self.password_guesses = password_guesses
+        self.session_refreshes = session_refreshes
 
 
 @dataclass(frozen=True, kw_only=True)

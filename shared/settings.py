@@ -69,6 +69,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_ttl_seconds: int = 300
     rate_limit: str = "100/minute"
     token_rate_limit: str = "10/minute"
+    # An IPv6 client is counted by its network of this prefix length (one host is commonly
+    # given a whole /64, so each of its addresses would otherwise get a budget); 128: per address.
+    rate_limit_ipv6_prefix: int = 64
     cors_allow_origins: str = ""
     # Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed;
     # empty: the TCP peer is the client, whatever the headers say.
@@ -125,8 +128,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
-        for value in (self.rate_limit, self.token_rate_limit):
-            parse_rate(value)
+        self._check_rate_limits()
         if not 1 <= self.outbox_sweep_interval_s <= 60:
             raise ValueError("OUTBOX_SWEEP_INTERVAL_S must be between 1 and 60 seconds")
         if not 1 <= self.reconcile_interval_s <= 60:
@@ -146,6 +148,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("BCRYPT_QUEUE_SIZE and DEAD_LETTER_MAX_LENGTH must be at least 1")
         if self.db_app_role and not self.db_app_password and self.environment == "production":
             raise ValueError("DB_APP_ROLE needs DB_APP_PASSWORD outside development and test")
+
+    def _check_rate_limits(self) -> None:
+        for value in (self.rate_limit, self.token_rate_limit):
+            parse_rate(value)
+        if not 1 <= self.rate_limit_ipv6_prefix <= 128:
+            raise ValueError("RATE_LIMIT_IPV6_PREFIX must be a prefix length from 1 to 128")
 
     @property
     def cors_origins(self) -> list[str]:

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Litestar, Request, get
 from litestar.security.jwt import Token
 from litestar.testing import AsyncTestClient
+from litestar.types import Receive, Scope, Send
 from sqlalchemy.engine import make_url
 
 from shared.auth import CurrentUser
@@ -31,6 +32,31 @@ def token_limited(settings: Settings, per_minute: int) -> Settings:
         token_rate_limit=f"{per_minute}/minute",
         redis_prefix=f"{settings.redis_prefix}tl-{secrets.token_hex(4)}:",
     )
+
+
+PROXY = "192.0.2.1"  # the reverse proxy of ``behind_proxy``: name it in TRUSTED_PROXIES
+
+
+def behind_proxy(app: Litestar, proxy: str = PROXY) -> Litestar:
+    """``app`` reached through a reverse proxy at ``proxy``: the connection's peer is the proxy.
+
+    The test client's own peer is ``testclient``, not an address, so no TRUSTED_PROXIES
+    entry could name it; this sets the peer a proxy's connection would have, before any of
+    the app's middleware runs. Each request then says its client in ``X-Forwarded-For``.
+    """
+    handler = app.asgi_handler
+
+    async def from_proxy(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["client"] = (proxy, 50000)
+        await handler(scope, receive, send)
+
+    app.asgi_handler = from_proxy
+    return app
+
+
+def forwarded_for(address: str) -> dict[str, str]:
+    """The header ``behind_proxy``'s proxy adds for a client at ``address``."""
+    return {"X-Forwarded-For": address}
 
 
 def unreachable(settings: Settings, dependency: str) -> Settings:

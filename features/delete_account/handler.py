@@ -7,6 +7,8 @@ forgets the user before answering, the others on PostgreSQL's ``user_deleted`` n
 
 from __future__ import annotations
 
+import functools
+
 from litestar import delete
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -14,7 +16,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.delete_account.queries import delete_user, password_hash_of
+from features.delete_account.queries import credentials_of, delete_user
 from features.delete_account.schemas import DeleteAccountRequest
 from shared.auth import CurrentUser, verify_password
 from shared.errors import error_responses
@@ -28,8 +30,9 @@ from shared.services import Services
     tags=["users"],
     summary="Delete your account, its orders and sessions (the password again in the body)",
     responses=error_responses(401, 403, 413, 415, 422, 429, 503),
-    # A password guess each: TOKEN_RATE_LIMIT per address, not the API-wide RATE_LIMIT, so a
-    # stolen access token buys no more guesses a minute than /token gives
+    # A password guess each: TOKEN_RATE_LIMIT per address, not the API-wide RATE_LIMIT; and
+    # its failures spend the account's password budget, /token's, so a stolen access token
+    # buys no guesses beyond what /token gives, from however many addresses
     opt=own_rate_limit("delete_account"),
 )
 async def delete_account(
@@ -38,11 +41,14 @@ async def delete_account(
     db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
 ) -> None:
-    password_hash = await password_hash_of(db_session, current_user.id)
+    credentials = await credentials_of(db_session, current_user.id)
     await db_session.commit()  # hand the connection back to the pool while bcrypt runs
-    if password_hash is None:
+    if credentials is None:
         raise NotAuthorizedException("user no longer exists")
-    if not await verify_password(data.password, password_hash):
+    email, password_hash = credentials
+    if not await services.password_guesses.check(
+        email, functools.partial(verify_password, data.password, password_hash)
+    ):
         raise PermissionDeniedException("incorrect password")
     order_ids = await delete_user(db_session, current_user.id)
     if order_ids is None:  # a concurrent deletion won

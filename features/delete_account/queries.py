@@ -1,4 +1,4 @@
-"""Deleting an account: its password hash, then the user, their orders and unsent events.
+"""Deleting an account: its credentials, then the user, their orders and unsent events.
 
 The user's refresh tokens go with the row (ON DELETE CASCADE); the row's deletion fires
 ``NOTIFY user_deleted`` (migration 0001), which every API process listens for.
@@ -14,8 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.models import Order, OutboxEvent, User
 
 
-async def password_hash_of(db_session: AsyncSession, user_id: int) -> bytes | None:
-    return await db_session.scalar(select(User.password_hash).where(User.id == user_id))
+async def credentials_of(db_session: AsyncSession, user_id: int) -> tuple[str, bytes] | None:
+    """The user's email (whose password budget a guess spends) and password hash."""
+    row = (
+        await db_session.execute(select(User.email, User.password_hash).where(User.id == user_id))
+    ).one_or_none()
+    return (row.email, row.password_hash) if row else None
 
 
 async def delete_user(db_session: AsyncSession, user_id: int) -> list[uuid.UUID] | None:

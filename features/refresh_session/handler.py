@@ -35,6 +35,10 @@ async def refresh_session(
             await db_session.commit()
             logger.warning("refresh token replayed: session %s revoked", family_id)
         raise login_refused()
+    # The session's own budget, TOKEN_RATE_LIMIT refreshes a window (the address's is the
+    # API-wide one: a refresh guesses no password). Over it: 429, and the rollback leaves the
+    # token unused, to be presented again once the window ends.
+    await services.session_refreshes.take(str(used.family_id))
     response = await services.sessions.issue(db_session, used.user_id, used.family_id)
     await db_session.commit()
     return response

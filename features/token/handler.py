@@ -6,7 +6,9 @@ grants (``features/refresh_session``), and an unsupported ``grant_type`` is a 42
 
 Unknown email and wrong password answer the same 401 after the same bcrypt work, so neither
 the body nor the timing tells an attacker which emails are registered. The route has its
-own, stricter rate limit (``TOKEN_RATE_LIMIT``), per address and per account.
+own, stricter rate limit (``TOKEN_RATE_LIMIT``): distinct accounts per address (the
+middleware), and failed password checks per account (``services.password_guesses``, which
+DELETE /users/me spends too): a correct password costs nothing.
 
 A hash made at another cost than ``BCRYPT_ROUNDS`` is remade at the current cost on the next
 successful login: raising the cost later does not leave old accounts answering faster than
@@ -54,7 +56,7 @@ def _dummy_hash(rounds: int) -> bytes:
         " again revokes its whole session. Any refusal is the same 401."
     ),
     responses=error_responses(401, 413, 422, 429, 503),
-    opt=own_rate_limit("token", per_account=True),
+    opt=own_rate_limit("token", distinct_accounts=True),
 )
 async def token(
     data: URLEncodedBody[TokenForm],
@@ -70,7 +72,11 @@ async def token(
         found_id, password_hash = None, await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)
     else:
         found_id, password_hash = found
-    if not await verify_password(data.password or "", password_hash) or found_id is None:
+
+    async def verify() -> bool:
+        return await verify_password(data.password or "", password_hash) and found_id is not None
+
+    if not await services.password_guesses.check(email, verify) or found_id is None:
         raise login_refused()
     if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
         new_hash = await hash_password(data.password or "", settings.bcrypt_rounds)

@@ -24,7 +24,7 @@ from shared.orders import OrderView
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account, make_account
-from tests.apps import StartApp, token_limited
+from tests.apps import PROXY, StartApp, behind_proxy, forwarded_for, token_limited, with_settings
 from tests.processes import RunModule, run_module, start_api
 from tests.sessions import login, refresh
 
@@ -82,6 +82,66 @@ async def test_password_guesses_count_against_the_token_limit(
     guesses = [(await delete_me(limited, alice, f"guess {n}")).status_code for n in range(3)]
     assert guesses == [403, 403, 429]
     assert (await limited.get("/users/me", headers=alice.headers)).status_code == 200
+
+
+async def delete_from(client: Client, address: str, account: Account, password: str) -> int:
+    response = await client.request(
+        "DELETE",
+        "/users/me",
+        headers={**account.headers, **forwarded_for(address)},
+        json={"password": password},
+    )
+    return response.status_code
+
+
+async def log_in_from(client: Client, address: str, account: Account) -> int:
+    response = await client.post(
+        "/token",
+        data={"username": account.email, "password": account.password},
+        headers=forwarded_for(address),
+    )
+    return response.status_code
+
+
+async def test_guesses_from_many_addresses_spend_the_accounts_password_budget_shared_with_token(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    """Seen before: 14 wrong passwords from 14 addresses with one token were 14 × 403."""
+    limited = with_settings(token_limited(settings, 3), trusted_proxies=PROXY)
+    proxied = await start_app(behind_proxy(create_app(limited)))
+    guesses = [
+        await delete_from(proxied, f"198.51.100.{n}", alice, f"guess {n}") for n in range(1, 15)
+    ]
+    login = await log_in_from(proxied, "203.0.113.1", alice)
+    assert guesses == [403] * 3 + [429] * 11
+    assert login == 429  # the same budget: /token cannot go on guessing either
+    assert (await proxied.get("/users/me", headers=alice.headers)).status_code == 200
+
+
+async def test_failed_logins_spend_the_budget_that_deleting_checks_too(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    limited = with_settings(token_limited(settings, 2), trusted_proxies=PROXY)
+    proxied = await start_app(behind_proxy(create_app(limited)))
+    for n in range(2):
+        await proxied.post(
+            "/token",
+            data={"username": alice.email, "password": f"guess {n}"},
+            headers=forwarded_for(f"198.51.100.{n}"),
+        )
+    deleting = await delete_from(proxied, "203.0.113.1", alice, alice.password)
+    assert deleting == 429
+    assert (await proxied.get("/users/me", headers=alice.headers)).status_code == 200
+
+
+async def test_a_correct_password_spends_nothing(settings: Settings, start_app: StartApp) -> None:
+    limited = with_settings(token_limited(settings, 2), trusted_proxies=PROXY)
+    proxied = await start_app(behind_proxy(create_app(limited)))
+    account = await make_account(proxied)
+    wrong = await delete_from(proxied, "198.51.100.1", account, "not the password")
+    logins = [await log_in_from(proxied, f"198.51.100.{n}", account) for n in range(2, 6)]
+    deleted = await delete_from(proxied, "198.51.100.9", account, account.password)
+    assert (wrong, logins, deleted) == (403, [200] * 4, 204)
 
 
 async def test_deleting_removes_orders_sessions_and_cached_orders(

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.database import asyncpg_dsn
+from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.apps import StartApp, token_limited, with_settings
@@ -195,17 +196,79 @@ async def test_the_refresh_grant_without_a_refresh_token_is_422_naming_it(client
     assert response.json()["field"] == "refresh_token"
 
 
-async def test_the_token_limit_counts_refreshes_too(
+async def refresh_chain(client: Client, refresh_token: str, times: int) -> tuple[list[int], str]:
+    """Refresh ``times`` over, each with the last answer's token: the statuses, the last token."""
+    statuses = []
+    for _ in range(times):
+        response = await refresh(client, refresh_token)
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            refresh_token = response.json()["refresh_token"]
+    return statuses, refresh_token
+
+
+async def test_a_session_has_its_own_refresh_budget(
     settings: Settings, start_app: StartApp, alice: Account
 ) -> None:
+    """TOKEN_RATE_LIMIT refreshes per session; another session of the address goes on."""
     limited = await start_app(create_app(token_limited(settings, 3)))
-    token = (await login(limited, alice))["refresh_token"]
-    first = await refresh(limited, token)
-    second = await refresh(limited, first.json()["refresh_token"])
-    assert (first.status_code, second.status_code) == (200, 200)
-    third = await refresh(limited, second.json()["refresh_token"])
-    assert third.status_code == 429
-    assert third.headers["retry-after"]
+    one = (await login(limited, alice))["refresh_token"]
+    other = (await login(limited, alice))["refresh_token"]
+    statuses, last = await refresh_chain(limited, one, 3)
+    refused = await refresh(limited, last)
+    others, _ = await refresh_chain(limited, other, 3)
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.headers["ratelimit-limit"] == "3"  # the session's budget, not RATE_LIMIT's
+    assert refused.headers["ratelimit-remaining"] == "0"
+    assert others == [200, 200, 200]
+
+
+async def test_a_refresh_over_its_budget_leaves_the_token_usable_after_the_window(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    """The 429 rolls the rotation back: the token was not used, so it is no replay later."""
+    limited_settings = token_limited(settings, 2)
+    limited = await start_app(create_app(limited_settings))
+    _, last = await refresh_chain(limited, (await login(limited, alice))["refresh_token"], 2)
+    refused = await refresh(limited, last)
+    redis = create_redis(settings.redis_url)
+    try:  # the window ends
+        budgets = f"{limited_settings.redis_prefix}ratelimit:refresh_session::*"
+        async for key in redis.scan_iter(match=budgets):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
+    later = await refresh(limited, last)
+    assert refused.status_code == 429
+    assert later.status_code == 200, later.text
+
+
+async def test_refreshes_count_under_the_api_wide_limit(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    general = with_settings(token_limited(settings, 100), rate_limit="3/minute")
+    limited = await start_app(create_app(general))
+    statuses, last = await refresh_chain(limited, (await login(limited, alice))["refresh_token"], 3)
+    refused = await refresh(limited, last)
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.headers["ratelimit-limit"] == "3"
+
+
+async def test_refreshes_do_not_lock_the_other_users_of_the_address_out_of_token(
+    settings: Settings, start_app: StartApp, alice: Account, bob: Account
+) -> None:
+    """Seen before: ten refreshes counted as ten more accounts of the address, and another
+    user's correct password then got 429. A refresh guesses no password."""
+    limited = await start_app(create_app(token_limited(settings, 10)))
+    statuses, _ = await refresh_chain(limited, (await login(limited, alice))["refresh_token"], 10)
+    bobs_login = await limited.post(
+        "/token", data={"username": bob.email, "password": bob.password}
+    )
+    assert statuses == [200] * 10
+    assert bobs_login.status_code == 200, bobs_login.text
 
 
 async def test_openapi_documents_the_grants_and_the_session_endpoints(client: Client) -> None:

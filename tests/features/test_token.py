@@ -29,7 +29,16 @@ from shared.services import services_of
 from shared.settings import Settings
 from shared.signing_keys import SigningKeys, signing_keys
 from tests.accounts import PASSWORD, Account, make_account
-from tests.apps import PROBE, StartApp, whoami, with_settings
+from tests.apps import (
+    PROBE,
+    PROXY,
+    StartApp,
+    behind_proxy,
+    forwarded_for,
+    token_limited,
+    whoami,
+    with_settings,
+)
 from tests.keys import private_pem
 from tests.sessions import TOKEN_RESPONSE_FIELDS, login
 from tests.tokens import DROP, decode, sign, valid_claims
@@ -352,6 +361,72 @@ async def test_token_of_a_deleted_user_stops_working(
 
     assert before.status_code == 200
     assert await eventually(rejected, within=2)
+
+
+# --- the account's password budget: failed checks only (API.md, "Cross-cutting") -------------
+
+
+async def start_behind_proxy(start_app: StartApp, settings: Settings, per_minute: int) -> Client:
+    """A TOKEN_RATE_LIMIT of ``per_minute``, behind a trusted proxy: one address a request."""
+    limited = with_settings(token_limited(settings, per_minute), trusted_proxies=PROXY)
+    return await start_app(behind_proxy(create_app(limited)))
+
+
+async def log_in_from(client: Client, address: str, email: str, password: str) -> Any:
+    return await client.post(
+        "/token",
+        data={"username": email, "password": password},
+        headers=forwarded_for(address),
+    )
+
+
+async def test_correct_logins_past_the_limit_from_several_devices_are_all_200(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    """Seen before: the fourth login of a 3/minute account was 429 whatever its password."""
+    proxied = await start_behind_proxy(start_app, settings, 3)
+    statuses = [
+        (await log_in_from(proxied, f"198.51.100.{n}", alice.email, alice.password)).status_code
+        for n in range(1, 8)
+    ]
+    assert statuses == [200] * 7
+
+
+async def test_only_failed_checks_spend_the_accounts_budget_then_even_the_password_is_429(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    proxied = await start_behind_proxy(start_app, settings, 3)
+    mixed = []
+    for n in range(3):
+        right = await log_in_from(proxied, f"198.51.100.{n}", alice.email, alice.password)
+        wrong = await log_in_from(proxied, f"203.0.113.{n}", alice.email, f"guess {n}")
+        mixed += [right.status_code, wrong.status_code]
+    one_more = await log_in_from(proxied, "203.0.113.50", alice.email, "guess 50")
+    right_again = await log_in_from(proxied, "198.51.100.50", alice.email, alice.password)
+    assert mixed == [200, 401] * 3
+    assert one_more.status_code == 429
+    assert right_again.status_code == 429  # until the window ends: a guess learns nothing
+    assert int(right_again.headers["retry-after"]) > 0
+    assert right_again.headers["ratelimit-remaining"] == "0"  # the account's, not the address's
+
+
+async def test_concurrent_wrong_guesses_through_two_processes_never_pass_the_budget(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    """A unit is taken before bcrypt runs: 40 guesses at once, from 40 addresses, through
+    two apps on one Redis, and exactly the budget's 5 get a password check."""
+    limited = with_settings(token_limited(settings, 5), trusted_proxies=PROXY)
+    one = await start_app(behind_proxy(create_app(limited)))
+    other = await start_app(behind_proxy(create_app(limited)))
+    responses = await asyncio.gather(
+        *(
+            log_in_from((one, other)[n % 2], f"198.51.100.{n}", alice.email, f"guess {n}")
+            for n in range(40)
+        )
+    )
+    statuses = [response.status_code for response in responses]
+    assert statuses.count(401) == 5
+    assert statuses.count(429) == 35
 
 
 # Found by tests/hardening/test_schemathesis.py:

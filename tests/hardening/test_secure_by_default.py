@@ -274,19 +274,28 @@ async def test_register_counts_against_the_login_budget_per_address(
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("method", "path", "body"),
     [
-        ("/token", {"data": {"username": "a@example.com", "password": "whatever-pass"}}),
-        ("/register", {"json": {"email": "a@example.com", "password": "whatever-pass"}}),
+        ("POST", "/token", {"data": {"username": "a@example.com", "password": "whatever-pass"}}),
+        ("POST", "/token", {"data": {"grant_type": "refresh_token", "refresh_token": "x"}}),
+        ("POST", "/register", {"json": {"email": "a@example.com", "password": "whatever-pass"}}),
+        ("DELETE", "/users/me", {"json": {"password": "whatever-pass"}}),
     ],
 )
 async def test_password_routes_fail_closed_while_the_limiter_cannot_count(
-    settings: Settings, start_app: StartApp, path: str, body: dict[str, Any]
+    settings: Settings,
+    start_app: StartApp,
+    client: Client,
+    method: str,
+    path: str,
+    body: dict[str, Any],
 ) -> None:
+    account = await make_account(client)
     no_redis = await start_app(
         create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
     )
-    refused = await no_redis.post(path, **body)
+    headers = account.headers if method == "DELETE" else {}
+    refused = await no_redis.request(method, path, headers=headers, **body)
     other = await no_redis.post("/orders", json=ORDER)  # no token: 401, not limited shut
     assert refused.status_code == 503
     assert int(refused.headers["retry-after"]) > 0

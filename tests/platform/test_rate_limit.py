@@ -1,5 +1,6 @@
 """API.md's rate limits: a budget per client for the whole API and a stricter one for /token,
 shared by every process through Redis; health and docs outside them; open while Redis is down.
+A client is its address, an IPv6 client its /64 (RATE_LIMIT_IPV6_PREFIX).
 """
 
 from __future__ import annotations
@@ -7,14 +8,28 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
+from litestar.exceptions import TooManyRequestsException
 
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
+from shared.budgets import Budget, LimiterUnavailable, PasswordGuesses
+from shared.redis import create_redis
 from shared.services import services_of
 from shared.settings import Settings
-from tests.apps import PROBE, StartApp, unreachable, whoami, with_settings
+from tests.apps import (
+    PROBE,
+    PROXY,
+    UNUSED_PORT,
+    StartApp,
+    behind_proxy,
+    forwarded_for,
+    unreachable,
+    whoami,
+    with_settings,
+)
 from tests.orders import Client
 
 # A cheap request that the API-wide limit counts: it has no token, so it is a 401 before any work.
@@ -150,3 +165,129 @@ async def test_requests_pass_unlimited_while_redis_is_unreachable(
     no_redis = await start_app(create_app(unreachable(limited_settings(settings), "redis")))
     statuses = [await hit_limited_route(no_redis) for _ in range(5)]
     assert statuses == [401] * 5
+
+
+# --- who a budget counts: IPv6 clients by their network ---------------------------------------
+
+
+async def start_behind_proxy(start_app: StartApp, settings: Settings, **changes: object) -> Client:
+    """An app with small budgets behind a trusted proxy, under a Redis prefix of its own."""
+    proxied = with_settings(limited_settings(settings), trusted_proxies=PROXY, **changes)
+    return await start_app(behind_proxy(create_app(proxied)))
+
+
+async def revoke_from(client: Client, address: str) -> int:
+    """A cheap request under a budget of its own per address (TOKEN_RATE_LIMIT)."""
+    response = await client.post(
+        "/token/revoke", data={"token": "unknown"}, headers=forwarded_for(address)
+    )
+    return response.status_code
+
+
+async def test_every_address_of_one_ipv6_64_spends_one_budget(
+    settings: Settings, start_app: StartApp
+) -> None:
+    """Seen before: 15 revokes from 15 addresses of one /64 were all 200."""
+    proxied = await start_behind_proxy(start_app, settings, token_rate_limit="10/minute")
+    statuses = [await revoke_from(proxied, f"2001:db8:1:2::{n:x}") for n in range(1, 16)]
+    assert statuses == [200] * 10 + [429] * 5
+
+
+async def test_two_ipv6_64s_have_budgets_of_their_own(
+    settings: Settings, start_app: StartApp
+) -> None:
+    proxied = await start_behind_proxy(start_app, settings)  # 2/minute
+    first = [await revoke_from(proxied, f"2001:db8:1:2::{n}") for n in range(1, 4)]
+    second = [await revoke_from(proxied, f"2001:db8:1:3::{n}") for n in range(1, 4)]
+    assert first == [200, 200, 429]
+    assert second == [200, 200, 429]
+
+
+async def test_an_ipv4_mapped_address_spends_its_ipv4_addresss_budget(
+    settings: Settings, start_app: StartApp
+) -> None:
+    proxied = await start_behind_proxy(start_app, settings)  # 2/minute
+    statuses = [
+        await revoke_from(proxied, "1.2.3.4"),
+        await revoke_from(proxied, "::ffff:1.2.3.4"),
+        await revoke_from(proxied, "1.2.3.4"),
+    ]
+    other = await revoke_from(proxied, "::ffff:1.2.3.5")
+    assert statuses == [200, 200, 429]
+    assert other == 200
+
+
+async def test_a_prefix_of_128_counts_every_ipv6_address_alone(
+    settings: Settings, start_app: StartApp
+) -> None:
+    proxied = await start_behind_proxy(start_app, settings, rate_limit_ipv6_prefix=128)
+    statuses = [await revoke_from(proxied, f"2001:db8:1:2::{n:x}") for n in range(1, 16)]
+    assert statuses == [200] * 15
+
+
+async def test_the_api_wide_budget_counts_an_ipv6_client_by_its_64_too(
+    settings: Settings, start_app: StartApp
+) -> None:
+    proxied = await start_behind_proxy(start_app, settings)  # RATE_LIMIT 3/minute
+    method, path = LIMITED
+    statuses = [
+        (
+            await proxied.request(
+                method, path, json={}, headers=forwarded_for(f"2001:db8:9:9::{n}")
+            )
+        ).status_code
+        for n in range(1, 5)
+    ]
+    assert statuses == [401, 401, 401, 429]
+
+
+# --- the budgets a handler spends (shared/budgets.py) fail closed -------------------------------
+
+
+async def test_the_password_budget_refuses_before_any_check_while_redis_is_unreachable() -> None:
+    """The middleware fails closed first on these routes; this is the budget's own guard."""
+    redis = create_redis(f"redis://127.0.0.1:{UNUSED_PORT}/0")
+    checked: list[str] = []
+
+    async def verify() -> bool:
+        checked.append("bcrypt ran")
+        return False
+
+    try:
+        with pytest.raises(LimiterUnavailable) as refused:
+            await PasswordGuesses(redis, "unused:", ("minute", 10)).check("a@example.com", verify)
+    finally:
+        await redis.aclose()
+    assert checked == []
+    assert refused.value.status_code == 503
+    assert int((refused.value.headers or {})["Retry-After"]) > 0
+
+
+@pytest.fixture
+async def budget(settings: Settings) -> AsyncIterator[Budget]:
+    """A budget of 2 a minute under a Redis prefix of its own, on this test's event loop."""
+    redis = create_redis(settings.redis_url)
+    yield Budget(redis, f"{settings.redis_prefix}b-{secrets.token_hex(4)}:", "probe", ("minute", 2))
+    await redis.aclose()
+
+
+async def test_a_unit_given_back_can_be_taken_again(budget: Budget) -> None:
+    await budget.take("someone")
+    second = await budget.take("someone")
+    await budget.give_back("someone", second)
+    await budget.take("someone")
+    with pytest.raises(TooManyRequestsException):
+        await budget.take("someone")
+
+
+async def test_a_unit_of_an_ended_window_given_back_frees_nothing_in_the_next(
+    budget: Budget,
+) -> None:
+    """A check that outlives its window must not refund a unit a later guess spent."""
+    old = await budget.take("someone")
+    await budget.redis.delete(f"{budget.key_prefix}someone")  # the window ends
+    await budget.take("someone")
+    await budget.take("someone")
+    await budget.give_back("someone", old)
+    with pytest.raises(TooManyRequestsException):
+        await budget.take("someone")

@@ -117,3 +117,19 @@ def test_an_empty_or_spaced_issuer_or_audience_refuses_to_start(
 ) -> None:
     with pytest.raises(SystemExit, match=r"jwt_(issuer|audience)"):
         load_settings({"JWT_SECRET": STRONG_SECRET, **setting}, env_file=tmp_path / ".env")
+
+
+@pytest.mark.parametrize("prefix", ["0", "129", "-64", "sixty-four"])
+def test_an_ipv6_prefix_that_is_no_prefix_length_refuses_to_start(
+    tmp_path: Path, prefix: str
+) -> None:
+    environ = {"JWT_SECRET": STRONG_SECRET, "RATE_LIMIT_IPV6_PREFIX": prefix}
+    with pytest.raises(SystemExit, match=r"(?i)rate_limit_ipv6_prefix"):
+        load_settings(environ, env_file=tmp_path / ".env")
+
+
+def test_ipv6_clients_are_counted_by_their_64_unless_told(tmp_path: Path) -> None:
+    environ = {"JWT_SECRET": STRONG_SECRET}
+    assert load_settings(environ, env_file=tmp_path / ".env").rate_limit_ipv6_prefix == 64
+    environ["RATE_LIMIT_IPV6_PREFIX"] = "56"
+    assert load_settings(environ, env_file=tmp_path / ".env").rate_limit_ipv6_prefix == 56

@@ -115,7 +115,9 @@ class LoginSession(DefaultBase):
 class RefreshToken(DefaultBase):
     """One refresh token as issued: only its SHA-256 hash, its session and whether it was used.
 
-    Revoked or not is the session's state (``LoginSession.revoked_at``), not the token's.
+    Revoked or not, and whose, is the session's (``LoginSession``), not the token's: a token
+    goes with its session, and a session with its user (ON DELETE CASCADE, one path only, so
+    an account deletion and the session purge never lock the same rows in opposite orders).
     """
 
     __tablename__ = "refresh_tokens"
@@ -123,9 +125,6 @@ class RefreshToken(DefaultBase):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     family_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
     # Indexed for the purge of expired tokens.

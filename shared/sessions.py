@@ -10,8 +10,8 @@ session's row lock before they read or change its state, and revoked is the sess
 not a token's. So a refresh racing a revoke either finishes first (its new token then belongs
 to a session the revoke ends) or waits and finds the session revoked. Lock order, so nothing
 can deadlock: the user's row first (FOR KEY SHARE: login, refresh; FOR UPDATE: account
-deletion), then the session's. Revoke takes no user lock, and the deletion no session lock
-(its cascade just waits for a revoke in flight).
+deletion), then the session's, then its tokens'. Revoke takes no user lock, and the
+deletion no session lock (its cascade just waits for a revoke in flight).
 """
 
 from __future__ import annotations
@@ -132,7 +132,6 @@ class SessionIssuer:
             insert(RefreshToken).values(
                 token_hash=refresh_token_hash(refresh_token),
                 family_id=family_id,
-                user_id=user_id,
                 expires_at=expires_at,
             )
         )

@@ -30,7 +30,8 @@ async def lock_user(db_session: AsyncSession, token_hash: bytes) -> int | None:
         select(User.id)
         .where(
             User.id
-            == select(RefreshToken.user_id)
+            == select(LoginSession.user_id)
+            .join(RefreshToken, RefreshToken.family_id == LoginSession.id)
             .where(RefreshToken.token_hash == token_hash)
             .scalar_subquery()
         )

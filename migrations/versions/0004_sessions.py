@@ -7,8 +7,10 @@ Create Date: 2026-12-06
 Every existing family gets its row: started at its first token, ending 90 days later (the
 default SESSION_MAX_DAYS), revoked when any of its tokens was (so a token that slipped past
 a revoke by the race this closes is revoked with its family). Refresh tokens then belong to
-their session (ON DELETE CASCADE), whose state replaces the tokens' own ``revoked_at``.
-The downgrade gives every token its session's ``revoked_at`` back.
+their session (ON DELETE CASCADE), whose state and user replace the tokens' own
+``revoked_at`` and ``user_id``: a token reaches its user through its session only, so an
+account deletion's cascade and the session purge lock rows in one order. The downgrade
+gives every token its session's ``user_id`` and ``revoked_at`` back.
 """
 
 from collections.abc import Sequence
@@ -62,16 +64,32 @@ def upgrade() -> None:
         ondelete="CASCADE",
     )
     op.drop_column("refresh_tokens", "revoked_at")
+    op.drop_index("ix_refresh_tokens_user_id", table_name="refresh_tokens")
+    op.drop_constraint(
+        op.f("fk_refresh_tokens_user_id_users"), "refresh_tokens", type_="foreignkey"
+    )
+    op.drop_column("refresh_tokens", "user_id")
     op.create_index("ix_refresh_tokens_expires_at", "refresh_tokens", ["expires_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_refresh_tokens_expires_at", table_name="refresh_tokens")
+    op.add_column("refresh_tokens", sa.Column("user_id", sa.Integer(), nullable=True))
     op.add_column("refresh_tokens", sa.Column("revoked_at", UTC, nullable=True))
     op.execute(
-        "UPDATE refresh_tokens SET revoked_at = sessions.revoked_at"
+        "UPDATE refresh_tokens SET user_id = sessions.user_id, revoked_at = sessions.revoked_at"
         " FROM sessions WHERE sessions.id = refresh_tokens.family_id"
     )
+    op.alter_column("refresh_tokens", "user_id", nullable=False)
+    op.create_foreign_key(
+        op.f("fk_refresh_tokens_user_id_users"),
+        "refresh_tokens",
+        "users",
+        ["user_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )
+    op.create_index("ix_refresh_tokens_user_id", "refresh_tokens", ["user_id"])
     op.drop_constraint(
         op.f("fk_refresh_tokens_family_id_sessions"), "refresh_tokens", type_="foreignkey"
     )

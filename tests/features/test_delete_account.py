@@ -52,14 +52,16 @@ async def cache(settings: Settings) -> AsyncIterator[OrderCache]:
 async def rows_of(settings: Settings, user_id: int) -> dict[str, int]:
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
-        return {
+        counts = {
             table: await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user_id)  # noqa: S608 - fixed names
-            for table, column in (
-                ("users", "id"),
-                ("orders", "user_id"),
-                ("refresh_tokens", "user_id"),
-            )
+            for table, column in (("users", "id"), ("orders", "user_id"), ("sessions", "user_id"))
         }
+        counts["refresh_tokens"] = await conn.fetchval(
+            "SELECT count(*) FROM refresh_tokens JOIN sessions ON sessions.id = family_id"
+            " WHERE sessions.user_id = $1",
+            user_id,
+        )
+        return counts
     finally:
         await conn.close()
 
@@ -71,7 +73,12 @@ async def test_a_wrong_password_is_403_and_deletes_nothing(
     response = await delete_me(client, alice, "not the password")
     assert response.status_code == 403
     assert response.json()["detail"]
-    assert await rows_of(settings, alice.id) == {"users": 1, "orders": 0, "refresh_tokens": 2}
+    assert await rows_of(settings, alice.id) == {
+        "users": 1,
+        "orders": 0,
+        "sessions": 2,
+        "refresh_tokens": 2,
+    }
     assert (await client.get("/users/me", headers=alice.headers)).status_code == 200
 
 
@@ -101,7 +108,12 @@ async def test_deleting_removes_orders_sessions_and_cached_orders(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert await rows_of(settings, account.id) == {"users": 0, "orders": 0, "refresh_tokens": 0}
+    assert await rows_of(settings, account.id) == {
+        "users": 0,
+        "orders": 0,
+        "sessions": 0,
+        "refresh_tokens": 0,
+    }
     assert await cache.get_raw(uuid.UUID(order_id)) is None
     assert (await refresh(client, session["refresh_token"])).status_code == 401
 

@@ -74,9 +74,8 @@ async def new_token(
 ) -> bytes:
     token_hash = secrets.token_bytes(32)
     await db.execute(
-        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at, used_at)"
-        " SELECT $1, id, user_id, now() + $2::interval, CASE WHEN $3 THEN now() END"
-        " FROM sessions WHERE id = $4",
+        "INSERT INTO refresh_tokens (token_hash, family_id, expires_at, used_at)"
+        " VALUES ($1, $4, now() + $2::interval, CASE WHEN $3 THEN now() END)",
         token_hash,
         expires_in,
         used,

@@ -168,8 +168,8 @@ async def test_only_a_hash_of_the_refresh_token_is_stored(
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         rows = await conn.fetch(
-            "SELECT token_hash, expires_at - created_at AS lifetime FROM refresh_tokens"
-            " WHERE user_id = $1",
+            "SELECT token_hash, t.expires_at - created_at AS lifetime FROM refresh_tokens t"
+            " JOIN sessions s ON s.id = t.family_id WHERE s.user_id = $1",
             alice.id,
         )
     finally:

@@ -1,7 +1,8 @@
 """Deleting an account: its password hash, then the user, their orders and unsent events.
 
-The user's sessions and refresh tokens go with the row (ON DELETE CASCADE); the row's deletion fires
-``NOTIFY user_deleted`` (migration 0001), which every API process listens for.
+The user's sessions, and with them their refresh tokens, go with the row (ON DELETE
+CASCADE); the row's deletion fires ``NOTIFY user_deleted`` (migration 0001), which every API
+process listens for.
 """
 
 from __future__ import annotations

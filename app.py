@@ -82,7 +82,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
         users=UserDirectory(settings, engine),
         token_issuer=token_issuer,
-        sessions=SessionIssuer(token_issuer, timedelta(days=settings.refresh_token_expire_days)),
+        sessions=SessionIssuer(
+            token_issuer,
+            refresh_lifetime=timedelta(days=settings.refresh_token_expire_days),
+            session_lifetime=timedelta(days=settings.session_max_days),
+        ),
         # POST /token's grants besides the password grant (its own): one slice each.
         token_grants={"refresh_token": refresh_session},
         signing_keys=keys,

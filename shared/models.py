@@ -85,20 +85,51 @@ class Order(DefaultBase):
     reconcile_next_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
+class LoginSession(DefaultBase):
+    """A session: one login and the refresh tokens descended from it (their ``family_id``).
+
+    Its row is the session's lock: refresh, revoke, replay detection and account deletion
+    each take it (``FOR UPDATE``) before they read or change the session's state, so they
+    run one after the other per session.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        # The purge's scans (features/purge_sessions/): ended sessions, oldest first.
+        Index("ix_sessions_expires_at", "expires_at"),
+        Index(
+            "ix_sessions_revoked_at", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
+    # The absolute end, SESSION_MAX_DAYS after the login: no refresh token outlives it.
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
+
+
 class RefreshToken(DefaultBase):
-    """One refresh token as issued: only its SHA-256 hash, its login's family and its state."""
+    """One refresh token as issued: only its SHA-256 hash, its session and whether it was used.
+
+    Revoked or not, and whose, is the session's (``LoginSession``), not the token's: a token
+    goes with its session, and a session with its user (ON DELETE CASCADE, one path only, so
+    an account deletion and the session purge never lock the same rows in opposite orders).
+    """
 
     __tablename__ = "refresh_tokens"
 
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
-    family_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
-    user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
-    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC)
+    # Indexed for the purge of expired tokens.
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC, index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
 class OutboxEvent(DefaultBase):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import datetime, timedelta
 
 REFRESH_TOKEN_BYTES = 32
 # token_urlsafe(32): 43 characters of the URL-safe alphabet, no padding.
@@ -26,3 +27,9 @@ def refresh_token_hash(token: str) -> bytes | None:
     if not _SHAPE.fullmatch(token):
         return None
     return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def refresh_token_expiry(now: datetime, lifetime: timedelta, session_end: datetime) -> datetime:
+    """When a token issued ``now`` stops working: after its own lifetime, but never past the
+    end of its session (SESSION_MAX_DAYS after the login), however often it was refreshed."""
+    return min(now + lifetime, session_end)

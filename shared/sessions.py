@@ -1,8 +1,17 @@
-"""Sessions: what POST /token answers with, and the refresh-token statements several slices share.
+"""Sessions: what POST /token answers with, and the session statements several slices share.
 
-A session is a login's family of refresh tokens. The password grant starts one, the refresh
-grant continues it (``features/refresh_session``), POST /token/revoke and a detected replay
-end it. Statements here never commit: the slice that calls them commits once.
+A session is a login (a ``sessions`` row) and its family of refresh tokens. The password
+grant starts one, the refresh grant continues it (``features/refresh_session``), POST
+/token/revoke and a detected replay end it, and it ends by itself ``SESSION_MAX_DAYS`` after
+the login. Statements here never commit: the slice that calls them commits once.
+
+Serialised per session: the refresh grant, a revoke and a replay's revoke each take the
+session's row lock before they read or change its state, and revoked is the session's state,
+not a token's. So a refresh racing a revoke either finishes first (its new token then belongs
+to a session the revoke ends) or waits and finds the session revoked. Lock order, so nothing
+can deadlock: the user's row first (FOR KEY SHARE: login, refresh; FOR UPDATE: account
+deletion), then the session's, then its tokens'. Revoke takes no user lock, and the
+deletion no session lock (its cascade just waits for a revoke in flight).
 """
 
 from __future__ import annotations
@@ -13,14 +22,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
+from advanced_alchemy.types import DateTimeUTC
 from litestar.exceptions import NotAuthorizedException
-from sqlalchemy import func, insert, update
+from sqlalchemy import Uuid, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import TokenIssuer
 from shared.credentials import EMAIL_MAX_LENGTH
-from shared.models import RefreshToken
-from shared.refresh_tokens import new_refresh_token, refresh_token_hash
+from shared.models import LoginSession, RefreshToken, User
+from shared.refresh_tokens import new_refresh_token, refresh_token_expiry, refresh_token_hash
 
 if TYPE_CHECKING:  # a type only: services.py names this module's types the same way
     from shared.services import Services
@@ -67,38 +77,81 @@ class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionIssuer:
-    """Issues an access token with a new refresh token of a session; built once per app."""
+    """Starts sessions and issues their tokens (access and refresh); built once per app."""
 
-    def __init__(self, access: TokenIssuer, refresh_lifetime: timedelta) -> None:
+    def __init__(
+        self, access: TokenIssuer, refresh_lifetime: timedelta, session_lifetime: timedelta
+    ) -> None:
         self.access = access
         self.refresh_lifetime = refresh_lifetime
+        self.session_lifetime = session_lifetime
+
+    async def start(self, db_session: AsyncSession, user_id: int) -> TokenResponse | None:
+        """A new session and its first tokens (not committed); None if the user is gone.
+
+        The user's row is read FOR KEY SHARE in the INSERT itself: an account deletion
+        either waits for this login (and its cascade then takes the new session along) or
+        has deleted the user first, and the login finds nobody (no foreign-key error).
+        """
+        now = datetime.now(UTC)
+        end = now + self.session_lifetime
+        family_id = uuid.uuid4()
+        started = await db_session.scalar(
+            insert(LoginSession)
+            .from_select(
+                ["id", "user_id", "started_at", "expires_at"],
+                select(
+                    literal(family_id, Uuid),
+                    User.id,
+                    literal(now, DateTimeUTC),
+                    literal(end, DateTimeUTC),
+                )
+                .where(User.id == user_id)
+                .with_for_update(read=True, key_share=True),
+            )
+            .returning(LoginSession.id)
+        )
+        if started is None:
+            return None
+        return await self.issue(db_session, user_id, family_id, end, now)
 
     async def issue(
-        self, db_session: AsyncSession, user_id: int, family_id: uuid.UUID | None = None
+        self,
+        db_session: AsyncSession,
+        user_id: int,
+        family_id: uuid.UUID,
+        session_end: datetime,
+        now: datetime | None = None,
     ) -> TokenResponse:
-        """Store a new refresh token (in ``family_id``'s session, else a new one); not committed."""
+        """Store a new refresh token in the session ``family_id`` (not committed): it lives
+        REFRESH_TOKEN_EXPIRE_DAYS, or less where the session ends sooner."""
+        now = now or datetime.now(UTC)
+        expires_at = refresh_token_expiry(now, self.refresh_lifetime, session_end)
         refresh_token = new_refresh_token()
         await db_session.execute(
             insert(RefreshToken).values(
                 token_hash=refresh_token_hash(refresh_token),
-                family_id=family_id or uuid.uuid4(),
-                user_id=user_id,
-                expires_at=datetime.now(UTC) + self.refresh_lifetime,
+                family_id=family_id,
+                expires_at=expires_at,
             )
         )
         return TokenResponse(
             access_token=self.access.issue(user_id),
             expires_in=int(self.access.lifetime.total_seconds()),
             refresh_token=refresh_token,
-            refresh_expires_in=int(self.refresh_lifetime.total_seconds()),
+            refresh_expires_in=max(0, int((expires_at - now).total_seconds())),
         )
 
 
-async def revoke_family(db_session: AsyncSession, family_id: uuid.UUID) -> None:
-    """Every token of the session stops working (not committed)."""
+async def revoke_session(db_session: AsyncSession, family_id: uuid.UUID) -> None:
+    """End the session: no token of it works any more (not committed).
+
+    The UPDATE takes the session's row lock, so it waits for a refresh in flight; that
+    refresh's new token belongs to the session and is refused from the commit on.
+    """
     await db_session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        update(LoginSession)
+        .where(LoginSession.id == family_id, LoginSession.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
 

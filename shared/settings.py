@@ -66,6 +66,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_expire_minutes: int = 30
     # How long a refresh token lives from its issue; each refresh issues a new one.
     refresh_token_expire_days: int = 15
+    # A session ends this long after its login, however often it is refreshed: a refresh
+    # token never outlives it.
+    session_max_days: int = 90
+    # Rows the session purge (features/purge_sessions/) deletes per statement; it runs hourly.
+    session_purge_batch: int = 1000
     cache_ttl_seconds: int = 300
     rate_limit: str = "100/minute"
     token_rate_limit: str = "10/minute"
@@ -137,8 +142,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(
                 "ACCESS_TOKEN_EXPIRE_MINUTES and REFRESH_TOKEN_EXPIRE_DAYS must be at least 1"
             )
-        if self.job_max_tries < 1 or self.reconcile_batch < 1:
-            raise ValueError("JOB_MAX_TRIES and RECONCILE_BATCH must be at least 1")
+        counts = (
+            self.job_max_tries,
+            self.reconcile_batch,
+            self.session_max_days,
+            self.session_purge_batch,
+        )
+        if min(counts) < 1:
+            raise ValueError(
+                "JOB_MAX_TRIES, RECONCILE_BATCH, SESSION_MAX_DAYS and SESSION_PURGE_BATCH"
+                " must be at least 1"
+            )
         if self.reconcile_after_s < 0 or self.user_directory_max_staleness_s < 0:
             raise ValueError("RECONCILE_AFTER_S and USER_DIRECTORY_MAX_STALENESS_S must be >= 0")
         self.trusted_proxy_networks  # noqa: B018 - validates TRUSTED_PROXIES at start-up

@@ -1,9 +1,10 @@
-"""The arq worker: runs ``process_order`` jobs, sweeps the outbox and reconciles every few seconds.
+"""The arq worker: runs ``process_order`` jobs, sweeps the outbox and reconciles every few seconds,
+and purges ended sessions every hour.
 
-This module only wires arq to the jobs: the use cases are ``features/process_order/`` and
-``features/reconcile_orders/``; here are their arq options, the outbox sweep's tick (the
-sweep itself is ``shared.outbox``: infrastructure, the relay's safety net), and the
-process's connections.
+This module only wires arq to the jobs: the use cases are ``features/process_order/``,
+``features/reconcile_orders/`` and ``features/purge_sessions/``; here are their arq options,
+the outbox sweep's tick (the sweep itself is ``shared.outbox``: infrastructure, the relay's
+safety net), and the process's connections.
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
 ``create_worker(settings, handle_signals=False, ...)`` and run it as a task.
@@ -32,6 +33,7 @@ from redis.commands.core import AsyncScript
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
+from features.purge_sessions.job import purge_sessions_job
 from features.reconcile_orders.job import reconcile_job
 from shared.bus import EventBus
 from shared.database import autocommit, create_engine
@@ -56,6 +58,7 @@ SWEEP_BATCH = 500
 SWEEP_BUDGET_S = 20.0  # keep sweeping full batches for this long per tick, then yield
 SWEEP_TIMEOUT_S = 60
 RECONCILE_TIMEOUT_S = 60
+PURGE_SESSIONS_TIMEOUT_S = 300
 
 OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
 OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
@@ -233,6 +236,15 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 second=set(range(0, 60, settings.reconcile_interval_s)),
                 run_at_startup=True,
                 timeout=RECONCILE_TIMEOUT_S,
+                max_tries=1,
+            ),
+            cron(
+                purge_sessions_job,
+                name=f"cron:purge_sessions:{settings.arq_queue}",
+                minute=0,  # hourly, and at start-up
+                second=0,
+                run_at_startup=True,
+                timeout=PURGE_SESSIONS_TIMEOUT_S,
                 max_tries=1,
             ),
         ],

@@ -1,7 +1,8 @@
 """Deleting an account: its credentials, then the user, their orders and unsent events.
 
-The user's refresh tokens go with the row (ON DELETE CASCADE); the row's deletion fires
-``NOTIFY user_deleted`` (migration 0001), which every API process listens for.
+The user's sessions, and with them their refresh tokens, go with the row (ON DELETE
+CASCADE); the row's deletion fires ``NOTIFY user_deleted`` (migration 0001), which every API
+process listens for.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ async def delete_user(db_session: AsyncSession, user_id: int) -> list[uuid.UUID]
 
     The user's row is locked first: an order being created meanwhile waits for its foreign
     key check and then fails, so no order escapes the list (and its cache entry, the purge).
+    A login or refresh holds the row FOR KEY SHARE from its start (``shared/sessions.py``):
+    the deletion waits for one in flight, and one arriving later waits for the deletion,
+    then finds no user: 401, never a foreign-key error or a deadlock.
     Unsent ``new_order`` events of the orders are dropped: nothing is published about an
     account that is gone. Events already sent reach the worker, which finds no order.
     """

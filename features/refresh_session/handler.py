@@ -5,6 +5,13 @@ composition root gives it that grant. A refresh marks the token used and issues 
 the same session (rotation). A token presented again is a replay, as one copy of it was
 stolen (RFC 9700 §4.14.2): the whole session is revoked, so thief and victim both log in
 again. Every refusal, whatever the cause, is the wrong password's 401.
+
+Everything happens under the session's row lock (``shared/sessions.py``), with the session's
+and the token's state read after it: a revoke or a replay detection that answered first is
+seen, and one that comes later waits for this refresh and then ends the session its new
+token belongs to. Of two concurrent refreshes with one token, the second waits for the
+first, then finds the token used: a replay, as if it came later, so the session is revoked
+(exactly one of them got tokens, and those die with the session).
 """
 
 from __future__ import annotations
@@ -13,10 +20,10 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.refresh_session.queries import replayed_family, use_token
+from features.refresh_session.queries import lock_session, lock_user, use_token, was_used
 from shared.refresh_tokens import refresh_token_hash
 from shared.services import Services
-from shared.sessions import TokenForm, TokenResponse, login_refused, revoke_family
+from shared.sessions import TokenForm, TokenResponse, login_refused, revoke_session
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +34,23 @@ async def refresh_session(
     token_hash = refresh_token_hash(form.refresh_token or "")
     if token_hash is None:
         raise login_refused()  # not one of ours: an access token, say
-    used = await use_token(db_session, token_hash)
-    if used is None:
-        family_id = await replayed_family(db_session, token_hash)
-        if family_id is not None:
-            await revoke_family(db_session, family_id)
+    if await lock_user(db_session, token_hash) is None:
+        raise login_refused()  # unknown token, or its account was deleted
+    session = await lock_session(db_session, token_hash)
+    if session is None or session.revoked or session.ended:
+        raise login_refused()
+    if not await use_token(db_session, token_hash):
+        if await was_used(db_session, token_hash):
+            await revoke_session(db_session, session.id)
             await db_session.commit()
-            logger.warning("refresh token replayed: session %s revoked", family_id)
+            logger.warning("refresh token replayed: session %s revoked", session.id)
         raise login_refused()
     # The session's own budget, TOKEN_RATE_LIMIT refreshes a window (the address's is the
     # API-wide one: a refresh guesses no password). Over it: 429, and the rollback leaves the
     # token unused, to be presented again once the window ends.
-    await services.session_refreshes.take(str(used.family_id))
-    response = await services.sessions.issue(db_session, used.user_id, used.family_id)
+    await services.session_refreshes.take(str(session.id))
+    response = await services.sessions.issue(
+        db_session, session.user_id, session.id, session.expires_at
+    )
     await db_session.commit()
     return response

@@ -2,7 +2,9 @@
 
 Always 200, for unknown, expired and malformed tokens too (RFC 7009 §2.2): the answer tells
 nothing about the token, and a client that logs out twice is not an error. Access tokens
-already issued stay valid until they expire (they are checked by signature alone).
+already issued stay valid until they expire (they are checked by signature alone). The
+revoke waits for a refresh of the session in flight (``shared/sessions.py``): once it has
+answered, no refresh token of the session works, the one that refresh issued included.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from shared.errors import error_responses
 from shared.rate_limit import own_rate_limit
 from shared.refresh_tokens import refresh_token_hash
 from shared.routes import public
-from shared.sessions import revoke_family
+from shared.sessions import revoke_session
 
 
 @post(
@@ -38,5 +40,5 @@ async def revoke_token(
     token_hash = refresh_token_hash(data.token)
     family_id = await family_of(db_session, token_hash) if token_hash else None
     if family_id is not None:
-        await revoke_family(db_session, family_id)
+        await revoke_session(db_session, family_id)
         await db_session.commit()

@@ -81,6 +81,8 @@ async def token(
     if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
         new_hash = await hash_password(data.password or "", settings.bcrypt_rounds)
         await store_password_hash(db_session, found_id, password_hash, new_hash)
-    response = await services.sessions.issue(db_session, found_id)
+    response = await services.sessions.start(db_session, found_id)
+    if response is None:
+        raise login_refused()  # the account was deleted meanwhile
     await db_session.commit()
     return response

@@ -15,7 +15,7 @@ Downgrade changes nothing: the older code lower-cases what it is given, so a use
 normal form still finds the row.
 
 Revision ID: 0005_normalise_emails
-Revises: 0003_refresh_tokens
+Revises: 0004_sessions
 Create Date: 2026-12-06
 """
 
@@ -28,8 +28,7 @@ from alembic import op
 from shared.credentials import EmailRefused, registrable_email
 
 revision: str = "0005_normalise_emails"
-# Merged after 0004 (a sibling branch of issue 18): set this to 0004's revision id then.
-down_revision: str | None = "0003_refresh_tokens"
+down_revision: str | None = "0004_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,6 +7,7 @@ may register again.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,7 +27,7 @@ from shared.settings import Settings
 from tests.accounts import Account, make_account
 from tests.apps import PROXY, StartApp, behind_proxy, forwarded_for, token_limited, with_settings
 from tests.processes import RunModule, run_module, start_api
-from tests.sessions import login, refresh
+from tests.sessions import login, refresh, row_locked
 
 __all__ = ["run_module"]  # the fixture, imported for pytest
 
@@ -51,14 +52,16 @@ async def cache(settings: Settings) -> AsyncIterator[OrderCache]:
 async def rows_of(settings: Settings, user_id: int) -> dict[str, int]:
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
-        return {
+        counts = {
             table: await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user_id)  # noqa: S608 - fixed names
-            for table, column in (
-                ("users", "id"),
-                ("orders", "user_id"),
-                ("refresh_tokens", "user_id"),
-            )
+            for table, column in (("users", "id"), ("orders", "user_id"), ("sessions", "user_id"))
         }
+        counts["refresh_tokens"] = await conn.fetchval(
+            "SELECT count(*) FROM refresh_tokens JOIN sessions ON sessions.id = family_id"
+            " WHERE sessions.user_id = $1",
+            user_id,
+        )
+        return counts
     finally:
         await conn.close()
 
@@ -70,7 +73,12 @@ async def test_a_wrong_password_is_403_and_deletes_nothing(
     response = await delete_me(client, alice, "not the password")
     assert response.status_code == 403
     assert response.json()["detail"]
-    assert await rows_of(settings, alice.id) == {"users": 1, "orders": 0, "refresh_tokens": 2}
+    assert await rows_of(settings, alice.id) == {
+        "users": 1,
+        "orders": 0,
+        "sessions": 2,
+        "refresh_tokens": 2,
+    }
     assert (await client.get("/users/me", headers=alice.headers)).status_code == 200
 
 
@@ -160,7 +168,12 @@ async def test_deleting_removes_orders_sessions_and_cached_orders(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert await rows_of(settings, account.id) == {"users": 0, "orders": 0, "refresh_tokens": 0}
+    assert await rows_of(settings, account.id) == {
+        "users": 0,
+        "orders": 0,
+        "sessions": 0,
+        "refresh_tokens": 0,
+    }
     assert await cache.get_raw(uuid.UUID(order_id)) is None
     assert (await refresh(client, session["refresh_token"])).status_code == 401
 
@@ -251,3 +264,42 @@ async def test_a_body_that_is_not_json_is_415(client: Client, alice: Account) ->
 async def test_without_a_token_is_401(client: Client) -> None:
     response = await client.request("DELETE", "/users/me", json={"password": "whatever1"})
     assert response.status_code == 401
+
+
+async def test_a_refresh_racing_the_deletion_is_200_or_401_never_500(
+    client: Client, live: httpx.AsyncClient
+) -> None:
+    for _ in range(30):
+        account = await make_account(client)
+        token = (await login(live, account))["refresh_token"]
+        refreshed, deleted = await asyncio.gather(
+            refresh(live, token), delete_me(live, account, account.password)
+        )
+        assert deleted.status_code == 204
+        assert refreshed.status_code in (200, 401), refreshed.text
+        if refreshed.status_code == 200:
+            assert (await refresh(live, refreshed.json()["refresh_token"])).status_code == 401
+
+
+@pytest.mark.parametrize("grant", ["refresh", "login"])
+async def test_a_grant_waiting_on_the_deletion_is_401_not_500(
+    client: Client, live: httpx.AsyncClient, settings: Settings, grant: str
+) -> None:
+    """The deletion has locked what it deletes and waits (a second connection holds one of the
+    orders); a refresh (or a login) arrives meanwhile and must wait, then find nobody."""
+    account = await make_account(client)
+    token = (await login(live, account))["refresh_token"]
+    created = await live.post("/orders", headers=account.headers, json=ORDER)
+    lock = "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE"
+    async with row_locked(settings, lock, uuid.UUID(created.json()["id"])) as locker:
+        deleting = asyncio.create_task(delete_me(live, account, account.password))
+        await locker.wait_for_waiters(1)
+        granting = asyncio.create_task(
+            refresh(live, token)
+            if grant == "refresh"
+            else live.post("/token", data={"username": account.email, "password": account.password})
+        )
+        await locker.wait_for_waiters(2)
+    assert (await deleting).status_code == 204
+    answer = await granting
+    assert answer.status_code == 401, answer.text

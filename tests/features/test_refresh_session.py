@@ -10,6 +10,7 @@ import hashlib
 from datetime import timedelta
 
 import asyncpg
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -20,7 +21,14 @@ from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.apps import StartApp, token_limited, with_settings
-from tests.sessions import TOKEN_RESPONSE_FIELDS, login, refresh, wrong_password_body
+from tests.sessions import (
+    TOKEN_RESPONSE_FIELDS,
+    login,
+    refresh,
+    row_locked,
+    token_hash,
+    wrong_password_body,
+)
 
 Client = AsyncTestClient[Litestar]
 
@@ -101,13 +109,17 @@ async def test_a_replay_leaves_the_users_other_sessions_alone(
 
 
 async def test_of_concurrent_refreshes_with_one_token_exactly_one_wins(
-    client: Client, alice: Account
+    live: httpx.AsyncClient, alice: Account
 ) -> None:
-    for _ in range(3):  # a race can go either way; each round must have one winner
-        token = (await login(client, alice))["refresh_token"]
-        answers = await asyncio.gather(*(refresh(client, token) for _ in range(5)))
+    """Sent together to a real server. The losers are replays: the session ends, and the
+    winner's new token with it."""
+    for _ in range(10):  # a race can go either way; each round must have one winner
+        token = (await login(live, alice))["refresh_token"]
+        answers = await asyncio.gather(*(refresh(live, token) for _ in range(5)))
         statuses = sorted(answer.status_code for answer in answers)
         assert statuses == [200, 401, 401, 401, 401], statuses
+        (won,) = (answer for answer in answers if answer.status_code == 200)
+        assert (await refresh(live, won.json()["refresh_token"])).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -161,8 +173,8 @@ async def test_only_a_hash_of_the_refresh_token_is_stored(
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         rows = await conn.fetch(
-            "SELECT token_hash, expires_at - created_at AS lifetime FROM refresh_tokens"
-            " WHERE user_id = $1",
+            "SELECT token_hash, t.expires_at - created_at AS lifetime FROM refresh_tokens t"
+            " JOIN sessions s ON s.id = t.family_id WHERE s.user_id = $1",
             alice.id,
         )
     finally:
@@ -284,3 +296,106 @@ async def test_openapi_documents_the_grants_and_the_session_endpoints(client: Cl
         assert paths[path][method]["security"] == [{}]  # no token needed
     assert {"get", "delete"} <= set(paths["/users/me"])
     assert "security" not in paths["/users/me"]["delete"]  # the app-wide bearer requirement
+
+
+async def test_a_thief_refreshing_while_the_victim_replays_keeps_nothing(
+    live: httpx.AsyncClient, alice: Account
+) -> None:
+    """The victim replays the old token while the thief refreshes the rotated one, at once,
+    many times: the replay is refused and no token of the session works afterwards."""
+    for _ in range(30):
+        old = (await login(live, alice))["refresh_token"]
+        rotated = (await refresh(live, old)).json()["refresh_token"]
+        thiefs, replay = await asyncio.gather(refresh(live, rotated), refresh(live, old))
+        assert replay.status_code == 401
+        assert thiefs.status_code in (200, 401), thiefs.text
+        if thiefs.status_code == 200:
+            assert (await refresh(live, thiefs.json()["refresh_token"])).status_code == 401
+        assert (await refresh(live, rotated)).status_code == 401
+
+
+async def test_a_thiefs_refresh_held_back_by_a_lock_cannot_outlive_the_replay(
+    live: httpx.AsyncClient, settings: Settings, alice: Account
+) -> None:
+    """The thief's refresh waits on a row lock held elsewhere; the victim's replay arrives and
+    waits too. The replay revokes the session: the thief's new token must die with it."""
+    old = (await login(live, alice))["refresh_token"]
+    rotated = (await refresh(live, old)).json()["refresh_token"]
+    lock = "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE"
+    async with row_locked(settings, lock, token_hash(rotated)) as locker:
+        thiefs = asyncio.create_task(refresh(live, rotated))
+        await locker.wait_for_waiters(1)
+        replay = asyncio.create_task(refresh(live, old))
+        await locker.wait_for_waiters(2)
+    assert (await replay).status_code == 401
+    assert (await thiefs).status_code == 200  # it was first in line
+    assert (await refresh(live, (await thiefs).json()["refresh_token"])).status_code == 401
+
+
+async def move_session(settings: Settings, refresh_token: str, ends_in: timedelta) -> None:
+    """Move the token's session back in time so that it ends ``ends_in`` from now (negative:
+    it ended that long ago); the token's own expiry is left alone."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        moved = await conn.execute(
+            "UPDATE sessions SET expires_at = now() + $2::interval,"
+            " started_at = now() + $2::interval - make_interval(days => $3)"
+            " WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
+            token_hash(refresh_token),
+            ends_in,
+            settings.session_max_days,
+        )
+        assert moved == "UPDATE 1"
+    finally:
+        await conn.close()
+
+
+async def lifetimes(settings: Settings, refresh_token: str) -> tuple[timedelta, timedelta]:
+    """How long the token and its session have left, by the database's clock."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT t.expires_at - now() AS token, s.expires_at - now() AS session"
+            " FROM refresh_tokens t JOIN sessions s ON s.id = t.family_id"
+            " WHERE t.token_hash = $1",
+            token_hash(refresh_token),
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return row["token"], row["session"]
+
+
+async def test_a_session_older_than_session_max_days_refuses_refresh(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    token = (await login(client, alice))["refresh_token"]
+    await move_session(settings, token, ends_in=-timedelta(seconds=1))
+    response = await refresh(client, token)
+    assert response.status_code == 401
+    assert response.json() == await wrong_password_body(client, alice)
+
+
+async def test_a_refresh_never_extends_the_session(
+    client: Client, settings: Settings, alice: Account
+) -> None:
+    """A session that ends in two hours: the new token lives two hours, not fifteen days."""
+    token = (await login(client, alice))["refresh_token"]
+    await move_session(settings, token, ends_in=timedelta(hours=2))
+    response = await refresh(client, token)
+    assert response.status_code == 200
+    body = response.json()
+    assert 7200 - 60 < body["refresh_expires_in"] <= 7200
+    token_left, session_left = await lifetimes(settings, body["refresh_token"])
+    assert token_left <= session_left <= timedelta(hours=2)
+    assert session_left > timedelta(hours=2) - timedelta(minutes=1)  # not moved by the refresh
+
+
+async def test_session_max_days_caps_the_first_refresh_token(
+    settings: Settings, start_app: StartApp, alice: Account
+) -> None:
+    short = await start_app(create_app(with_settings(settings, session_max_days=1)))
+    body = await login(short, alice)
+    assert body["refresh_expires_in"] == 86400  # not REFRESH_TOKEN_EXPIRE_DAYS' 15 days
+    token_left, session_left = await lifetimes(settings, body["refresh_token"])
+    assert token_left <= session_left <= timedelta(days=1)

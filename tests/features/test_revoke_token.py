@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -10,7 +13,7 @@ from app import create_app
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.apps import StartApp, token_limited
-from tests.sessions import login, refresh
+from tests.sessions import login, refresh, revoke, row_locked, token_hash
 
 Client = AsyncTestClient[Litestar]
 
@@ -81,3 +84,38 @@ async def test_revoke_has_the_token_limit_under_its_own_key(
     ]
     assert revokes == [200, 200, 429]
     assert (await login(limited, alice))["refresh_token"]  # /token's budget is untouched
+
+
+ROUNDS = 30
+
+
+async def test_a_refresh_racing_a_revoke_leaves_no_working_token(
+    live: httpx.AsyncClient, alice: Account
+) -> None:
+    """Both sent at once, many times: whichever lands first, nothing of the session survives."""
+    for _ in range(ROUNDS):
+        token = (await login(live, alice))["refresh_token"]
+        refreshed, revoked = await asyncio.gather(refresh(live, token), revoke(live, token))
+        assert revoked.status_code == 200
+        assert refreshed.status_code in (200, 401), refreshed.text
+        if refreshed.status_code == 200:
+            assert (await refresh(live, refreshed.json()["refresh_token"])).status_code == 401
+        assert (await refresh(live, token)).status_code == 401
+
+
+async def test_a_refresh_held_back_by_a_lock_cannot_outlive_the_revoke(
+    live: httpx.AsyncClient, settings: Settings, alice: Account
+) -> None:
+    """The refresh waits (a second connection holds the token's row), the revoke arrives and
+    waits too; then both go on. The revoke answered 200, so the refresh's new token is dead."""
+    token = (await login(live, alice))["refresh_token"]
+    lock = "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE"
+    async with row_locked(settings, lock, token_hash(token)) as locker:
+        refreshing = asyncio.create_task(refresh(live, token))
+        await locker.wait_for_waiters(1)
+        revoking = asyncio.create_task(revoke(live, token))
+        await locker.wait_for_waiters(2)
+    refreshed, revoked = await asyncio.gather(refreshing, revoking)
+    assert revoked.status_code == 200
+    assert refreshed.status_code == 200  # it was first in line
+    assert (await refresh(live, refreshed.json()["refresh_token"])).status_code == 401

@@ -17,7 +17,7 @@ from shared.credentials import normalize_email
 from shared.database import asyncpg_dsn, drop_database, migrate
 from shared.settings import Settings
 
-BEFORE = "0003_refresh_tokens"
+BEFORE = "0004_sessions"
 HASH = bcrypt.hashpw(b"password123", bcrypt.gensalt(4))
 
 # As the older code stored them: trimmed and lower-cased only.

@@ -133,3 +133,14 @@ def test_ipv6_clients_are_counted_by_their_64_unless_told(tmp_path: Path) -> Non
     assert load_settings(environ, env_file=tmp_path / ".env").rate_limit_ipv6_prefix == 64
     environ["RATE_LIMIT_IPV6_PREFIX"] = "56"
     assert load_settings(environ, env_file=tmp_path / ".env").rate_limit_ipv6_prefix == 56
+
+
+def test_a_session_ends_90_days_after_its_login_by_default(tmp_path: Path) -> None:
+    settings = load_settings({"JWT_SECRET": STRONG_SECRET}, env_file=tmp_path / ".env")
+    assert (settings.session_max_days, settings.session_purge_batch) == (90, 1000)
+
+
+@pytest.mark.parametrize("name", ["SESSION_MAX_DAYS", "SESSION_PURGE_BATCH"])
+def test_a_session_setting_below_one_refuses_to_start(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SystemExit, match=name):
+        load_settings({"JWT_SECRET": STRONG_SECRET, name: "0"}, env_file=tmp_path / ".env")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
-from shared.refresh_tokens import new_refresh_token, refresh_token_hash
+from shared.refresh_tokens import new_refresh_token, refresh_token_expiry, refresh_token_hash
 from shared.sessions import TokenForm
 
 
@@ -25,6 +26,19 @@ def test_a_new_refresh_token_carries_256_random_bits() -> None:
 )
 def test_a_value_not_shaped_like_a_refresh_token_has_no_hash(value: str) -> None:
     assert refresh_token_hash(value) is None
+
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+FIFTEEN_DAYS = timedelta(days=15)
+
+
+def test_a_refresh_token_lives_its_lifetime_in_a_session_that_lasts_longer() -> None:
+    assert refresh_token_expiry(NOW, FIFTEEN_DAYS, NOW + timedelta(days=90)) == NOW + FIFTEEN_DAYS
+
+
+@pytest.mark.parametrize("left", [timedelta(days=15) - timedelta(seconds=1), timedelta(hours=2)])
+def test_a_refresh_token_never_outlives_its_session(left: timedelta) -> None:
+    assert refresh_token_expiry(NOW, FIFTEEN_DAYS, NOW + left) == NOW + left
 
 
 def test_the_form_defaults_to_the_password_grant() -> None:

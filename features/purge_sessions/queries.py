@@ -1,0 +1,63 @@
+"""The session purge's statements: each deletes one bounded batch and commits.
+
+``FOR UPDATE SKIP LOCKED``: a row a request holds (a refresh, a revoke) is left for the next
+run, so the purge never waits for a request nor makes one wait long. Both scans are index
+range scans (``ix_refresh_tokens_expires_at``, ``ix_sessions_expires_at`` and the partial
+``ix_sessions_revoked_at``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.models import LoginSession, RefreshToken
+
+# Ended rows stay this long: a used token replayed just after its end is still recognised
+# as a replay, and a session that just ended can still be looked at.
+RETENTION = timedelta(days=1)
+
+
+def _cutoff() -> ColumnElement[datetime]:
+    return func.now() - RETENTION
+
+
+async def purge_expired_tokens(engine: AsyncEngine, batch: int) -> int:
+    """Delete up to ``batch`` refresh tokens that expired more than RETENTION ago."""
+    expired = (
+        select(RefreshToken.token_hash)
+        .where(RefreshToken.expires_at < _cutoff())
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        deleted = await conn.scalars(
+            delete(RefreshToken)
+            .where(RefreshToken.token_hash.in_(expired.scalar_subquery()))
+            .returning(RefreshToken.token_hash)
+        )
+        return len(deleted.all())
+
+
+async def purge_ended_sessions(engine: AsyncEngine, batch: int) -> int:
+    """Delete up to ``batch`` sessions revoked or past their end more than RETENTION ago.
+
+    Their remaining tokens go with them (ON DELETE CASCADE): the unexpired ones of a revoked
+    session, at most REFRESH_TOKEN_EXPIRE_DAYS' worth of refreshes each, as older ones are
+    purged as expired first.
+    """
+    ended = (
+        select(LoginSession.id)
+        .where(or_(LoginSession.revoked_at < _cutoff(), LoginSession.expires_at < _cutoff()))
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        deleted = await conn.scalars(
+            delete(LoginSession)
+            .where(LoginSession.id.in_(ended.scalar_subquery()))
+            .returning(LoginSession.id)
+        )
+        return len(deleted.all())

@@ -9,9 +9,11 @@ range scans (``ix_refresh_tokens_expires_at``, ``ix_sessions_expires_at`` and th
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import InstrumentedAttribute
 
 from shared.models import LoginSession, RefreshToken
 
@@ -26,19 +28,9 @@ def _cutoff() -> ColumnElement[datetime]:
 
 async def purge_expired_tokens(engine: AsyncEngine, batch: int) -> int:
     """Delete up to ``batch`` refresh tokens that expired more than RETENTION ago."""
-    expired = (
-        select(RefreshToken.token_hash)
-        .where(RefreshToken.expires_at < _cutoff())
-        .limit(batch)
-        .with_for_update(skip_locked=True)
+    return await _delete_batch(
+        engine, RefreshToken.token_hash, RefreshToken.expires_at < _cutoff(), batch
     )
-    async with engine.begin() as conn:
-        deleted = await conn.scalars(
-            delete(RefreshToken)
-            .where(RefreshToken.token_hash.in_(expired.scalar_subquery()))
-            .returning(RefreshToken.token_hash)
-        )
-        return len(deleted.all())
 
 
 async def purge_ended_sessions(engine: AsyncEngine, batch: int) -> int:
@@ -48,16 +40,17 @@ async def purge_ended_sessions(engine: AsyncEngine, batch: int) -> int:
     session, at most REFRESH_TOKEN_EXPIRE_DAYS' worth of refreshes each, as older ones are
     purged as expired first.
     """
-    ended = (
-        select(LoginSession.id)
-        .where(or_(LoginSession.revoked_at < _cutoff(), LoginSession.expires_at < _cutoff()))
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
+    ended = or_(LoginSession.revoked_at < _cutoff(), LoginSession.expires_at < _cutoff())
+    return await _delete_batch(engine, LoginSession.id, ended, batch)
+
+
+async def _delete_batch(
+    engine: AsyncEngine, key: InstrumentedAttribute[Any], ended: ColumnElement[bool], batch: int
+) -> int:
+    """One committed DELETE of at most ``batch`` rows of ``key``'s table that ``ended`` picks."""
+    picked = select(key).where(ended).limit(batch).with_for_update(skip_locked=True)
     async with engine.begin() as conn:
         deleted = await conn.scalars(
-            delete(LoginSession)
-            .where(LoginSession.id.in_(ended.scalar_subquery()))
-            .returning(LoginSession.id)
+            delete(key.class_).where(key.in_(picked.scalar_subquery())).returning(key)
         )
         return len(deleted.all())

@@ -40,6 +40,35 @@ PUBLISH_TIMEOUT_S = 5.0
 RECONNECT_INTERVAL_S = 2.0
 
 
+# aiormq ends a close in tasks that nothing keeps a strong reference to: the reader's done
+# callback starts ``close_writer_task``, which runs ``FutureStore.reject_all``. A connection
+# dropped right after ``close()`` returns can be collected with them still pending ("Task was
+# destroyed but it is pending", "coroutine ... was never awaited"), seen under load when an
+# app stops moments after it started.
+_AIORMQ_CLOSING = frozenset(
+    {"Connection._on_reader_done.<locals>.close_writer_task", "FutureStore.reject_all"}
+)
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def close(connection: AbstractRobustConnection) -> None:
+    """Close ``connection`` and wait for the tasks aiormq started to finish the close."""
+    try:
+        await connection.close()
+    finally:
+        current = asyncio.current_task()
+        for _ in range(3):  # the reader's done callback may start its task a tick later
+            await asyncio.sleep(0)
+            closing = [
+                task
+                for task in asyncio.all_tasks()
+                if task is not current
+                and getattr(task.get_coro(), "__qualname__", None) in _AIORMQ_CLOSING
+            ]
+            if closing:
+                await asyncio.wait(closing, timeout=CLOSE_TIMEOUT_S)
+
+
 async def connect(url: str) -> AbstractRobustConnection:
     """One robust connection: after the first success aio-pika reconnects by itself, restoring
     channels, prefetch, declared exchanges/queues/bindings and consumers.
@@ -55,7 +84,7 @@ async def connect(url: str) -> AbstractRobustConnection:
     try:
         await connection.connect(timeout=CONNECT_TIMEOUT_S)
     except BaseException:
-        await connection.close()
+        await close(connection)
         raise
     return connection
 
@@ -152,7 +181,7 @@ class EventBus:
                     await channel.initialize(timeout=CONNECT_TIMEOUT_S)
                     self._exchange, _ = await self.topology.declare(channel)
                 except BaseException:
-                    await connection.close()
+                    await close(connection)
                     raise
                 self._channel = channel
                 self._connection = connection
@@ -192,7 +221,7 @@ class EventBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._connection is not None:
-            await self._connection.close()
+            await close(self._connection)
             self._connection = None
             self._channel = None
             self._exchange = None

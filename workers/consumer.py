@@ -36,7 +36,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from arq.connections import ArqRedis
 from prometheus_client import Counter
 
-from shared.bus import CONNECT_TIMEOUT_S, Topology, connect
+from shared.bus import CONNECT_TIMEOUT_S, Topology, close, connect
 from shared.events import decode_event
 from shared.jobs import create_arq_redis, enqueue_process_order
 from shared.logs import configure_logging
@@ -162,7 +162,7 @@ async def open_consumer(
         _, queue = await Topology(settings).declare(channel)
         tag = await queue.consume(handler)
     except BaseException:
-        await connection.close()
+        await close(connection)
         raise
     return connection, queue, tag
 
@@ -197,7 +197,7 @@ async def run_consumer(
             if not await handler.wait_idle(STOP_GRACE_S):
                 logger.warning("handlers still running at shutdown; their events are redelivered")
         finally:
-            await connection.close()
+            await close(connection)
     finally:
         await arq.aclose()
     logger.info("consumer stopped")

@@ -28,7 +28,7 @@ from litestar.plugins.prometheus import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import Counter, start_http_server
 
-from shared.routes import METRICS_PATH, ops_path_patterns
+from shared.http.routes import METRICS_PATH, ops_path_patterns
 from shared.services import services_of
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def prometheus_config() -> PrometheusConfig:
 
 # The worker's and the consumer's processes serve their own counters on their own ports
 # (``serve_metrics``); each counter is defined beside the one code that counts it, but for
-# this one, which the job and the job format (``shared.jobs``, refusing) both count.
+# this one, which the job and the job format (``shared.messaging.jobs``, refusing) both count.
 JOBS = Counter(
     "orders_worker_jobs_total",
     "process_order runs, by outcome",

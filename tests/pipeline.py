@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.create_order.queries import insert_order
-from shared.events import NewOrderEvent
+from shared.messaging.events import NewOrderEvent
 from shared.models import Order, User
 from shared.orders import OrderItem
 from shared.settings import Settings

@@ -23,9 +23,9 @@ from features.reconcile_orders.queries import (
     count_failing_orders,
     oldest_failing_orders,
 )
-from shared.database import create_engine
-from shared.jobs import deserialize_job
-from shared.outbox import outbox_backlog
+from shared.db import create_engine
+from shared.messaging.jobs import deserialize_job
+from shared.messaging.outbox import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 

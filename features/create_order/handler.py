@@ -30,8 +30,8 @@ from features.create_order.schemas import (
     checked_total,
     order_items,
 )
-from shared.auth import CurrentUser
-from shared.errors import UnprocessableEntity, error_responses
+from shared.http.auth import CurrentUser
+from shared.http.errors import UnprocessableEntity, error_responses
 from shared.orders import OrderView, order_view, request_fingerprint
 from shared.services import Services
 

@@ -11,10 +11,10 @@ from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.events import NewOrderEvent
+from shared.messaging.events import NewOrderEvent
 from shared.models import Order, OrderStatus
 from shared.orders import CENT, ORDER_VIEW_COLUMNS, OrderItem
-from shared.outbox import new_order_event, staged_values, staging
+from shared.messaging.outbox import new_order_event, staged_values, staging
 
 IDEMPOTENCY_WINDOW = text("interval '24 hours'")
 

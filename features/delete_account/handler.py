@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.delete_account.queries import credentials_of, delete_user
 from features.delete_account.schemas import DeleteAccountRequest
-from shared.auth import CurrentUser, verify_password
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
+from shared.http.auth import CurrentUser, verify_password
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
 from shared.services import Services
 
 

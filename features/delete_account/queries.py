@@ -29,7 +29,7 @@ async def delete_user(db_session: AsyncSession, user_id: int) -> list[uuid.UUID]
 
     The user's row is locked first: an order being created meanwhile waits for its foreign
     key check and then fails, so no order escapes the list (and its cache entry, the purge).
-    A login or refresh holds the row FOR KEY SHARE from its start (``shared/sessions.py``):
+    A login or refresh holds the row FOR KEY SHARE from its start (``shared/accounts/sessions.py``):
     the deletion waits for one in flight, and one arriving later waits for the deletion,
     then finds no user: 401, never a foreign-key error or a deadlock.
     Unsent ``new_order`` events of the orders are dropped: nothing is published about an

@@ -16,8 +16,8 @@ from litestar.params import FromPath
 from litestar.security.jwt import Token
 
 from features.get_order.schemas import owner_decoder
-from shared.auth import CurrentUser
-from shared.errors import error_responses
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
 from shared.orders import ORDER_NOT_FOUND, OrderView, find_own_order, order_view
 from shared.services import services_of
 

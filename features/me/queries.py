@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import User
-from shared.users import UserView
+from shared.accounts.users import UserView
 
 
 async def find_user(db_session: AsyncSession, user_id: int) -> UserView | None:

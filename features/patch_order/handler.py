@@ -18,8 +18,8 @@ from litestar.status_codes import HTTP_409_CONFLICT
 
 from features.patch_order.queries import move_status
 from features.patch_order.schemas import PatchOrderRequest, StatusConflict
-from shared.auth import CurrentUser
-from shared.errors import error_responses
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
 from shared.orders import (
     ORDER_NOT_FOUND,
     OrderView,

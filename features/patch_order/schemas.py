@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.errors import ErrorBody
+from shared.http.errors import ErrorBody
 from shared.orders import OrderStatus
 
 

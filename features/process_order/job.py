@@ -16,8 +16,8 @@ from arq.worker import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.queries import mark_processed_once
-from shared.database import RAW_CONNECTION_ERRORS
-from shared.errors import describe_error
+from shared.db import RAW_CONNECTION_ERRORS
+from shared.http.errors import describe_error
 from shared.metrics import JOBS
 from shared.orders import order_view
 from shared.services import WorkerServices

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.purge_sessions.queries import purge_ended_sessions, purge_expired_tokens
-from shared.errors import describe_error
+from shared.http.errors import describe_error
 from shared.services import WorkerServices
 
 logger = logging.getLogger(__name__)

@@ -44,8 +44,8 @@ from features.reconcile_orders.queries import (
     record_reenqueued,
     still_unprocessed,
 )
-from shared.errors import describe_error, error_fields
-from shared.jobs import enqueue_process_order, process_order_job_id
+from shared.http.errors import describe_error, error_fields
+from shared.messaging.jobs import enqueue_process_order, process_order_job_id
 from shared.services import WorkerServices
 from shared.settings import Settings
 
@@ -174,6 +174,6 @@ async def reconcile_job(ctx: dict[str, Any]) -> int:
                 break
         RECONCILER_FAILING.set(await count_failing_orders(services.engine))
     except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis down: the next run retries
-        # The class and SQLSTATE only: a driver's text can quote values (shared.errors).
+        # The class and SQLSTATE only: a driver's text can quote values (shared.http.errors).
         logger.warning("reconcile stopped: %s", describe_error(exc), extra=error_fields(exc))
     return total

@@ -1,5 +1,5 @@
 """The refresh grant's statements, in the order it runs them: the user's row, the session's
-row (both locked: the order shared/sessions.py fixes), then the token itself."""
+row (both locked: the order shared/accounts/sessions.py fixes), then the token itself."""
 
 from __future__ import annotations
 

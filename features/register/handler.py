@@ -2,7 +2,7 @@
 
 A taken email is answered before any bcrypt work, so a flood of known emails costs no CPU;
 the 409 tells nothing the contract does not already say. Registrations count against the
-stricter ``TOKEN_RATE_LIMIT`` per address (``shared.rate_limit``).
+stricter ``TOKEN_RATE_LIMIT`` per address (``shared.http.rate_limit``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.register.queries import email_taken, insert_user
 from features.register.schemas import RegisterRequest
-from shared.auth import hash_password
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
-from shared.routes import public
+from shared.http.auth import hash_password
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
+from shared.http.routes import public
 from shared.services import Services
-from shared.users import UserView
+from shared.accounts.users import UserView
 
 
 @post(

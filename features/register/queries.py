@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import User
-from shared.users import UserView
+from shared.accounts.users import UserView
 
 
 async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -> UserView | None:

@@ -3,7 +3,7 @@
 Always 200, for unknown, expired and malformed tokens too (RFC 7009 §2.2): the answer tells
 nothing about the token, and a client that logs out twice is not an error. Access tokens
 already issued stay valid until they expire (they are checked by signature alone). The
-revoke waits for a refresh of the session in flight (``shared/sessions.py``): once it has
+revoke waits for a refresh of the session in flight (``shared/accounts/sessions.py``): once it has
 answered, no refresh token of the session works, the one that refresh issued included.
 """
 
@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.revoke_token.queries import family_of
 from features.revoke_token.schemas import RevokeForm
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
-from shared.refresh_tokens import refresh_token_hash
-from shared.routes import public
-from shared.sessions import revoke_session
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
+from shared.accounts.refresh_tokens import refresh_token_hash
+from shared.http.routes import public
+from shared.accounts.sessions import revoke_session
 
 
 @post(

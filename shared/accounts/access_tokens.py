@@ -4,7 +4,7 @@ The JWKS is public so that other services can verify our tokens; a token therefo
 issued it (``iss``) and for whom (``aud``), and its header says what it is (``typ: at+jwt``),
 so an ID token or any other JWT signed with the same key is not taken for an access token.
 
-PyJWT checks the signature and the algorithm (``shared.auth``); every rule about the claims
+PyJWT checks the signature and the algorithm (``shared.http.auth``); every rule about the claims
 is here, checked against one clock, so the rules and their clock skew are stated once:
 
 - the header's ``typ`` is ``at+jwt`` (or ``application/at+jwt``, RFC 9068 §4);

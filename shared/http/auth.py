@@ -38,21 +38,21 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.access_tokens import (
+from shared.accounts.access_tokens import (
     JTI_BYTES,
     SIGNATURE_ONLY,
     TOKEN_TYPE,
     AccessTokenPolicy,
     InvalidAccessToken,
 )
-from shared.credentials import BCRYPT_MAX_BYTES
-from shared.database import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
+from shared.accounts.credentials import BCRYPT_MAX_BYTES
+from shared.db import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
 from shared.models import User
-from shared.routes import ops_path_patterns
+from shared.http.routes import ops_path_patterns
 from shared.services import Services, services_of
 from shared.settings import Settings
-from shared.signing_keys import SigningKeys
-from shared.verified_tokens import VerifiedTokens
+from shared.accounts.signing_keys import SigningKeys
+from shared.accounts.verified_tokens import VerifiedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ class SignedToken(Token):
 
     Litestar's auth passes one secret; with a key set the verifying key depends on the token's
     ``kid``, so this picks it, lets PyJWT check the signature with the configured algorithm
-    only, then the policy checks the header and claims (``shared.access_tokens``). A ``kid``
+    only, then the policy checks the header and claims (``shared.accounts.access_tokens``). A ``kid``
     that names no key (any ``kid`` under HS256) is refused. Only a token that passed all of
     it is remembered. Tokens are signed by ``TokenIssuer``, never through this class.
     """

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from shared.database import is_connection_lost
+from shared.db import is_connection_lost
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Money: exact decimals with at most two places, never a float on the way.
 
 A client may send an amount as a JSON string or a JSON number. Numbers reach us already
-exact (``int`` or ``Decimal``: see shared/exact_json.py); strings are parsed here, by the
+exact (``int`` or ``Decimal``: see shared/http/exact_json.py); strings are parsed here, by the
 decimal grammar only.
 """
 

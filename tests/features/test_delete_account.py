@@ -19,8 +19,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app import create_app
-from shared.database import asyncpg_dsn
-from shared.order_cache import OrderCache
+from shared.db import asyncpg_dsn
+from shared.orders.cache import OrderCache
 from shared.orders import OrderView
 from shared.redis import create_redis
 from shared.settings import Settings

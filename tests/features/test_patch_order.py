@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.models import Order
-from shared.order_cache import OrderCache
+from shared.orders.cache import OrderCache
 from shared.orders import OrderView
 from shared.settings import Settings
 from tests.accounts import Account

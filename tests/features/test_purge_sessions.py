@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.purge_sessions.job import purge_sessions
 from features.purge_sessions.queries import purge_ended_sessions
-from shared.database import asyncpg_dsn, create_engine
+from shared.db import asyncpg_dsn, create_engine
 from shared.settings import Settings
 from tests.pipeline import StartWorker, wait_for
 from tests.sessions import row_locked

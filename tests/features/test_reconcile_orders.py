@@ -21,10 +21,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.reconcile_orders.job import Reconciler, reconcile_job
-from shared.database import create_engine
-from shared.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
+from shared.db import create_engine
+from shared.messaging.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
 from shared.models import Order
-from shared.outbox import mark_sent
+from shared.messaging.outbox import mark_sent
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.pipeline import OrderFactory, order_factory

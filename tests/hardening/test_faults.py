@@ -35,11 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import create_app
 from features.process_order.job import process_order
-from shared.bus import EventBus
-from shared.database import asyncpg_dsn, create_engine
-from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.messaging.bus import EventBus
+from shared.db import asyncpg_dsn, create_engine
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import Order, OutboxEvent
-from shared.outbox import mark_sent
+from shared.messaging.outbox import mark_sent
 from shared.redis import ResetAwareConnection, create_redis
 from shared.services import services_of
 from shared.settings import Settings
@@ -66,7 +66,7 @@ from workers.worker import shutdown, startup
 Client = AsyncTestClient[Litestar]
 
 # A stalled PostgreSQL costs a request at most COMMAND_TIMEOUT_S plus SQLAlchemy's 2 s to
-# close the dead connection (shared/database.py); a little more for the test client.
+# close the dead connection (shared/db.py); a little more for the test client.
 DATABASE_STALL_BOUND_S = 7.0
 # A stalled Redis costs each of the limiter, the cache read and the cache write at most
 # shared.redis.SOCKET_TIMEOUT_S (1 s).
@@ -115,7 +115,7 @@ async def test_orders_work_without_redis_and_the_cache_heals_without_stale_reads
     assert patched.status_code == 200, patched.text
     reread = await client.get(f"/orders/{before['id']}", headers=alice.headers)
     assert (reread.status_code, reread.json()["status"]) == (200, "PAID")
-    # The limiter fails open (shared/rate_limit.py): past the 30/minute budget, no 429.
+    # The limiter fails open (shared/http/rate_limit.py): past the 30/minute budget, no 429.
     unlimited = [
         (await client.get(f"/orders/{during['id']}", headers=alice.headers)).status_code
         for _ in range(35)

@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import create_engine
-from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.db import create_engine
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.logs import JsonFormatter, configure_logging, request_id_var
 from shared.models import OutboxEvent
 from shared.redis import create_redis

@@ -29,6 +29,9 @@ from features.refresh_session.handler import refresh_session
 from features.register.handler import register
 from features.revoke_token.handler import revoke_token
 from features.token.handler import token
+from shared.accounts.sessions import SessionIssuer
+from shared.accounts.signing_keys import signing_keys
+from shared.db import alchemy_config, autocommit
 from shared.http.auth import (
     TokenIssuer,
     UserDirectory,
@@ -38,22 +41,19 @@ from shared.http.auth import (
     provide_current_user,
 )
 from shared.http.budgets import Budget, PasswordGuesses
-from shared.messaging.bus import EventBus
 from shared.http.client_address import ClientAddressMiddleware
-from shared.db import alchemy_config, autocommit
 from shared.http.errors import exception_handlers
 from shared.http.exact_json import ExactJSONRequest
+from shared.http.rate_limit import rate_limit_config
+from shared.http.security_headers import SecurityHeaders
 from shared.logs import RequestIdMiddleware, configure_logging
+from shared.messaging.bus import EventBus
+from shared.messaging.outbox import OutboxRelay
 from shared.metrics import MetricsController, prometheus_config
 from shared.orders.cache import OrderCache
-from shared.messaging.outbox import OutboxRelay
-from shared.http.rate_limit import rate_limit_config
 from shared.redis import create_redis
-from shared.http.security_headers import SecurityHeaders
 from shared.services import SERVICES, Services
-from shared.accounts.sessions import SessionIssuer
 from shared.settings import Settings, load_settings, parse_rate, require_signing_keys
-from shared.accounts.signing_keys import signing_keys
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -1,6 +1,7 @@
 """``litestar_minimal``: what the framework alone costs an authenticated cached read.
 
-Litestar with its JWT bearer auth built exactly as the API builds it (``shared.http.auth.build_auth``:
+Litestar with its JWT bearer auth built exactly as the API builds it
+(``shared.http.auth.build_auth``:
 the same keys and algorithm, token class, required claims and bearer-header middleware) and
 one route, ``GET /orders/{order_id:uuid}`` like the API's, that returns one Redis value as
 JSON. No other middleware, no dependencies. The only change to the auth: the claims are
@@ -24,10 +25,10 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException
 from litestar.security.jwt import Token
 
+from shared.accounts.signing_keys import signing_keys
 from shared.http.auth import CurrentUser, build_auth
 from shared.redis import create_redis
 from shared.settings import load_api_settings
-from shared.accounts.signing_keys import signing_keys
 
 
 async def trust_claims(

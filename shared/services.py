@@ -23,14 +23,14 @@ if TYPE_CHECKING:  # types only: every module may import this one without a cycl
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from shared.accounts.sessions import Grants, SessionIssuer
+    from shared.accounts.signing_keys import SigningKeys
     from shared.http.auth import TokenIssuer, UserDirectory
     from shared.http.budgets import Budget, PasswordGuesses
     from shared.messaging.bus import EventBus
-    from shared.orders.cache import OrderCache
     from shared.messaging.outbox import OutboxRelay
-    from shared.accounts.sessions import Grants, SessionIssuer
+    from shared.orders.cache import OrderCache
     from shared.settings import Settings
-    from shared.accounts.signing_keys import SigningKeys
 
 SERVICES = "services"  # the key in app state, and the name handlers inject it by
 

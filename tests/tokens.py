@@ -13,8 +13,8 @@ from typing import Any
 import jwt
 
 from shared.accounts.access_tokens import FIRST_PARTY_CLIENT_ID, TOKEN_TYPE
-from shared.settings import Settings
 from shared.accounts.signing_keys import SigningKeys
+from shared.settings import Settings
 
 DROP = object()  # a claim or header value that means "leave this one out"
 

@@ -3,7 +3,8 @@ and purges ended sessions every hour.
 
 This module only wires arq to the jobs: the use cases are ``features/process_order/``,
 ``features/reconcile_orders/`` and ``features/purge_sessions/``; here are their arq options,
-the outbox sweep's tick (the sweep itself is ``shared.messaging.outbox``: infrastructure, the relay's
+the outbox sweep's tick (the sweep itself is ``shared.messaging.outbox``: infrastructure, the
+relay's
 safety net), and the process's connections.
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
@@ -35,14 +36,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from features.process_order.job import process_order
 from features.purge_sessions.job import purge_sessions_job
 from features.reconcile_orders.job import reconcile_job
-from shared.messaging.bus import EventBus
 from shared.db import autocommit, create_engine
 from shared.http.errors import describe_error
-from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
+from shared.messaging.bus import EventBus
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
+from shared.messaging.outbox import outbox_backlog, sweep_outbox
 from shared.metrics import serve_metrics
 from shared.orders.cache import OrderCache
-from shared.messaging.outbox import outbox_backlog, sweep_outbox
 from shared.services import WorkerServices
 from shared.settings import Settings, load_settings
 

@@ -32,7 +32,8 @@ from features.create_order.schemas import (
 )
 from shared.http.auth import CurrentUser
 from shared.http.errors import UnprocessableEntity, error_responses
-from shared.orders import OrderView, order_view, request_fingerprint
+from shared.orders.money import request_fingerprint
+from shared.orders.view import OrderView, order_view
 from shared.services import Services
 
 logger = logging.getLogger(__name__)

@@ -12,9 +12,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.messaging.events import NewOrderEvent
-from shared.models import Order, OrderStatus
-from shared.orders import CENT, ORDER_VIEW_COLUMNS, OrderItem
 from shared.messaging.outbox import new_order_event, staged_values, staging
+from shared.models import Order, OrderStatus
+from shared.orders.items import OrderItem
+from shared.orders.money import CENT
+from shared.orders.queries import ORDER_VIEW_COLUMNS
 
 IDEMPOTENCY_WINDOW = text("interval '24 hours'")
 

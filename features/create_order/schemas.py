@@ -16,16 +16,10 @@ import msgspec
 from litestar.openapi.spec import OpenAPIType, Schema
 
 from shared.http.errors import UnprocessableEntity
-from shared.orders import (
-    CENT,
-    MAX_TOTAL,
-    MoneyInput,
-    OrderItem,
-    OrderRuleError,
-    check_price,
-    parse_amount,
-)
-from shared.orders import checked_total as total_of_items
+from shared.orders.errors import OrderRuleError
+from shared.orders.items import OrderItem
+from shared.orders.money import CENT, MAX_TOTAL, MoneyInput, check_price, parse_amount
+from shared.orders.money import checked_total as total_of_items
 
 MAX_IDEMPOTENCY_KEY = 255
 # Text PostgreSQL can store: anything but NUL (refused up front, so it is a 422, not a 500).

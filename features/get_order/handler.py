@@ -18,7 +18,9 @@ from litestar.security.jwt import Token
 from features.get_order.schemas import owner_decoder
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
-from shared.orders import ORDER_NOT_FOUND, OrderView, find_own_order, order_view
+from shared.orders.errors import ORDER_NOT_FOUND
+from shared.orders.queries import find_own_order
+from shared.orders.view import OrderView, order_view
 from shared.services import services_of
 
 

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.messaging.bus import EventBus
 from shared.http.routes import HEALTH_PATH, READY_PATH, public
+from shared.messaging.bus import EventBus
 from shared.services import Services
 
 CHECK_TIMEOUT_S = 2.0

@@ -11,7 +11,7 @@ from features.list_user_orders.queries import list_orders
 from features.list_user_orders.schemas import DEFAULT_LIMIT, Limit, Offset
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
-from shared.orders import OrderView, order_view
+from shared.orders.view import OrderView, order_view
 from shared.services import Services
 
 

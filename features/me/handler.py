@@ -8,9 +8,9 @@ from litestar.exceptions import NotAuthorizedException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.me.queries import find_user
+from shared.accounts.users import UserView
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
-from shared.accounts.users import UserView
 
 
 @get(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import User
 from shared.accounts.users import UserView
+from shared.models import User
 
 
 async def find_user(db_session: AsyncSession, user_id: int) -> UserView | None:

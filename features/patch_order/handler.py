@@ -20,14 +20,10 @@ from features.patch_order.queries import move_status
 from features.patch_order.schemas import PatchOrderRequest, StatusConflict
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
-from shared.orders import (
-    ORDER_NOT_FOUND,
-    OrderView,
-    StatusMoveRefused,
-    find_own_order,
-    order_view,
-    statuses_that_can_move_to,
-)
+from shared.orders.errors import ORDER_NOT_FOUND
+from shared.orders.queries import find_own_order
+from shared.orders.status import StatusMoveRefused, statuses_that_can_move_to
+from shared.orders.view import OrderView, order_view
 from shared.services import Services
 
 

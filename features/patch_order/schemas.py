@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.http.errors import ErrorBody
-from shared.orders import OrderStatus
+from shared.orders.status import OrderStatus
 
 
 class PatchOrderRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,7 +19,7 @@ from features.process_order.queries import mark_processed_once
 from shared.db import RAW_CONNECTION_ERRORS
 from shared.http.errors import describe_error
 from shared.metrics import JOBS
-from shared.orders import order_view
+from shared.orders.view import order_view
 from shared.services import WorkerServices
 
 # The worker's name, not __name__: operators, the chaos check and the tests read the

@@ -6,7 +6,8 @@ the same session (rotation). A token presented again is a replay, as one copy of
 stolen (RFC 9700 §4.14.2): the whole session is revoked, so thief and victim both log in
 again. Every refusal, whatever the cause, is the wrong password's 401.
 
-Everything happens under the session's row lock (``shared/accounts/sessions.py``), with the session's
+Everything happens under the session's row lock (``shared/accounts/sessions.py``), with the
+session's
 and the token's state read after it: a revoke or a replay detection that answered first is
 seen, and one that comes later waits for this refresh and then ends the session its new
 token belongs to. Of two concurrent refreshes with one token, the second waits for the
@@ -22,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.refresh_session.queries import lock_session, lock_user, use_token, was_used
 from shared.accounts.refresh_tokens import refresh_token_hash
-from shared.services import Services
 from shared.accounts.sessions import TokenForm, TokenResponse, login_refused, revoke_session
+from shared.services import Services
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.register.queries import email_taken, insert_user
 from features.register.schemas import RegisterRequest
+from shared.accounts.users import UserView
 from shared.http.auth import hash_password
 from shared.http.errors import error_responses
 from shared.http.rate_limit import own_rate_limit
 from shared.http.routes import public
 from shared.services import Services
-from shared.accounts.users import UserView
 
 
 @post(

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import User
 from shared.accounts.users import UserView
+from shared.models import User
 
 
 async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -> UserView | None:

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.revoke_token.queries import family_of
 from features.revoke_token.schemas import RevokeForm
+from shared.accounts.refresh_tokens import refresh_token_hash
+from shared.accounts.sessions import revoke_session
 from shared.http.errors import error_responses
 from shared.http.rate_limit import own_rate_limit
-from shared.accounts.refresh_tokens import refresh_token_hash
 from shared.http.routes import public
-from shared.accounts.sessions import revoke_session
 
 
 @post(

@@ -28,13 +28,13 @@ from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.token.queries import find_credentials, store_password_hash
-from shared.http.auth import TOKEN_PATH, bcrypt_cost, hash_password, verify_password
 from shared.accounts.credentials import normalize_email
+from shared.accounts.sessions import TokenForm, TokenResponse, login_refused
+from shared.http.auth import TOKEN_PATH, bcrypt_cost, hash_password, verify_password
 from shared.http.errors import error_responses
 from shared.http.rate_limit import own_rate_limit
 from shared.http.routes import public
 from shared.services import Services
-from shared.accounts.sessions import TokenForm, TokenResponse, login_refused
 
 
 @functools.cache

@@ -27,10 +27,14 @@ from litestar.exceptions import NotAuthorizedException
 from sqlalchemy import Uuid, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.http.auth import TokenIssuer
 from shared.accounts.credentials import EMAIL_MAX_LENGTH
+from shared.accounts.refresh_tokens import (
+    new_refresh_token,
+    refresh_token_expiry,
+    refresh_token_hash,
+)
+from shared.http.auth import TokenIssuer
 from shared.models import LoginSession, RefreshToken, User
-from shared.accounts.refresh_tokens import new_refresh_token, refresh_token_expiry, refresh_token_hash
 
 if TYPE_CHECKING:  # a type only: services.py names this module's types the same way
     from shared.services import Services

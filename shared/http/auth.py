@@ -46,13 +46,13 @@ from shared.accounts.access_tokens import (
     InvalidAccessToken,
 )
 from shared.accounts.credentials import BCRYPT_MAX_BYTES
-from shared.db import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
-from shared.models import User
-from shared.http.routes import ops_path_patterns
-from shared.services import Services, services_of
-from shared.settings import Settings
 from shared.accounts.signing_keys import SigningKeys
 from shared.accounts.verified_tokens import VerifiedTokens
+from shared.db import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, asyncpg_dsn
+from shared.http.routes import ops_path_patterns
+from shared.models import User
+from shared.services import Services, services_of
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +348,8 @@ class SignedToken(Token):
 
     Litestar's auth passes one secret; with a key set the verifying key depends on the token's
     ``kid``, so this picks it, lets PyJWT check the signature with the configured algorithm
-    only, then the policy checks the header and claims (``shared.accounts.access_tokens``). A ``kid``
+    only, then the policy checks the header and claims (``shared.accounts.access_tokens``).
+    A ``kid``
     that names no key (any ``kid`` under HS256) is refused. Only a token that passed all of
     it is remembered. Tokens are signed by ``TokenIssuer``, never through this class.
     """

@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient
 from app import create_app
 from shared.db import asyncpg_dsn
 from shared.orders.cache import OrderCache
-from shared.orders import OrderView
+from shared.orders.view import OrderView
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account, make_account

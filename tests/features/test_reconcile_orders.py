@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from features.reconcile_orders.job import Reconciler, reconcile_job
 from shared.db import create_engine
 from shared.messaging.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
-from shared.models import Order
 from shared.messaging.outbox import mark_sent
+from shared.models import Order
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.pipeline import OrderFactory, order_factory

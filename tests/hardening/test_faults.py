@@ -35,11 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import create_app
 from features.process_order.job import process_order
-from shared.messaging.bus import EventBus
 from shared.db import asyncpg_dsn, create_engine
+from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
-from shared.models import Order, OutboxEvent
 from shared.messaging.outbox import mark_sent
+from shared.models import Order, OutboxEvent
 from shared.redis import ResetAwareConnection, create_redis
 from shared.services import services_of
 from shared.settings import Settings

@@ -15,8 +15,8 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_engine
-from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.logs import JsonFormatter, configure_logging, request_id_var
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import OutboxEvent
 from shared.redis import create_redis
 from shared.settings import Settings

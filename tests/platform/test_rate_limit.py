@@ -241,7 +241,7 @@ async def test_the_api_wide_budget_counts_an_ipv6_client_by_its_64_too(
     assert statuses == [401, 401, 401, 429]
 
 
-# --- the budgets a handler spends (shared/http/budgets.py) fail closed -------------------------------
+# --- the budgets a handler spends (shared/http/budgets.py) fail closed ---------------------------
 
 
 async def test_the_password_budget_refuses_before_any_check_while_redis_is_unreachable() -> None:

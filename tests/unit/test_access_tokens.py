@@ -1,4 +1,4 @@
-"""The access-token policy (shared/accounts/access_tokens.py): the RFC 9068 rules, no keys, no services."""
+"""The access-token policy (shared/accounts/access_tokens.py): RFC 9068, no keys, no services."""
 
 from __future__ import annotations
 

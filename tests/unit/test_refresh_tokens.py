@@ -1,4 +1,4 @@
-"""The refresh token's rules (shared/accounts/refresh_tokens.py) and POST /token's form, without services."""
+"""Refresh tokens' rules (shared/accounts/refresh_tokens.py) and POST /token's form, no services."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from shared.accounts.refresh_tokens import new_refresh_token, refresh_token_expiry, refresh_token_hash
+from shared.accounts.refresh_tokens import (
+    new_refresh_token,
+    refresh_token_expiry,
+    refresh_token_hash,
+)
 from shared.accounts.sessions import TokenForm
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
+from shared.accounts.signing_keys import signing_keys
 from shared.http.auth import build_auth
-from shared.metrics import prometheus_config
 from shared.http.rate_limit import rate_limit_config
 from shared.http.routes import OPS_PATHS, ops_path_patterns, public
+from shared.metrics import prometheus_config
 from shared.settings import Settings
-from shared.accounts.signing_keys import signing_keys
 
 SETTINGS = Settings(environment="test", jwt_secret="s" * 40)
 

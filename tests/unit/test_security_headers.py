@@ -1,4 +1,4 @@
-"""The headers rule (shared/http/security_headers.py) and the proxy's scheme, on plain ASGI messages."""
+"""The headers rule (shared/http/security_headers.py) and the proxy's scheme, on ASGI messages."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from shared.settings import Settings, load_api_settings
 from shared.accounts.signing_keys import Algorithm, signing_keys, thumbprint
+from shared.settings import Settings, load_api_settings
 from tests.keys import private_pem, public_pem
 
 SECRET = "s" * 40

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.messaging.outbox import mark_sent
 from shared.models import OutboxEvent
 from shared.orders.cache import OrderCache
-from shared.messaging.outbox import mark_sent
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.faults import via

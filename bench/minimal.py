@@ -15,7 +15,6 @@ framework. Serve it with ``uvicorn bench.minimal:create_app --factory --workers 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from typing import Any
@@ -48,7 +47,7 @@ def create_app() -> Litestar:
         settings.jwt_private_key,
         settings.jwt_previous_public_keys,
     )
-    auth = dataclasses.replace(build_auth(settings, keys), retrieve_user_handler=trust_claims)
+    auth = build_auth(settings, keys, trust_claims)
     redis = create_redis(settings.redis_url)
     key = os.environ["BENCH_CEILING_KEY"]
 

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deploy.rabbitmq_users import ROLES, permissions  # noqa: E402
-from shared.db import drop_database  # noqa: E402
+from migrations.admin import drop_database  # noqa: E402
 from shared.messaging.bus import Topology  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 

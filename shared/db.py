@@ -1,24 +1,34 @@
-"""Database plumbing shared by the API, the workers, the migrations and the tests."""
+"""The database engine every process runs on, and the one way slices reach it: ``Database``.
+
+One idiom for every slice, order and account alike: take a connection from the pool,
+
+- ``async with db.connect() as conn:`` for a use case that is one statement (or reads that
+  need not agree): the connection is in autocommit, so PostgreSQL runs each statement
+  atomically on its own and no BEGIN/COMMIT round trips are paid. The order paths (POST
+  /orders without a key, GET, PATCH, the list, ``process_order``) were moved to this for
+  speed (BENCHMARKS.md): a transaction around one statement cost two round trips of three;
+- ``async with db.begin() as conn:`` where statements must agree (a row lock held across
+  them, an insert that needs the look-up before it): a transaction on a connection of the
+  same pool, committed when the block ends, rolled back when it raises.
+
+Both hand out a plain SQLAlchemy Core ``AsyncConnection``; queries take it as their first
+argument. No ORM session per request: advanced-alchemy's request session (what the account
+slices used through its Litestar plugin) opened a transaction for every handler that
+injected it and tied the connection to the response's lifetime; here the handler chooses, and
+holds a connection only inside its block (not, say, while bcrypt runs).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
-from advanced_alchemy.extensions.litestar import (
-    AsyncSessionConfig,
-    EngineConfig,
-    SQLAlchemyAsyncConfig,
-)
-from alembic import command
-from alembic.config import Config
-from litestar.types import BeforeMessageSendHookHandler, Message, Scope
+import msgspec
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.settings import Settings
 
@@ -36,7 +46,6 @@ logger = logging.getLogger(__name__)
 # Every query the API runs is an index lookup of a few ms; 3 s is far above any of them.
 STATEMENT_TIMEOUT_MS = 3_000
 COMMAND_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 0.5
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONNECT_TIMEOUT_S = 3.0
 POOL_TIMEOUT_S = 3
 
@@ -60,16 +69,30 @@ def is_connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, OSError | asyncpg.PostgresConnectionError)
 
 
-def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
+def _encode_json(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def create_engine(settings: Settings, *, max_overflow: int | None = None) -> AsyncEngine:
+    """The process's engine (API, workers, tools, tests): one pool, bounded everywhere.
+
+    ``max_overflow`` overrides the setting's: the worker uses 0, because its jobs reach the
+    database in bursts (all that started together wake together) and an overflow connection
+    is closed the moment it is returned, so every burst opened and closed connections.
+    JSON columns are encoded by msgspec, as advanced-alchemy's engine did for the API.
+    """
+    return create_async_engine(
+        settings.database_url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_timeout=POOL_TIMEOUT_S,
         pool_pre_ping=False,
         pool_recycle=1800,
         # Statements in errors show no bound values: an error logged during /register must
         # not carry the email or the password hash.
         hide_parameters=True,
+        json_serializer=_encode_json,
+        json_deserializer=msgspec.json.decode,
         connect_args={
             "timeout": CONNECT_TIMEOUT_S,
             "command_timeout": COMMAND_TIMEOUT_S,
@@ -82,69 +105,35 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """``engine``'s pool, its connections in autocommit: no BEGIN and COMMIT round trips.
-
-    For a use case that is a single statement, which PostgreSQL runs atomically on its own;
-    anything that needs two statements to agree keeps ``engine.begin()``.
-    """
+    """``engine``'s pool, its connections in autocommit: no BEGIN and COMMIT round trips."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def tolerating_a_lost_connection(
-    close: BeforeMessageSendHookHandler,
-) -> BeforeMessageSendHookHandler:
-    """advanced-alchemy's hook that closes the request's session as the response starts,
-    tolerating a connection that is already gone.
+class Database:
+    """The way to PostgreSQL: ``connect()`` for one statement, ``begin()`` for a transaction.
 
-    Closing rolls back what the handler left uncommitted; if the link died meanwhile the
-    rollback raises, and raising here, with the response already decided, made a 500 (the
-    chaos run met it on POST /token). The connection is discarded either way and nothing
-    uncommitted survives it, so the response stands.
+    Built once per process around its engine (the composition root owns and disposes it).
     """
 
-    async def close_request_session(message: Message, scope: Scope) -> None:
-        try:
-            closing = close(message, scope)
-            if inspect.isawaitable(closing):
-                await closing
-        except Exception as exc:
-            if not is_connection_lost(exc):
-                raise
-            logger.warning("request session closed on a lost connection: %s", exc)
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._autocommit = autocommit(engine)
 
-    return close_request_session
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit: each statement is its own transaction."""
+        async with self._autocommit.connect() as conn:
+            yield conn
 
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in a transaction: committed at the block's end, rolled back
+        if it raises."""
+        async with self.engine.begin() as conn:
+            yield conn
 
-def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    """advanced-alchemy owns the engine's lifespan and hands each request a session."""
-    config = SQLAlchemyAsyncConfig(
-        connection_string=settings.database_url,
-        engine_config=engine_config(settings),
-        session_config=AsyncSessionConfig(expire_on_commit=False),
-    )
-    # Its hook is made for the session key it picks (unique per config), so wrap that one.
-    close = config.before_send_handler
-    assert callable(close), "advanced-alchemy makes the default hook in __post_init__"
-    config.before_send_handler = tolerating_a_lost_connection(close)
-    return config
-
-
-def create_engine(settings: Settings, *, max_overflow: int | None = None) -> AsyncEngine:
-    """An engine for processes that are not the API (workers, tests).
-
-    ``max_overflow`` overrides the setting's: the worker uses 0, because its jobs reach the
-    database in bursts (all that started together wake together) and an overflow connection
-    is closed the moment it is returned, so every burst opened and closed connections.
-    """
-    cfg = engine_config(settings)
-    return create_async_engine(
-        settings.database_url,
-        pool_size=cfg.pool_size,
-        max_overflow=cfg.max_overflow if max_overflow is None else max_overflow,
-        pool_timeout=cfg.pool_timeout,
-        hide_parameters=True,
-        connect_args=cfg.connect_args,
-    )
+    async def dispose(self) -> None:
+        await self.engine.dispose()
 
 
 def asyncpg_dsn(database_url: str, database: str | None = None) -> str:
@@ -153,92 +142,3 @@ def asyncpg_dsn(database_url: str, database: str | None = None) -> str:
     if database is not None:
         url = url.set(database=database)
     return url.render_as_string(hide_password=False)
-
-
-async def ensure_database(database_url: str) -> bool:
-    """Create the database named in the URL if it is missing; True when it was created."""
-    name = make_url(database_url).database
-    if not name:
-        raise ValueError("DATABASE_URL names no database")
-    conn = await asyncpg.connect(asyncpg_dsn(database_url, "postgres"), timeout=CONNECT_TIMEOUT_S)
-    try:
-        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            return False
-        # CREATE DATABASE takes no bind parameters; quote_ident makes the name safe.
-        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
-        await conn.execute(f"CREATE DATABASE {quoted}")
-        return True
-    finally:
-        await conn.close()
-
-
-async def drop_database(database_url: str) -> None:
-    name = make_url(database_url).database
-    conn = await asyncpg.connect(asyncpg_dsn(database_url, "postgres"), timeout=CONNECT_TIMEOUT_S)
-    try:
-        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
-        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-    finally:
-        await conn.close()
-
-
-# The app's rights: rows of its tables, and the sequences behind their ids; nothing else.
-_APP_ROLE_STATEMENTS = (
-    "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-    " NOBYPASSRLS PASSWORD {password}",
-    "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-    "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
-    "GRANT CONNECT ON DATABASE {database} TO {role}",
-    "GRANT USAGE ON SCHEMA public TO {role}",
-    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
-    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public"
-    " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
-    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE ON SEQUENCES TO {role}",
-)
-MIGRATIONS_TABLE = "alembic_version"
-
-
-async def grant_app_role(database_url: str, role: str, password: str) -> None:
-    """Create or update the login role the processes use: read and write the app's rows only.
-
-    Run by the owner after the migrations. Default privileges cover tables that later
-    migrations create (as the same owner); Alembic's own table stays out of reach.
-    """
-    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=CONNECT_TIMEOUT_S)
-    try:
-        owner = await conn.fetchval("SELECT current_user")
-        if role == owner:
-            raise ValueError("DB_APP_ROLE must not be the role that owns and migrates the database")
-        # Identifiers and literals cannot be bind parameters here; format() quotes them.
-        quoted = {
-            "role": await conn.fetchval("SELECT quote_ident($1)", role),
-            "owner": await conn.fetchval("SELECT quote_ident($1)", owner),
-            "database": await conn.fetchval("SELECT quote_ident(current_database())"),
-            "password": await conn.fetchval(
-                "SELECT coalesce(quote_literal(nullif($1, '')), 'NULL')", password
-            ),
-        }
-        tables = await conn.fetch(
-            "SELECT quote_ident(tablename) AS name FROM pg_tables"
-            " WHERE schemaname = 'public' AND tablename <> $1",
-            MIGRATIONS_TABLE,
-        )
-        async with conn.transaction():
-            if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-                await conn.execute(f"CREATE ROLE {quoted['role']}")
-            for statement in _APP_ROLE_STATEMENTS:
-                await conn.execute(statement.format(**quoted))
-            for table in tables:
-                await conn.execute(
-                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table['name']} TO {quoted['role']}"
-                )
-    finally:
-        await conn.close()
-
-
-def migrate(database_url: str, revision: str = "head") -> None:
-    """Create the database if missing and upgrade it; synchronous, as Alembic runs its own loop."""
-    asyncio.run(ensure_database(database_url))
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.attributes["database_url"] = database_url
-    command.upgrade(cfg, revision)

@@ -67,9 +67,9 @@ async def create_order(
     fingerprint = request_fingerprint(items, total) if idempotency_key else None
     # Without a key the order is one statement (its outbox row included), atomic alone: no
     # transaction round trips. With one, the look-ups and the insert share a transaction.
-    engine = services.engine if idempotency_key else services.autocommit
+    db = services.db
     try:
-        async with engine.begin() as conn:
+        async with db.begin() if idempotency_key else db.connect() as conn:
             if idempotency_key:
                 replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
                 if replay is not None:

@@ -10,20 +10,20 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order, OutboxEvent, User
 
 
-async def credentials_of(db_session: AsyncSession, user_id: int) -> tuple[str, bytes] | None:
+async def credentials_of(conn: AsyncConnection, user_id: int) -> tuple[str, bytes] | None:
     """The user's email (whose password budget a guess spends) and password hash."""
     row = (
-        await db_session.execute(select(User.email, User.password_hash).where(User.id == user_id))
+        await conn.execute(select(User.email, User.password_hash).where(User.id == user_id))
     ).one_or_none()
     return (row.email, row.password_hash) if row else None
 
 
-async def delete_user(db_session: AsyncSession, user_id: int) -> list[uuid.UUID] | None:
+async def delete_user(conn: AsyncConnection, user_id: int) -> list[uuid.UUID] | None:
     """Delete the user and everything of theirs (not committed); their order ids, or None if
     the user is gone already.
 
@@ -35,17 +35,17 @@ async def delete_user(db_session: AsyncSession, user_id: int) -> list[uuid.UUID]
     Unsent ``new_order`` events of the orders are dropped: nothing is published about an
     account that is gone. Events already sent reach the worker, which finds no order.
     """
-    locked = await db_session.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    locked = await conn.scalar(select(User.id).where(User.id == user_id).with_for_update())
     if locked is None:
         return None
     order_ids = list(
-        await db_session.scalars(delete(Order).where(Order.user_id == user_id).returning(Order.id))
+        await conn.scalars(delete(Order).where(Order.user_id == user_id).returning(Order.id))
     )
     if order_ids:
-        await db_session.execute(
+        await conn.execute(
             delete(OutboxEvent).where(
                 OutboxEvent.order_id.in_(order_ids), OutboxEvent.sent_at.is_(None)
             )
         )
-    await db_session.execute(delete(User).where(User.id == user_id))
+    await conn.execute(delete(User).where(User.id == user_id))
     return order_ids

@@ -48,7 +48,7 @@ async def get_order(
         if owner_decoder.decode(cached).user_id != user_id:
             raise NotFoundException(ORDER_NOT_FOUND)
         return Response(cached, media_type=MediaType.JSON, headers={"X-Cache": "HIT"})
-    async with services.autocommit.connect() as connection:  # one SELECT, no transaction
+    async with services.db.connect() as connection:  # one SELECT, no transaction
         row = await find_own_order(connection, order_id, user_id)
     if row is None:
         raise NotFoundException(ORDER_NOT_FOUND)

@@ -31,6 +31,6 @@ async def list_user_orders(
 ) -> list[OrderView]:
     if user_id != current_user.id:
         raise PermissionDeniedException("you can only list your own orders")
-    async with services.autocommit.connect() as conn:  # one SELECT: no transaction needed
+    async with services.db.connect() as conn:  # one SELECT: no transaction needed
         rows = await list_orders(conn, user_id, limit, offset)
     return [order_view(row) for row in rows]

@@ -58,7 +58,7 @@ async def patch_order(
 ) -> OrderView:
     sources = statuses_that_can_move_to(data.status)
     # One UPDATE, committed as it runs (autocommit); the read after it only explains a miss.
-    async with services.autocommit.connect() as conn:
+    async with services.db.connect() as conn:
         row = await move_status(conn, order_id, current_user.id, data.status, sources)
         current = None if row is not None else await find_own_order(conn, order_id, current_user.id)
     if row is not None:

@@ -12,12 +12,11 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.register.queries import email_taken, insert_user
 from features.register.schemas import RegisterRequest
+from shared.accounts.passwords import hash_password
 from shared.accounts.users import UserView
-from shared.http.auth import hash_password
 from shared.http.errors import error_responses
 from shared.http.rate_limit import own_rate_limit
 from shared.http.routes import public
@@ -35,16 +34,15 @@ from shared.services import Services
 )
 async def register(
     data: JSONBody[RegisterRequest],
-    db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
 ) -> UserView:
-    taken = await email_taken(db_session, data.email)
-    await db_session.commit()  # hand the connection back to the pool while bcrypt runs
+    async with services.db.connect() as conn:  # handed back to the pool while bcrypt runs
+        taken = await email_taken(conn, data.email)
     if taken:
         raise _conflict()
     password_hash = await hash_password(data.password, services.settings.bcrypt_rounds)
-    user = await insert_user(db_session, data.email, password_hash)
-    await db_session.commit()
+    async with services.db.connect() as conn:  # one INSERT: atomic alone
+        user = await insert_user(conn, data.email, password_hash)
     if user is None:  # registered meanwhile by a concurrent request
         raise _conflict()
     return user

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Insert, bindparam, func, insert, literal, 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import autocommit
-from shared.http.errors import describe_error
+from shared.logs import describe_error
 from shared.messaging.bus import NEW_ORDER, EventBus
 from shared.messaging.events import NewOrderEvent, encode_event
 from shared.models import OutboxEvent

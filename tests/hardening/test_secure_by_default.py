@@ -39,9 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import create_app
 from features.token.handler import _dummy_hash
+from migrations.admin import drop_database
+from shared.accounts.passwords import bcrypt_cost
 from shared.accounts.signing_keys import signing_keys
-from shared.db import asyncpg_dsn, drop_database
-from shared.http.auth import bcrypt_cost
+from shared.db import asyncpg_dsn
 from shared.http.client_address import client_host
 from shared.messaging.bus import Topology
 from shared.messaging.jobs import create_arq_redis, deserialize_job

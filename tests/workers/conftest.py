@@ -20,7 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine, drop_database, migrate
+from migrations.admin import drop_database, migrate
+from shared.db import create_engine
 from shared.messaging.bus import EventBus, Topology
 from shared.messaging.jobs import process_order_job_id
 from shared.models import Order

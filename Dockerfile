@@ -68,7 +68,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=builder /opt/venv /opt/venv
 
 # /app is the working directory, so `python -m` imports the code from here (it comes first on
-# sys.path); migrations/ and alembic.ini are found next to shared/ (shared.database).
+# sys.path); alembic.ini is found next to migrations/ (migrations/admin.py).
 # The files stay root-owned: the app user can read the code but not change it.
 WORKDIR /app
 COPY pyproject.toml alembic.ini app.py ./

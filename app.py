@@ -1,15 +1,15 @@
-"""The composition root: builds the Litestar app from the feature slices and shared/.
+"""The composition root: settings → infrastructure → Services → the Litestar app from the slices.
 
 Run with ``uvicorn app:create_app --factory``; tests call ``create_app(their_settings)``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -20,7 +20,7 @@ from features.create_order.handler import create_order
 from features.delete_account.handler import delete_account
 from features.docs.handler import docs_config
 from features.get_order.handler import get_order
-from features.health.handler import ReadinessProbe, health, ready
+from features.health.handler import READINESS, ReadinessProbe, health, ready
 from features.jwks.handler import jwks
 from features.list_user_orders.handler import list_user_orders
 from features.me.handler import me
@@ -28,32 +28,29 @@ from features.patch_order.handler import patch_order
 from features.refresh_session.handler import refresh_session
 from features.register.handler import register
 from features.revoke_token.handler import revoke_token
-from features.token.handler import token
-from shared.auth import (
-    TokenIssuer,
-    UserDirectory,
-    access_token_policy,
-    bcrypt_queue,
-    build_auth,
-    provide_current_user,
-)
-from shared.budgets import Budget, PasswordGuesses
-from shared.bus import EventBus
-from shared.client_address import ClientAddressMiddleware
-from shared.database import alchemy_config, autocommit
-from shared.errors import exception_handlers
-from shared.exact_json import ExactJSONRequest
-from shared.logs import RequestIdMiddleware, configure_logging
-from shared.metrics import MetricsController, prometheus_config
-from shared.order_cache import OrderCache
-from shared.outbox import OutboxRelay
-from shared.rate_limit import rate_limit_config
+from features.token.handler import TOKEN_GRANTS, token
+from shared.accounts.access_tokens import TokenIssuer, access_token_policy
+from shared.accounts.passwords import bcrypt_queue
+from shared.accounts.sessions import Grants, SessionIssuer
+from shared.accounts.signing_keys import signing_keys
+from shared.accounts.user_directory import UserDirectory
+from shared.db import Database, asyncpg_dsn, create_engine
+from shared.http.auth import build_auth, provide_current_user, user_retriever
+from shared.http.budgets import Budget, PasswordGuesses
+from shared.http.client_address import ClientAddressMiddleware
+from shared.http.errors import exception_handlers
+from shared.http.exact_json import ExactJSONRequest
+from shared.http.metrics import MetricsController, prometheus_config
+from shared.http.rate_limit import rate_limit_config
+from shared.http.request_ids import RequestIdMiddleware
+from shared.http.security_headers import SecurityHeaders
+from shared.logs import configure_logging
+from shared.messaging.bus import EventBus
+from shared.messaging.outbox import OutboxRelay
+from shared.orders.cache import OrderCache
 from shared.redis import create_redis
-from shared.security_headers import SecurityHeaders
 from shared.services import SERVICES, Services
-from shared.sessions import SessionIssuer
 from shared.settings import Settings, load_settings, parse_rate, require_signing_keys
-from shared.signing_keys import signing_keys
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -61,8 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = require_signing_keys(settings or load_settings())
     configure_logging(settings)
     prometheus = prometheus_config()
-    database = alchemy_config(settings)
-    engine = database.get_engine()
+    db = Database(create_engine(settings))
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
     keys = signing_keys(
@@ -71,34 +67,41 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.jwt_private_key,
         settings.jwt_previous_public_keys,
     )
-    auth = build_auth(settings, keys)
-    token_issuer = TokenIssuer(keys, access_token_policy(settings))
+    users = UserDirectory(
+        db, asyncpg_dsn(settings.database_url), settings.user_directory_max_staleness_s
+    )
+    auth = build_auth(settings, keys, user_retriever(users))
+    sessions = SessionIssuer(
+        TokenIssuer(keys, access_token_policy(settings)),
+        refresh_lifetime=timedelta(days=settings.refresh_token_expire_days),
+        session_lifetime=timedelta(days=settings.session_max_days),
+    )
+    session_refreshes = Budget(
+        redis, settings.redis_prefix, "refresh_session", parse_rate(settings.token_rate_limit)
+    )
     services = Services(
         settings=settings,
-        engine=engine,
-        autocommit=autocommit(engine),
+        db=db,
         redis=redis,
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
-        users=UserDirectory(settings, engine),
-        token_issuer=token_issuer,
-        sessions=SessionIssuer(
-            token_issuer,
-            refresh_lifetime=timedelta(days=settings.refresh_token_expire_days),
-            session_lifetime=timedelta(days=settings.session_max_days),
-        ),
-        # POST /token's grants besides the password grant (its own): one slice each.
-        token_grants={"refresh_token": refresh_session},
+        users=users,
+        sessions=sessions,
         signing_keys=keys,
-        outbox_relay=OutboxRelay(bus, engine),
-        readiness=ReadinessProbe(engine, redis, bus).results,
+        outbox_relay=OutboxRelay(bus, db.engine),
         password_guesses=PasswordGuesses(
             redis, settings.redis_prefix, parse_rate(settings.token_rate_limit)
         ),
-        session_refreshes=Budget(
-            redis, settings.redis_prefix, "refresh_session", parse_rate(settings.token_rate_limit)
-        ),
+        session_refreshes=session_refreshes,
     )
+    # POST /token's grants besides the password grant (its own): one slice each, bound here
+    # to what it uses.
+    token_grants: Grants = {
+        "refresh_token": functools.partial(
+            refresh_session, db=db, sessions=sessions, refreshes=session_refreshes
+        )
+    }
+    readiness = ReadinessProbe(db, redis, bus)
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
@@ -113,9 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await services.users.stop()
             await bus.stop()
             await redis.aclose()
-            # advanced-alchemy's own lifespan disposes the engine only for the process's
-            # first config (it looks under the dependency key, not the unique state key).
-            await engine.dispose()
+            await db.dispose()
 
     cors = CORSConfig(
         allow_origins=settings.cors_origins,
@@ -150,11 +151,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         lifespan=[connections],
-        plugins=[SQLAlchemyPlugin(config=database)],
         state=State({SERVICES: services}),
         dependencies={
             SERVICES: Provide(lambda: services, use_cache=True, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
+            TOKEN_GRANTS: Provide(lambda: token_grants, use_cache=True, sync_to_thread=False),
+            READINESS: Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[

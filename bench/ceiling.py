@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 from redis.asyncio import Redis
 
-from shared.access_tokens import REQUIRED_CLAIMS
+from shared.accounts.access_tokens import REQUIRED_CLAIMS
 from shared.redis import create_redis
 from shared.settings import Settings, load_api_settings
 

@@ -1,6 +1,7 @@
 """``litestar_minimal``: what the framework alone costs an authenticated cached read.
 
-Litestar with its JWT bearer auth built exactly as the API builds it (``shared.auth.build_auth``:
+Litestar with its JWT bearer auth built exactly as the API builds it
+(``shared.http.auth.build_auth``:
 the same keys and algorithm, token class, required claims and bearer-header middleware) and
 one route, ``GET /orders/{order_id:uuid}`` like the API's, that returns one Redis value as
 JSON. No other middleware, no dependencies. The only change to the auth: the claims are
@@ -14,7 +15,6 @@ framework. Serve it with ``uvicorn bench.minimal:create_app --factory --workers 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from typing import Any
@@ -24,10 +24,10 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException
 from litestar.security.jwt import Token
 
-from shared.auth import CurrentUser, build_auth
+from shared.accounts.signing_keys import signing_keys
+from shared.http.auth import CurrentUser, build_auth
 from shared.redis import create_redis
 from shared.settings import load_api_settings
-from shared.signing_keys import signing_keys
 
 
 async def trust_claims(
@@ -47,7 +47,7 @@ def create_app() -> Litestar:
         settings.jwt_private_key,
         settings.jwt_previous_public_keys,
     )
-    auth = dataclasses.replace(build_auth(settings, keys), retrieve_user_handler=trust_claims)
+    auth = build_auth(settings, keys, trust_claims)
     redis = create_redis(settings.redis_url)
     key = os.environ["BENCH_CEILING_KEY"]
 

@@ -52,7 +52,7 @@ from bench.stack import (  # noqa: E402
     scratch,
     settings_env,
 )
-from shared.database import drop_database, migrate  # noqa: E402
+from migrations.admin import drop_database, migrate  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 

@@ -29,7 +29,7 @@ from bench.seed import (
     write_ids,
 )
 from bench.stack import CLIENT_ADDRESSES, ROOT, Memory, Plan, Stack, memory_tree, workers_present
-from shared.database import asyncpg_dsn
+from shared.db import asyncpg_dsn
 
 LUA = ROOT / "bench" / "lua" / "scenario.lua"
 DRAIN_CONNECTIONS = 8

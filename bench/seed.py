@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 
 from bench.stack import Stack
-from shared.database import asyncpg_dsn
+from shared.db import asyncpg_dsn
 
 PASSWORD = "bench-password-123"
 ORDER_ITEMS = [

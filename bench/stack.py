@@ -25,8 +25,8 @@ import httpx
 import msgspec
 from sqlalchemy.engine import make_url
 
-from shared.bus import Topology
-from shared.database import asyncpg_dsn
+from shared.db import asyncpg_dsn
+from shared.messaging.bus import Topology
 from shared.redis import create_redis
 from shared.settings import Settings, load_api_settings
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from chaos import checks, load, report, schedule
 from chaos.stack import ROOT, Stack, chaos_settings, cleanup
-from shared.database import drop_database, migrate
+from migrations.admin import drop_database, migrate
 from shared.settings import Settings
 
 OUTPUT = ROOT / ".chaos"

@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 
 from chaos.load import Tally
-from shared.database import asyncpg_dsn
+from shared.db import asyncpg_dsn
 
 PROCESSED = re.compile(
     r"\bOrder ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) processed\b"

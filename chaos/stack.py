@@ -21,7 +21,7 @@ import httpx
 import msgspec
 
 from bench.stack import Proc, free_port, isolated_settings, settings_env, start
-from shared.bus import Topology
+from shared.messaging.bus import Topology
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.faults import FaultyLink, target_of

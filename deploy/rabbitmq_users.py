@@ -1,6 +1,7 @@
 """One RabbitMQ user per process kind, each allowed only what it does (least privilege).
 
-Every process declares the topology of ``shared/bus.py`` at start, which takes: configure on
+Every process declares the topology of ``shared/messaging/bus.py`` at start, which takes:
+configure on
 those four names; for each binding, read on the exchange and write on the queue; and, as
 ``new_order`` dead-letters to ``<exchange>.dlx``, read on ``new_order`` and write on the
 ``.dlx`` exchange (RabbitMQ's check for a queue declared with a dead-letter exchange). Beyond
@@ -43,7 +44,7 @@ class Permission(NamedTuple):
 
 
 def permissions(exchange: str, queue: str) -> dict[str, Permission]:
-    """What each role may do, for the exchange and queue names of ``shared.bus.Topology``."""
+    """What each role may do, for the names of ``shared.messaging.bus.Topology``."""
 
     def only(*names: str) -> str:
         return "^(" + "|".join(re.escape(name) for name in names) + ")$"

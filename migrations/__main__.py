@@ -3,7 +3,7 @@ DB_APP_ROLE set) create or update the least-privileged role the processes connec
 
 import asyncio
 
-from shared.database import grant_app_role, migrate
+from migrations.admin import grant_app_role, migrate
 from shared.settings import load_settings
 
 if __name__ == "__main__":

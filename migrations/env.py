@@ -2,15 +2,14 @@
 
 import asyncio
 
-from advanced_alchemy.base import DefaultBase
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import shared.models  # noqa: F401 - registers the tables on DefaultBase.metadata
+from shared.models import Base
 from shared.settings import load_settings
 
-target_metadata = DefaultBase.metadata
+target_metadata = Base.metadata
 
 
 def database_url() -> str:

@@ -52,8 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deploy.rabbitmq_users import ROLES, permissions  # noqa: E402
-from shared.bus import Topology  # noqa: E402
-from shared.database import drop_database  # noqa: E402
+from migrations.admin import drop_database  # noqa: E402
+from shared.messaging.bus import Topology  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 BASE_TAG = "order-service-standin-base:python3.11-bookworm"

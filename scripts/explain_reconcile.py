@@ -19,7 +19,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from features.reconcile_orders.queries import claim_statement
-from shared.database import asyncpg_dsn, drop_database, migrate
+from migrations.admin import drop_database, migrate
+from shared.db import asyncpg_dsn
 from shared.settings import load_settings
 
 ORDERS = 200_000

@@ -1,23 +1,22 @@
 """One logging setup for api, consumer and worker: JSON lines in production, readable in dev.
 
+What a line may say about an error is decided here too (``error_fields``): every process
+logs failures, and none may log the values a driver quotes.
+
 Context travels two ways: the order id in ``extra={"order_id": ...}`` at the call site, and
-the request id in a context variable that ``RequestIdMiddleware`` sets for each request, so
+the request id in a context variable that ``shared.http.request_ids`` sets for each request, so
 every line logged while serving it carries ``request_id`` without anyone passing it along.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.settings import Settings
 
@@ -27,35 +26,7 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "taskName",
     "color_message",
 }
-REQUEST_ID_HEADER = "x-request-id"
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-
-class RequestIdMiddleware:
-    """Take the caller's ``X-Request-ID`` (if sane) or make one; echo it; expose it to logs."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        sent = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = sent if _SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
-        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        token = request_id_var.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
 
 
 class ContextFilter(logging.Filter):
@@ -106,3 +77,29 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).propagate = True
     for noisy in ("aiormq", "aio_pika", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What a log line may say about an error: its classes and SQLSTATE, never its text.
+
+    A driver's message can quote the values it was given (asyncpg's "invalid input for query
+    argument $1: '…'", a unique violation's key), and those are emails and password hashes.
+    """
+    chain: list[str] = []
+    sqlstate: str | None = None
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 5:
+        chain.append(type(seen).__name__)
+        sqlstate = sqlstate or getattr(seen, "sqlstate", None)
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    fields: dict[str, Any] = {"error": " <- ".join(chain)}
+    if sqlstate:
+        fields["sqlstate"] = sqlstate
+    return fields
+
+
+def describe_error(exc: BaseException) -> str:
+    """``error_fields`` as one short string for a log message."""
+    fields = error_fields(exc)
+    sqlstate = fields.get("sqlstate")
+    return f"{fields['error']} (SQLSTATE {sqlstate})" if sqlstate else str(fields["error"])

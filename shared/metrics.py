@@ -1,102 +1,23 @@
-"""Prometheus metrics through Litestar's own plugin: request counts and latencies per route.
+"""Prometheus metrics: the registry's counters that more than one module counts, and the
+workers' own HTTP endpoint.
 
-/metrics on the API port is for the scraper only: it answers to
-``Authorization: Bearer <METRICS_TOKEN>`` and is a 404 for everyone when no token is set
-(what it shows, traffic per route, is not for anonymous eyes).
-
-With several API processes (``uvicorn --workers``) each keeps its own counters; set
-``PROMETHEUS_MULTIPROC_DIR`` (the justfile and the image do) and /metrics aggregates them.
 The consumer and the worker serve their own counters on ``CONSUMER_METRICS_PORT`` and
-``WORKER_METRICS_PORT``.
+``WORKER_METRICS_PORT``; the API's counters and /metrics are Litestar's plugin
+(``shared.http.metrics``).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Callable
-from typing import Any
 
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, NotFoundException
-from litestar.handlers.base import BaseRouteHandler
-from litestar.plugins.prometheus import (
-    PrometheusConfig,
-    PrometheusController,
-    PrometheusMiddleware,
-)
-from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import Counter, start_http_server
-
-from shared.routes import METRICS_PATH, ops_path_patterns
-from shared.services import services_of
 
 logger = logging.getLogger(__name__)
 
 
-def metrics_guard(
-    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
-) -> None:
-    """Only the holder of METRICS_TOKEN reads /metrics; without a token set, nobody does."""
-    expected = services_of(connection.app).settings.metrics_token
-    if not expected:
-        raise NotFoundException()
-    scheme, _, sent = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        sent.strip().encode(), expected.encode()
-    ):
-        raise NotAuthorizedException("metrics need the metrics token")
-
-
-class MetricsController(PrometheusController):
-    """For the scraper: its own token (not a user's), no rate limit (an ops path)."""
-
-    path = METRICS_PATH
-    guards = [metrics_guard]  # noqa: RUF012 - Litestar's own field
-    include_in_schema = False
-
-
-class StatusAwarePrometheusMiddleware(PrometheusMiddleware):
-    """Counts a 401/429 raised by an inner middleware with its real status.
-
-    Litestar's own middleware records 200 for those: the exception passes through it before
-    the outer exception handler turns it into a response.
-    """
-
-    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
-        super().__init__(app, config)
-        inner = self.app
-
-        async def recording(scope: Scope, receive: Receive, send: Send) -> None:
-            try:
-                await inner(scope, receive, send)
-            except Exception as exc:
-                span = getattr(send, "request_span", None)
-                if span is not None:
-                    span["status_code"] = getattr(exc, "status_code", 500)
-                raise
-
-        self.app = recording
-
-    def _get_wrapped_send(self, send: Send, request_span: dict[str, float]) -> Callable[..., Any]:
-        wrapped = super()._get_wrapped_send(send, request_span)
-        wrapped.request_span = request_span  # type: ignore[attr-defined]
-        return wrapped
-
-
-def prometheus_config() -> PrometheusConfig:
-    return PrometheusConfig(
-        app_name="order_service",
-        prefix="orders_api",
-        group_path=True,  # label by route template, not by order id: bounded cardinality
-        exclude=ops_path_patterns(),
-        middleware_class=StatusAwarePrometheusMiddleware,
-    )
-
-
 # The worker's and the consumer's processes serve their own counters on their own ports
 # (``serve_metrics``); each counter is defined beside the one code that counts it, but for
-# this one, which the job and the job format (``shared.jobs``, refusing) both count.
+# this one, which the job and the job format (``shared.messaging.jobs``, refusing) both count.
 JOBS = Counter(
     "orders_worker_jobs_total",
     "process_order runs, by outcome",

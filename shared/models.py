@@ -7,33 +7,73 @@ Alembic's ``migrations/`` is the source of truth for the schema; these mappings 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from advanced_alchemy.base import DefaultBase
-from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     BigInteger,
+    DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     Numeric,
     String,
+    TypeDecorator,
     Uuid,
     func,
     text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The domain owns the enum; the column stores its values. "as": still importable from here.
 from shared.orders.status import OrderStatus as OrderStatus  # noqa: PLC0414
 
 
-class User(DefaultBase):
+class Base(DeclarativeBase):
+    """The tables' metadata, with the constraint names the migrations use.
+
+    Plain SQLAlchemy rather than advanced-alchemy's ``DefaultBase`` (same naming
+    convention): importing advanced-alchemy imports Litestar, and the workers, which import
+    these models, must not.
+    """
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class DateTimeUTC(TypeDecorator[datetime]):
+    """``timestamptz``, written only from aware datetimes (in UTC) and read back aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not value.tzinfo:
+            raise TypeError("tzinfo is required")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -42,7 +82,7 @@ class User(DefaultBase):
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
 
 
-class Order(DefaultBase):
+class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
         # Serves "my orders, newest first" with an index scan and no sort.
@@ -85,7 +125,7 @@ class Order(DefaultBase):
     reconcile_next_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
-class LoginSession(DefaultBase):
+class LoginSession(Base):
     """A session: one login and the refresh tokens descended from it (their ``family_id``).
 
     Its row is the session's lock: refresh, revoke, replay detection and account deletion
@@ -112,7 +152,7 @@ class LoginSession(DefaultBase):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
-class RefreshToken(DefaultBase):
+class RefreshToken(Base):
     """One refresh token as issued: only its SHA-256 hash, its session and whether it was used.
 
     Revoked or not, and whose, is the session's (``LoginSession``), not the token's: a token
@@ -132,7 +172,7 @@ class RefreshToken(DefaultBase):
     used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
 
 
-class OutboxEvent(DefaultBase):
+class OutboxEvent(Base):
     """An event committed with its order and published after the commit (transactional outbox)."""
 
     __tablename__ = "outbox"

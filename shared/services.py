@@ -1,62 +1,58 @@
-"""The one object through which handlers, middleware and jobs reach a process's services.
+"""The infrastructure a process builds once, handed to the code that needs it.
 
-The composition root builds each service once and puts them in one frozen ``Services``
+The composition root builds each piece once and puts them in one frozen ``Services``
 (``app.create_app`` for the API) or ``WorkerServices`` (``workers/worker.py``'s start-up).
-Everything then reaches them one way:
+It holds infrastructure only: connections and the long-lived objects over them, never a
+slice's function. Deeper code takes the few pieces it uses as arguments (the auth takes the
+user directory, a grant its database, issuer and budget), so nothing below the handlers and
+jobs needs the whole container.
 
 - a handler asks for it by name: ``services: NamedDependency[Services]`` (one ``Provide``);
-- middleware, guards and the auth callback, which Litestar cannot inject into, call
-  ``services_of(app)``; so do handlers that keep off injection for speed (GET /orders/{id});
+- middleware that Litestar cannot inject into calls ``services_of(app)``; so do handlers that
+  keep off injection for speed (GET /orders/{id});
 - a job reads ``ctx["services"]``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-if TYPE_CHECKING:  # types only: every module may import this one without a cycle
-    from collections.abc import Awaitable, Callable
-
+if TYPE_CHECKING:  # types only: nothing these modules import reaches back here
     from arq.connections import ArqRedis
-    from litestar import Litestar
     from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from shared.auth import TokenIssuer, UserDirectory
-    from shared.budgets import Budget, PasswordGuesses
-    from shared.bus import EventBus
-    from shared.order_cache import OrderCache
-    from shared.outbox import OutboxRelay
-    from shared.sessions import Grants, SessionIssuer
+    from shared.accounts.sessions import SessionIssuer
+    from shared.accounts.signing_keys import SigningKeys
+    from shared.accounts.user_directory import UserDirectory
+    from shared.db import Database
+    from shared.http.budgets import Budget, PasswordGuesses
+    from shared.messaging.bus import EventBus
+    from shared.messaging.outbox import OutboxRelay
+    from shared.orders.cache import OrderCache
     from shared.settings import Settings
-    from shared.signing_keys import SigningKeys
 
 SERVICES = "services"  # the key in app state, and the name handlers inject it by
 
 
 class Services:
-    """The API process's services, built once per app and never changed.
+    """The API process's infrastructure, built once per app and never changed.
 
     A plain class, not a dataclass: Litestar hands an injected value through msgspec, which
     would try to validate a dataclass field by field (and cannot, for an engine).
     """
 
     __slots__ = (
-        "autocommit",
         "bus",
-        "engine",
+        "db",
         "order_cache",
         "outbox_relay",
         "password_guesses",
-        "readiness",
         "redis",
         "session_refreshes",
         "sessions",
         "settings",
         "signing_keys",
-        "token_grants",
-        "token_issuer",
         "users",
     )
 
@@ -64,36 +60,26 @@ class Services:
         self,
         *,
         settings: Settings,
-        engine: AsyncEngine,
-        autocommit: AsyncEngine,
+        db: Database,
         redis: Redis,
         bus: EventBus,
         order_cache: OrderCache,
         users: UserDirectory,
-        token_issuer: TokenIssuer,
         sessions: SessionIssuer,
-        token_grants: Grants,
         signing_keys: SigningKeys,
         outbox_relay: OutboxRelay,
-        readiness: Callable[[], Awaitable[dict[str, str]]],
         password_guesses: PasswordGuesses,
         session_refreshes: Budget,
     ) -> None:
         self.settings = settings
-        self.engine = engine
-        # The same pool without BEGIN/COMMIT: for a use case that is one statement.
-        self.autocommit = autocommit
+        self.db = db  # the one way to PostgreSQL (shared/db.py)
         self.redis = redis
         self.bus = bus
         self.order_cache = order_cache
         self.users = users
-        self.token_issuer = token_issuer
         self.sessions = sessions  # access token plus refresh token, for every grant of /token
-        self.token_grants = token_grants  # /token's grants other than the password grant
         self.signing_keys = signing_keys  # what signs and verifies access tokens; the JWKS
         self.outbox_relay = outbox_relay
-        # GET /ready's answer (which of PostgreSQL, Redis, RabbitMQ answer), shared by callers
-        self.readiness = readiness
         # Failed password checks per account (/token, DELETE /users/me); refreshes per session
         self.password_guesses = password_guesses
         self.session_refreshes = session_refreshes
@@ -101,17 +87,22 @@ class Services:
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerServices:
-    """The worker process's services: what its jobs need, built once at start-up."""
+    """The worker process's infrastructure: what its jobs need, built once at start-up."""
 
     settings: Settings
-    engine: AsyncEngine
-    # The same pool without BEGIN/COMMIT: for a use case that is one statement (atomic alone).
-    autocommit: AsyncEngine
+    db: Database
     redis: ArqRedis  # arq's own client: the job store, and the order cache's Redis too
     bus: EventBus
     order_cache: OrderCache
 
 
-def services_of(app: Litestar) -> Services:
-    """The app's services, where Litestar cannot inject them (middleware, guards, auth)."""
+class HasState(Protocol):
+    """An app with its state (a Litestar app), named so without importing the framework."""
+
+    @property
+    def state(self) -> Any: ...
+
+
+def services_of(app: HasState) -> Services:
+    """The app's services, where Litestar cannot inject them (middleware, hot handlers)."""
     return cast("Services", app.state[SERVICES])

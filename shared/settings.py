@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from shared.signing_keys import (
+from shared.accounts.signing_keys import (
     Algorithm,
     generate_private_key_pem,
     pem_text,

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 from litestar.types import Receive, Scope, Send
 from sqlalchemy.engine import make_url
 
-from shared.auth import CurrentUser
+from shared.http.auth import CurrentUser
 from shared.settings import Settings
 
 UNUSED_PORT = 1

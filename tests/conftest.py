@@ -19,8 +19,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from shared.bus import Topology
-from shared.database import drop_database, migrate
+from migrations.admin import drop_database, migrate
+from shared.messaging.bus import Topology
 from shared.redis import create_redis
 from shared.services import services_of
 from shared.settings import Settings

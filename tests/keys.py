@@ -6,7 +6,7 @@ import functools
 
 from cryptography.hazmat.primitives import serialization
 
-from shared.signing_keys import Algorithm, generate_private_key_pem
+from shared.accounts.signing_keys import Algorithm, generate_private_key_pem
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from shared.order_cache import OrderCache
+from shared.orders.cache import OrderCache
 from shared.settings import Settings
 from tests.accounts import Account
 

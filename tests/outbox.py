@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import EventBus
-from shared.events import NewOrderEvent
-from shared.outbox import mark_sent, publish_event
+from shared.messaging.bus import EventBus
+from shared.messaging.events import NewOrderEvent
+from shared.messaging.outbox import mark_sent, publish_event
 
 
 async def publish_staged(bus: EventBus, engine: AsyncEngine, event: NewOrderEvent) -> bool:

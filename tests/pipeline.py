@@ -20,9 +20,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.create_order.queries import insert_order
-from shared.events import NewOrderEvent
+from shared.messaging.events import NewOrderEvent
 from shared.models import Order, User
-from shared.orders import OrderItem
+from shared.orders.items import OrderItem
 from shared.settings import Settings
 
 ARQ_KEY_PREFIXES = ("arq:job:", "arq:result:", "arq:retry:", "arq:in-progress:")

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from shared.database import asyncpg_dsn
+from shared.db import asyncpg_dsn
 from shared.settings import Settings
 from tests.accounts import Account
 

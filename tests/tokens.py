@@ -12,9 +12,9 @@ from typing import Any
 
 import jwt
 
-from shared.access_tokens import FIRST_PARTY_CLIENT_ID, TOKEN_TYPE
+from shared.accounts.access_tokens import FIRST_PARTY_CLIENT_ID, TOKEN_TYPE
+from shared.accounts.signing_keys import SigningKeys
 from shared.settings import Settings
-from shared.signing_keys import SigningKeys
 
 DROP = object()  # a claim or header value that means "leave this one out"
 

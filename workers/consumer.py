@@ -36,10 +36,10 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from arq.connections import ArqRedis
 from prometheus_client import Counter
 
-from shared.bus import CONNECT_TIMEOUT_S, Topology, close, connect
-from shared.events import decode_event
-from shared.jobs import create_arq_redis, enqueue_process_order
 from shared.logs import configure_logging
+from shared.messaging.bus import CONNECT_TIMEOUT_S, Topology, close, connect
+from shared.messaging.events import decode_event
+from shared.messaging.jobs import create_arq_redis, enqueue_process_order
 from shared.metrics import serve_metrics
 from shared.settings import Settings, load_settings
 

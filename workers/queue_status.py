@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import DeserializationError, JobResult, deserialize_result
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.reconcile_orders.job import reenqueued_counts_key
 from features.reconcile_orders.queries import (
@@ -23,9 +22,9 @@ from features.reconcile_orders.queries import (
     count_failing_orders,
     oldest_failing_orders,
 )
-from shared.database import create_engine
-from shared.jobs import deserialize_job
-from shared.outbox import outbox_backlog
+from shared.db import Database, create_engine
+from shared.messaging.jobs import deserialize_job
+from shared.messaging.outbox import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 
@@ -46,11 +45,14 @@ class QueueReport:
     oldest_failing: list[FailingOrder] = field(default_factory=list)
 
 
-async def queue_report(settings: Settings, redis: Redis, engine: AsyncEngine) -> QueueReport:
+async def queue_report(settings: Settings, redis: Redis, db: Database) -> QueueReport:
+    async with db.connect() as conn:
+        failing_orders = await count_failing_orders(conn)
+        oldest_failing = await oldest_failing_orders(conn, SHOWN_FAILURES)
     report = QueueReport(
-        outbox_backlog=await outbox_backlog(engine),
-        failing_orders=await count_failing_orders(engine),
-        oldest_failing=await oldest_failing_orders(engine, SHOWN_FAILURES),
+        outbox_backlog=await outbox_backlog(db.engine),
+        failing_orders=failing_orders,
+        oldest_failing=oldest_failing,
     )
     counts: dict[bytes, bytes] = await redis.hgetall(reenqueued_counts_key(settings))  # type: ignore[misc]
     report.reenqueued = {reason.decode(): int(count) for reason, count in counts.items()}
@@ -121,12 +123,12 @@ def render(report: QueueReport, settings: Settings) -> str:
 async def main() -> None:
     settings = load_settings()
     redis = create_redis(settings.redis_url, max_connections=4)
-    engine = create_engine(settings)
+    db = Database(create_engine(settings))
     try:
-        print(render(await queue_report(settings, redis, engine), settings))
+        print(render(await queue_report(settings, redis, db), settings))
     finally:
         await redis.aclose()
-        await engine.dispose()
+        await db.dispose()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ and purges ended sessions every hour.
 
 This module only wires arq to the jobs: the use cases are ``features/process_order/``,
 ``features/reconcile_orders/`` and ``features/purge_sessions/``; here are their arq options,
-the outbox sweep's tick (the sweep itself is ``shared.outbox``: infrastructure, the relay's
+the outbox sweep's tick (the sweep itself is ``shared.messaging.outbox``: infrastructure, the
+relay's
 safety net), and the process's connections.
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
@@ -35,14 +36,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from features.process_order.job import process_order
 from features.purge_sessions.job import purge_sessions_job
 from features.reconcile_orders.job import reconcile_job
-from shared.bus import EventBus
-from shared.database import autocommit, create_engine
-from shared.errors import describe_error
-from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
-from shared.logs import configure_logging
+from shared.db import Database, create_engine
+from shared.logs import configure_logging, describe_error
+from shared.messaging.bus import EventBus
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
+from shared.messaging.outbox import outbox_backlog, sweep_outbox
 from shared.metrics import serve_metrics
-from shared.order_cache import OrderCache
-from shared.outbox import outbox_backlog, sweep_outbox
+from shared.orders.cache import OrderCache
 from shared.services import WorkerServices
 from shared.settings import Settings, load_settings
 
@@ -74,11 +74,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
     bus = EventBus(settings)
-    engine = create_engine(settings, max_overflow=0)  # jobs queue for the pool's connections
+    # max_overflow=0: jobs queue for the pool's connections
+    db = Database(create_engine(settings, max_overflow=0))
     ctx["services"] = WorkerServices(
         settings=settings,
-        engine=engine,
-        autocommit=autocommit(engine),
+        db=db,
         redis=redis,
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
@@ -90,7 +90,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     services: WorkerServices | None = ctx.get("services")
     if services is not None:
         await services.bus.stop()
-        await services.engine.dispose()
+        await services.db.dispose()
 
 
 async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
@@ -103,7 +103,7 @@ async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
         try:
             published = await sweep_outbox(
                 services.bus,
-                services.engine,
+                services.db.engine,
                 older_than_s=services.settings.outbox_sweep_age_s,
                 batch=SWEEP_BATCH,
             )
@@ -120,7 +120,7 @@ async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
 async def record_backlog(services: WorkerServices) -> None:
     """Refresh the backlog gauges once per sweep (cheap: a partial-index count and a ZCARD)."""
     try:
-        OUTBOX_BACKLOG.set(await outbox_backlog(services.engine))
+        OUTBOX_BACKLOG.set(await outbox_backlog(services.db.engine))
         JOB_QUEUE_DEPTH.set(await services.redis.zcard(services.settings.arq_queue))
     except Exception as exc:  # noqa: BLE001 - gauges are best effort
         logger.debug("backlog gauges not refreshed: %s", exc)

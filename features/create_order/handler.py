@@ -30,9 +30,10 @@ from features.create_order.schemas import (
     checked_total,
     order_items,
 )
-from shared.auth import CurrentUser
-from shared.errors import UnprocessableEntity, error_responses
-from shared.orders import OrderView, order_view, request_fingerprint
+from shared.http.auth import CurrentUser
+from shared.http.errors import UnprocessableEntity, error_responses
+from shared.orders.money import request_fingerprint
+from shared.orders.view import OrderView, order_view
 from shared.services import Services
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ async def create_order(
     fingerprint = request_fingerprint(items, total) if idempotency_key else None
     # Without a key the order is one statement (its outbox row included), atomic alone: no
     # transaction round trips. With one, the look-ups and the insert share a transaction.
-    engine = services.engine if idempotency_key else services.autocommit
+    db = services.db
     try:
-        async with engine.begin() as conn:
+        async with db.begin() if idempotency_key else db.connect() as conn:
             if idempotency_key:
                 replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
                 if replay is not None:

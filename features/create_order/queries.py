@@ -11,10 +11,12 @@ from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.events import NewOrderEvent
+from shared.messaging.events import NewOrderEvent
+from shared.messaging.outbox import new_order_event, staged_values, staging
 from shared.models import Order, OrderStatus
-from shared.orders import CENT, ORDER_VIEW_COLUMNS, OrderItem
-from shared.outbox import new_order_event, staged_values, staging
+from shared.orders.items import OrderItem
+from shared.orders.money import CENT
+from shared.orders.queries import ORDER_VIEW_COLUMNS
 
 IDEMPOTENCY_WINDOW = text("interval '24 hours'")
 

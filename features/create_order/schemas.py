@@ -15,17 +15,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar.openapi.spec import OpenAPIType, Schema
 
-from shared.errors import UnprocessableEntity
-from shared.orders import (
-    CENT,
-    MAX_TOTAL,
-    MoneyInput,
-    OrderItem,
-    OrderRuleError,
-    check_price,
-    parse_amount,
-)
-from shared.orders import checked_total as total_of_items
+from shared.http.errors import UnprocessableEntity
+from shared.orders.errors import OrderRuleError
+from shared.orders.items import OrderItem
+from shared.orders.money import CENT, MAX_TOTAL, MoneyInput, check_price, parse_amount
+from shared.orders.money import checked_total as total_of_items
 
 MAX_IDEMPOTENCY_KEY = 255
 # Text PostgreSQL can store: anything but NUL (refused up front, so it is a 422, not a 500).
@@ -60,7 +54,7 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000, examples=[2])]
-    # A JSON number (already exact: shared/exact_json.py) or string, parsed by the domain:
+    # A JSON number (already exact: shared/http/exact_json.py) or string, parsed by the domain:
     # typed as Decimal, msgspec would parse strings itself, "1_000" and " 1 " included.
     price: Annotated[
         Any,
@@ -139,7 +133,7 @@ def _amount(value: Any, field: str, expected: str) -> Decimal:
 @contextmanager
 def _as_invalid_field() -> Iterator[None]:
     """A domain refusal inside ``__post_init__`` as the ValueError msgspec reports under the
-    item's path; shared/errors.py reads the field's name from the leading backticks."""
+    item's path; shared/http/errors.py reads the field's name from the leading backticks."""
     try:
         yield
     except OrderRuleError as exc:

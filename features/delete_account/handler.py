@@ -14,13 +14,13 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.delete_account.queries import credentials_of, delete_user
 from features.delete_account.schemas import DeleteAccountRequest
-from shared.auth import CurrentUser, verify_password
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
+from shared.accounts.passwords import verify_password
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
 from shared.services import Services
 
 
@@ -38,11 +38,10 @@ from shared.services import Services
 async def delete_account(
     data: JSONBody[DeleteAccountRequest],
     current_user: NamedDependency[CurrentUser],
-    db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
 ) -> None:
-    credentials = await credentials_of(db_session, current_user.id)
-    await db_session.commit()  # hand the connection back to the pool while bcrypt runs
+    async with services.db.connect() as conn:  # handed back to the pool while bcrypt runs
+        credentials = await credentials_of(conn, current_user.id)
     if credentials is None:
         raise NotAuthorizedException("user no longer exists")
     email, password_hash = credentials
@@ -50,9 +49,9 @@ async def delete_account(
         email, functools.partial(verify_password, data.password, password_hash)
     ):
         raise PermissionDeniedException("incorrect password")
-    order_ids = await delete_user(db_session, current_user.id)
+    async with services.db.begin() as conn:
+        order_ids = await delete_user(conn, current_user.id)
     if order_ids is None:  # a concurrent deletion won
         raise NotAuthorizedException("user no longer exists")
-    await db_session.commit()
     services.users.forget(current_user.id)
     await services.order_cache.forget(order_ids)

@@ -11,7 +11,7 @@ under a Content-Security-Policy that names no host but the service's own.
 - Every HTML page under /schema gets a CSP allowing only its own origin, plus the exact
   inline ``<script>``/``<style>`` blocks the render plugins emit, by their SHA-256 hash.
 - Docs and assets are neither rate-limited nor behind auth (API.md: docs are not limited):
-  /schema is an ops path (``shared.routes``).
+  /schema is an ops path (``shared.http.routes``).
 - Nothing on the pages calls out at run time: swagger-ui's validator badge (which would load
   from validator.swagger.io) belongs to its standalone layout, which Litestar does not use;
   tests/browser fails on any request to another origin.
@@ -40,8 +40,8 @@ from litestar.types import PathType
 from litestar.types.file_types import FileInfo
 from swagger_ui_bundle import swagger_ui_path
 
-from shared.errors import ErrorBody, error_response
-from shared.routes import DOCS_PATH
+from shared.http.errors import ErrorBody, error_response
+from shared.http.routes import DOCS_PATH
 
 ASSETS_PATH = "/assets"
 ONE_YEAR_S = 365 * 24 * 3600

@@ -16,9 +16,11 @@ from litestar.params import FromPath
 from litestar.security.jwt import Token
 
 from features.get_order.schemas import owner_decoder
-from shared.auth import CurrentUser
-from shared.errors import error_responses
-from shared.orders import ORDER_NOT_FOUND, OrderView, find_own_order, order_view
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
+from shared.orders.errors import ORDER_NOT_FOUND
+from shared.orders.queries import find_own_order
+from shared.orders.view import OrderView, order_view
 from shared.services import services_of
 
 
@@ -46,7 +48,7 @@ async def get_order(
         if owner_decoder.decode(cached).user_id != user_id:
             raise NotFoundException(ORDER_NOT_FOUND)
         return Response(cached, media_type=MediaType.JSON, headers={"X-Cache": "HIT"})
-    async with services.autocommit.connect() as connection:  # one SELECT, no transaction
+    async with services.db.connect() as connection:  # one SELECT, no transaction
         row = await find_own_order(connection, order_id, user_id)
     if row is None:
         raise NotFoundException(ORDER_NOT_FOUND)

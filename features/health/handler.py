@@ -19,12 +19,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import EventBus
-from shared.routes import HEALTH_PATH, READY_PATH, public
-from shared.services import Services
+from shared.db import Database
+from shared.http.routes import HEALTH_PATH, READY_PATH, public
+from shared.messaging.bus import EventBus
 
+READINESS = "readiness"  # the name GET /ready takes its probe by
 CHECK_TIMEOUT_S = 2.0
 READY_MAX_AGE_S = 1.0
 
@@ -58,8 +58,8 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
     return name, "ok"
 
 
-async def _postgres(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
+async def _postgres(db: Database) -> None:
+    async with db.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
 
@@ -71,11 +71,11 @@ async def _rabbitmq(bus: EventBus) -> None:
 class ReadinessProbe:
     """One probe at a time per process, its result shared for ``READY_MAX_AGE_S``.
 
-    The app builds one and hands ``results`` to its services (``Services.readiness``).
+    The app builds one and provides it to GET /ready by name (``READINESS``).
     """
 
-    def __init__(self, engine: AsyncEngine, redis: Redis, bus: EventBus) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, redis: Redis, bus: EventBus) -> None:
+        self._db = db
         self._redis = redis
         self._bus = bus
         self._result: dict[str, str] | None = None
@@ -92,7 +92,7 @@ class ReadinessProbe:
     async def _probe(self) -> dict[str, str]:
         results = dict(
             await asyncio.gather(
-                _check("postgresql", _postgres(self._engine)),
+                _check("postgresql", _postgres(self._db)),
                 _check("redis", self._redis.ping()),
                 _check("rabbitmq", _rabbitmq(self._bus)),
             )
@@ -108,8 +108,8 @@ class ReadinessProbe:
     summary="Readiness",
     responses={503: ResponseSpec(Readiness, description="a dependency is down; `detail` names it")},
 )
-async def ready(services: NamedDependency[Services]) -> Response[Readiness]:
-    results = await services.readiness()
+async def ready(readiness: NamedDependency[ReadinessProbe]) -> Response[Readiness]:
+    results = await readiness.results()
     down = [name for name, result in results.items() if result != "ok"]
     if down:
         body = Readiness(status="unavailable", checks=results, detail=f"down: {', '.join(down)}")

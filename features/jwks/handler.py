@@ -16,10 +16,10 @@ from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 
 from features.jwks.schemas import JWKSet
-from shared.errors import error_responses
-from shared.routes import public
+from shared.accounts.signing_keys import SigningKeys
+from shared.http.errors import error_responses
+from shared.http.routes import public
 from shared.services import Services
-from shared.signing_keys import SigningKeys
 
 MAX_AGE_S = 300
 

@@ -9,9 +9,9 @@ from litestar.params import FromPath
 
 from features.list_user_orders.queries import list_orders
 from features.list_user_orders.schemas import DEFAULT_LIMIT, Limit, Offset
-from shared.auth import CurrentUser
-from shared.errors import error_responses
-from shared.orders import OrderView, order_view
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
+from shared.orders.view import OrderView, order_view
 from shared.services import Services
 
 
@@ -31,6 +31,6 @@ async def list_user_orders(
 ) -> list[OrderView]:
     if user_id != current_user.id:
         raise PermissionDeniedException("you can only list your own orders")
-    async with services.autocommit.connect() as conn:  # one SELECT: no transaction needed
+    async with services.db.connect() as conn:  # one SELECT: no transaction needed
         rows = await list_orders(conn, user_id, limit, offset)
     return [order_view(row) for row in rows]

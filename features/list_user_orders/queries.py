@@ -9,7 +9,7 @@ from sqlalchemy import Integer, Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order
-from shared.orders import ORDER_VIEW_COLUMNS
+from shared.orders.queries import ORDER_VIEW_COLUMNS
 
 # Built once; each request binds its user and page.
 _PAGE = (

@@ -5,12 +5,12 @@ from __future__ import annotations
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.me.queries import find_user
-from shared.auth import CurrentUser
-from shared.errors import error_responses
-from shared.users import UserView
+from shared.accounts.users import UserView
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
+from shared.services import Services
 
 
 @get(
@@ -20,9 +20,10 @@ from shared.users import UserView
     responses=error_responses(401, 429, 503),
 )
 async def me(
-    current_user: NamedDependency[CurrentUser], db_session: NamedDependency[AsyncSession]
+    current_user: NamedDependency[CurrentUser], services: NamedDependency[Services]
 ) -> UserView:
-    user = await find_user(db_session, current_user.id)
+    async with services.db.connect() as conn:
+        user = await find_user(conn, current_user.id)
     if user is None:  # deleted since the token was checked
         raise NotAuthorizedException("user no longer exists")
     return user

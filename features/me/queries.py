@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.accounts.users import UserView
 from shared.models import User
-from shared.users import UserView
 
 
-async def find_user(db_session: AsyncSession, user_id: int) -> UserView | None:
+async def find_user(conn: AsyncConnection, user_id: int) -> UserView | None:
     row = (
-        await db_session.execute(
-            select(User.id, User.email, User.created_at).where(User.id == user_id)
-        )
+        await conn.execute(select(User.id, User.email, User.created_at).where(User.id == user_id))
     ).one_or_none()
     return UserView(id=row.id, email=row.email, created_at=row.created_at) if row else None

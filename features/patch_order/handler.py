@@ -18,16 +18,12 @@ from litestar.status_codes import HTTP_409_CONFLICT
 
 from features.patch_order.queries import move_status
 from features.patch_order.schemas import PatchOrderRequest, StatusConflict
-from shared.auth import CurrentUser
-from shared.errors import error_responses
-from shared.orders import (
-    ORDER_NOT_FOUND,
-    OrderView,
-    StatusMoveRefused,
-    find_own_order,
-    order_view,
-    statuses_that_can_move_to,
-)
+from shared.http.auth import CurrentUser
+from shared.http.errors import error_responses
+from shared.orders.errors import ORDER_NOT_FOUND
+from shared.orders.queries import find_own_order
+from shared.orders.status import StatusMoveRefused, statuses_that_can_move_to
+from shared.orders.view import OrderView, order_view
 from shared.services import Services
 
 
@@ -62,7 +58,7 @@ async def patch_order(
 ) -> OrderView:
     sources = statuses_that_can_move_to(data.status)
     # One UPDATE, committed as it runs (autocommit); the read after it only explains a miss.
-    async with services.autocommit.connect() as conn:
+    async with services.db.connect() as conn:
         row = await move_status(conn, order_id, current_user.id, data.status, sources)
         current = None if row is not None else await find_own_order(conn, order_id, current_user.id)
     if row is not None:

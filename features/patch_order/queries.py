@@ -9,7 +9,7 @@ from sqlalchemy import Row, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order, OrderStatus
-from shared.orders import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
+from shared.orders.queries import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
 # Built once; each request binds its order, owner, target and allowed sources.
 _MOVE = (

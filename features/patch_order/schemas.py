@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.errors import ErrorBody
-from shared.orders import OrderStatus
+from shared.http.errors import ErrorBody
+from shared.orders.status import OrderStatus
 
 
 class PatchOrderRequest(msgspec.Struct, frozen=True, kw_only=True):

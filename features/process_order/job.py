@@ -16,10 +16,10 @@ from arq.worker import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.queries import mark_processed_once
-from shared.database import RAW_CONNECTION_ERRORS
-from shared.errors import describe_error
+from shared.db import RAW_CONNECTION_ERRORS
+from shared.logs import describe_error
 from shared.metrics import JOBS
-from shared.orders import order_view
+from shared.orders.view import order_view
 from shared.services import WorkerServices
 
 # The worker's name, not __name__: operators, the chaos check and the tests read the
@@ -52,7 +52,7 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
     extra = {"order_id": order_id}
     await asyncio.sleep(services.settings.process_order_delay_s)
     try:
-        async with services.autocommit.connect() as conn:  # one statement: atomic alone
+        async with services.db.connect() as conn:  # one statement: atomic alone
             row = await mark_processed_once(conn, order_uuid)
     except (SQLAlchemyError, *RAW_CONNECTION_ERRORS) as exc:  # a new connection failing
         JOBS.labels("retried").inc()

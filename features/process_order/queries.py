@@ -12,7 +12,7 @@ from sqlalchemy import Row, bindparam, exists, false, func, literal, select, tru
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order
-from shared.orders import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
+from shared.orders.queries import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
 _ORDER_ID = bindparam("order_id", type_=Order.id.type)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.purge_sessions.queries import purge_ended_sessions, purge_expired_tokens
-from shared.errors import describe_error
+from shared.db import Database
+from shared.logs import describe_error
 from shared.services import WorkerServices
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ SESSIONS_PURGED = Counter(
 )
 
 
-async def purge_sessions(engine: AsyncEngine, batch: int) -> int:
+async def purge_sessions(db: Database, batch: int) -> int:
     """One run: expired tokens, then ended sessions, each in full batches; the rows deleted."""
     total = 0
     for table, purge in (
@@ -43,7 +43,8 @@ async def purge_sessions(engine: AsyncEngine, batch: int) -> int:
         ("sessions", purge_ended_sessions),
     ):
         for _ in range(MAX_BATCHES_PER_RUN):
-            deleted = await purge(engine, batch)
+            async with db.connect() as conn:
+                deleted = await purge(conn, batch)
             SESSIONS_PURGED.labels(table).inc(deleted)
             total += deleted
             if deleted < batch:
@@ -55,7 +56,7 @@ async def purge_sessions_job(ctx: dict[str, Any]) -> int:
     """The cron job; PostgreSQL down: logged, and the next run tries again."""
     services: WorkerServices = ctx["services"]
     try:
-        return await purge_sessions(services.engine, services.settings.session_purge_batch)
+        return await purge_sessions(services.db, services.settings.session_purge_batch)
     except (SQLAlchemyError, OSError) as exc:
         logger.warning("session purge stopped: %s", describe_error(exc))
         return 0

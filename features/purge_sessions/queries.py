@@ -1,4 +1,5 @@
-"""The session purge's statements: each deletes one bounded batch and commits.
+"""The session purge's statements: each deletes one bounded batch, one statement committed
+alone (the job runs them on autocommit connections).
 
 ``FOR UPDATE SKIP LOCKED``: a row a request holds (a refresh, a revoke) is left for the next
 run, so the purge never waits for a request nor makes one wait long. Both scans are index
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
 
 from shared.models import LoginSession, RefreshToken
@@ -26,14 +27,14 @@ def _cutoff() -> ColumnElement[datetime]:
     return func.now() - RETENTION
 
 
-async def purge_expired_tokens(engine: AsyncEngine, batch: int) -> int:
+async def purge_expired_tokens(conn: AsyncConnection, batch: int) -> int:
     """Delete up to ``batch`` refresh tokens that expired more than RETENTION ago."""
     return await _delete_batch(
-        engine, RefreshToken.token_hash, RefreshToken.expires_at < _cutoff(), batch
+        conn, RefreshToken.token_hash, RefreshToken.expires_at < _cutoff(), batch
     )
 
 
-async def purge_ended_sessions(engine: AsyncEngine, batch: int) -> int:
+async def purge_ended_sessions(conn: AsyncConnection, batch: int) -> int:
     """Delete up to ``batch`` sessions revoked or past their end more than RETENTION ago.
 
     Their remaining tokens go with them (ON DELETE CASCADE): the unexpired ones of a revoked
@@ -41,16 +42,18 @@ async def purge_ended_sessions(engine: AsyncEngine, batch: int) -> int:
     purged as expired first.
     """
     ended = or_(LoginSession.revoked_at < _cutoff(), LoginSession.expires_at < _cutoff())
-    return await _delete_batch(engine, LoginSession.id, ended, batch)
+    return await _delete_batch(conn, LoginSession.id, ended, batch)
 
 
 async def _delete_batch(
-    engine: AsyncEngine, key: InstrumentedAttribute[Any], ended: ColumnElement[bool], batch: int
+    conn: AsyncConnection,
+    key: InstrumentedAttribute[Any],
+    ended: ColumnElement[bool],
+    batch: int,
 ) -> int:
-    """One committed DELETE of at most ``batch`` rows of ``key``'s table that ``ended`` picks."""
+    """One DELETE of at most ``batch`` rows of ``key``'s table that ``ended`` picks."""
     picked = select(key).where(ended).limit(batch).with_for_update(skip_locked=True)
-    async with engine.begin() as conn:
-        deleted = await conn.scalars(
-            delete(key.class_).where(key.in_(picked.scalar_subquery())).returning(key)
-        )
-        return len(deleted.all())
+    deleted = await conn.scalars(
+        delete(key.class_).where(key.in_(picked.scalar_subquery())).returning(key)
+    )
+    return len(deleted.all())

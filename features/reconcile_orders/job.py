@@ -36,7 +36,6 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.reconcile_orders.queries import (
     claim_due_orders,
@@ -44,8 +43,9 @@ from features.reconcile_orders.queries import (
     record_reenqueued,
     still_unprocessed,
 )
-from shared.errors import describe_error, error_fields
-from shared.jobs import enqueue_process_order, process_order_job_id
+from shared.db import Database
+from shared.logs import describe_error, error_fields
+from shared.messaging.jobs import enqueue_process_order, process_order_job_id
 from shared.services import WorkerServices
 from shared.settings import Settings
 
@@ -98,11 +98,11 @@ class Outcome:
 
 
 class Reconciler:
-    """One worker's reconciler: its engine, arq's Redis client, and the Lua script."""
+    """One worker's reconciler: its database, arq's Redis client, and the Lua script."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, arq: ArqRedis) -> None:
+    def __init__(self, settings: Settings, db: Database, arq: ArqRedis) -> None:
         self._settings = settings
-        self._engine = engine
+        self._db = db
         self._arq = arq
         self._state = arq.register_script(_JOB_STATE)
         self.counts_key = reenqueued_counts_key(settings)
@@ -110,7 +110,8 @@ class Reconciler:
     async def run(self) -> Outcome:
         """One batch: claim, look at each job, enqueue the ones that are gone, record."""
         outcome = Outcome()
-        claimed = await claim_due_orders(self._engine, self._settings)
+        async with self._db.connect() as conn:
+            claimed = await claim_due_orders(conn, self._settings)
         outcome.claimed = len(claimed)
         if not claimed:
             return outcome
@@ -118,7 +119,10 @@ class Reconciler:
         # Read after the look: a job that finished since the claim left a result, and its
         # order is processed by now; only orders still unprocessed are touched.
         gone = [order_id for order_id, state in states.items() if state != "live"]
-        pending = await still_unprocessed(self._engine, gone) if gone else set()
+        pending: set[uuid.UUID] = set()
+        if gone:
+            async with self._db.connect() as conn:
+                pending = await still_unprocessed(conn, gone)
         enqueued: list[uuid.UUID] = []
         for order_id in claimed:
             reason = "live"
@@ -136,7 +140,8 @@ class Reconciler:
             else:
                 outcome.live += 1  # a job exists, just finished, or was just made elsewhere
         if enqueued:
-            await record_reenqueued(self._engine, self._settings, enqueued)
+            async with self._db.connect() as conn:
+                await record_reenqueued(conn, self._settings, enqueued)
             async with self._arq.pipeline(transaction=False) as pipe:
                 for reason in (LOST, FAILED):
                     if count := getattr(outcome, reason):
@@ -164,7 +169,7 @@ MAX_BATCHES_PER_RUN = 20  # a backlog drains batch by batch within one run, then
 async def reconcile_job(ctx: dict[str, Any]) -> int:
     """The cron job: full batches repeat (a bounded number); returns the jobs re-enqueued."""
     services: WorkerServices = ctx["services"]
-    reconciler = Reconciler(services.settings, services.engine, services.redis)
+    reconciler = Reconciler(services.settings, services.db, services.redis)
     total = 0
     try:
         for _ in range(MAX_BATCHES_PER_RUN):
@@ -172,8 +177,9 @@ async def reconcile_job(ctx: dict[str, Any]) -> int:
             total += outcome.lost + outcome.failed
             if outcome.claimed < services.settings.reconcile_batch:
                 break
-        RECONCILER_FAILING.set(await count_failing_orders(services.engine))
+        async with services.db.connect() as conn:
+            RECONCILER_FAILING.set(await count_failing_orders(conn))
     except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis down: the next run retries
-        # The class and SQLSTATE only: a driver's text can quote values (shared.errors).
+        # The class and SQLSTATE only: a driver's text can quote values (shared.http.errors).
         logger.warning("reconcile stopped: %s", describe_error(exc), extra=error_fields(exc))
     return total

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Update, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Order, OutboxEvent
 from shared.settings import Settings
@@ -44,37 +44,37 @@ def claim_statement(settings: Settings) -> Update:
     )
 
 
-async def claim_due_orders(engine: AsyncEngine, settings: Settings) -> list[uuid.UUID]:
-    """The claim, committed at once: no row stays locked while Redis is asked."""
-    async with engine.begin() as conn:
-        return list(await conn.scalars(claim_statement(settings)))
+async def claim_due_orders(conn: AsyncConnection, settings: Settings) -> list[uuid.UUID]:
+    """The claim, one statement committed at once (autocommit): no row stays locked while
+    Redis is asked."""
+    return list(await conn.scalars(claim_statement(settings)))
 
 
-async def still_unprocessed(engine: AsyncEngine, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    async with engine.connect() as conn:
-        rows = await conn.scalars(
-            select(Order.id).where(Order.id.in_(order_ids), Order.processed_at.is_(None))
-        )
-        return set(rows)
+async def still_unprocessed(
+    conn: AsyncConnection, order_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    rows = await conn.scalars(
+        select(Order.id).where(Order.id.in_(order_ids), Order.processed_at.is_(None))
+    )
+    return set(rows)
 
 
 async def record_reenqueued(
-    engine: AsyncEngine, settings: Settings, order_ids: Sequence[uuid.UUID]
+    conn: AsyncConnection, settings: Settings, order_ids: Sequence[uuid.UUID]
 ) -> None:
     """Count the re-enqueue and put the order's next look off: RECONCILE_AFTER_S × 2^(n-1)."""
     doublings = func.least(Order.reconcile_attempts, MAX_DOUBLINGS)
     delay = func.least(
         settings.reconcile_after_s * func.power(2, doublings), settings.reconcile_max_delay_s
     )
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(Order)
-            .where(Order.id.in_(order_ids))
-            .values(
-                reconcile_attempts=Order.reconcile_attempts + 1,
-                reconcile_next_at=func.now() + _seconds(delay),
-            )
+    await conn.execute(
+        update(Order)
+        .where(Order.id.in_(order_ids))
+        .values(
+            reconcile_attempts=Order.reconcile_attempts + 1,
+            reconcile_next_at=func.now() + _seconds(delay),
         )
+    )
 
 
 @dataclass(frozen=True)
@@ -89,18 +89,16 @@ class FailingOrder:
 _FAILING = (Order.processed_at.is_(None), Order.reconcile_attempts > 0)
 
 
-async def count_failing_orders(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        count = await conn.scalar(select(func.count()).select_from(Order).where(*_FAILING))
+async def count_failing_orders(conn: AsyncConnection) -> int:
+    count = await conn.scalar(select(func.count()).select_from(Order).where(*_FAILING))
     return int(count or 0)
 
 
-async def oldest_failing_orders(engine: AsyncEngine, limit: int) -> list[FailingOrder]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(Order.id, Order.reconcile_attempts, Order.created_at, Order.reconcile_next_at)
-            .where(*_FAILING)
-            .order_by(Order.created_at)
-            .limit(limit)
-        )
-        return [FailingOrder(*row) for row in rows]
+async def oldest_failing_orders(conn: AsyncConnection, limit: int) -> list[FailingOrder]:
+    rows = await conn.execute(
+        select(Order.id, Order.reconcile_attempts, Order.created_at, Order.reconcile_next_at)
+        .where(*_FAILING)
+        .order_by(Order.created_at)
+        .limit(limit)
+    )
+    return [FailingOrder(*row) for row in rows]

@@ -1,5 +1,5 @@
 """The refresh grant's statements, in the order it runs them: the user's row, the session's
-row (both locked: the order shared/sessions.py fixes), then the token itself."""
+row (both locked: the order shared/accounts/sessions.py fixes), then the token itself."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import LoginSession, RefreshToken, User
 
@@ -21,12 +21,12 @@ class SessionState(NamedTuple):
     ended: bool  # past expires_at, by the database's clock
 
 
-async def lock_user(db_session: AsyncSession, token_hash: bytes) -> int | None:
+async def lock_user(conn: AsyncConnection, token_hash: bytes) -> int | None:
     """The token's user, locked FOR KEY SHARE; None for an unknown token or a deleted user.
 
     An account deletion in progress holds the row FOR UPDATE: this waits, then finds nothing.
     """
-    return await db_session.scalar(
+    return await conn.scalar(
         select(User.id)
         .where(
             User.id
@@ -39,11 +39,11 @@ async def lock_user(db_session: AsyncSession, token_hash: bytes) -> int | None:
     )
 
 
-async def lock_session(db_session: AsyncSession, token_hash: bytes) -> SessionState | None:
+async def lock_session(conn: AsyncConnection, token_hash: bytes) -> SessionState | None:
     """The token's session, locked FOR UPDATE, its state read after the lock (PostgreSQL
     re-reads a row it had to wait for); None if it is gone."""
     row = (
-        await db_session.execute(
+        await conn.execute(
             select(
                 LoginSession.id,
                 LoginSession.user_id,
@@ -63,9 +63,9 @@ async def lock_session(db_session: AsyncSession, token_hash: bytes) -> SessionSt
     return SessionState(*row) if row else None
 
 
-async def use_token(db_session: AsyncSession, token_hash: bytes) -> bool:
+async def use_token(conn: AsyncConnection, token_hash: bytes) -> bool:
     """Mark the token used if it is unused and unexpired; whether it was."""
-    used = await db_session.scalar(
+    used = await conn.scalar(
         update(RefreshToken)
         .where(
             RefreshToken.token_hash == token_hash,
@@ -78,8 +78,8 @@ async def use_token(db_session: AsyncSession, token_hash: bytes) -> bool:
     return used is not None
 
 
-async def was_used(db_session: AsyncSession, token_hash: bytes) -> bool:
-    used_at = await db_session.scalar(
+async def was_used(conn: AsyncConnection, token_hash: bytes) -> bool:
+    used_at = await conn.scalar(
         select(RefreshToken.used_at).where(RefreshToken.token_hash == token_hash)
     )
     return used_at is not None

@@ -2,7 +2,7 @@
 
 A taken email is answered before any bcrypt work, so a flood of known emails costs no CPU;
 the 409 tells nothing the contract does not already say. Registrations count against the
-stricter ``TOKEN_RATE_LIMIT`` per address (``shared.rate_limit``).
+stricter ``TOKEN_RATE_LIMIT`` per address (``shared.http.rate_limit``).
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.register.queries import email_taken, insert_user
 from features.register.schemas import RegisterRequest
-from shared.auth import hash_password
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
-from shared.routes import public
+from shared.accounts.passwords import hash_password
+from shared.accounts.users import UserView
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
+from shared.http.routes import public
 from shared.services import Services
-from shared.users import UserView
 
 
 @post(
@@ -35,16 +34,15 @@ from shared.users import UserView
 )
 async def register(
     data: JSONBody[RegisterRequest],
-    db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
 ) -> UserView:
-    taken = await email_taken(db_session, data.email)
-    await db_session.commit()  # hand the connection back to the pool while bcrypt runs
+    async with services.db.connect() as conn:  # handed back to the pool while bcrypt runs
+        taken = await email_taken(conn, data.email)
     if taken:
         raise _conflict()
     password_hash = await hash_password(data.password, services.settings.bcrypt_rounds)
-    user = await insert_user(db_session, data.email, password_hash)
-    await db_session.commit()
+    async with services.db.connect() as conn:  # one INSERT: atomic alone
+        user = await insert_user(conn, data.email, password_hash)
     if user is None:  # registered meanwhile by a concurrent request
         raise _conflict()
     return user

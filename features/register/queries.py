@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.accounts.users import UserView
 from shared.models import User
-from shared.users import UserView
 
 
-async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -> UserView | None:
+async def insert_user(conn: AsyncConnection, email: str, password_hash: bytes) -> UserView | None:
     """The new user, or None when the email is already registered (no race: ON CONFLICT)."""
     stmt = (
         pg_insert(User)
@@ -18,10 +18,10 @@ async def insert_user(session: AsyncSession, email: str, password_hash: bytes) -
         .on_conflict_do_nothing(index_elements=[User.email])
         .returning(User.id, User.email, User.created_at)
     )
-    row = (await session.execute(stmt)).one_or_none()
+    row = (await conn.execute(stmt)).one_or_none()
     return UserView(id=row.id, email=row.email, created_at=row.created_at) if row else None
 
 
-async def email_taken(session: AsyncSession, email: str) -> bool:
-    found = await session.scalar(select(User.id).where(User.email == email))
+async def email_taken(conn: AsyncConnection, email: str) -> bool:
+    found = await conn.scalar(select(User.id).where(User.email == email))
     return found is not None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.credentials import (
+from shared.accounts.credentials import (
     EMAIL_MAX_LENGTH,
     EMAIL_SCHEMA_PATTERN,
     PASSWORD_MAX_BYTES,

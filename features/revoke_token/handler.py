@@ -3,7 +3,7 @@
 Always 200, for unknown, expired and malformed tokens too (RFC 7009 §2.2): the answer tells
 nothing about the token, and a client that logs out twice is not an error. Access tokens
 already issued stay valid until they expire (they are checked by signature alone). The
-revoke waits for a refresh of the session in flight (``shared/sessions.py``): once it has
+revoke waits for a refresh of the session in flight (``shared/accounts/sessions.py``): once it has
 answered, no refresh token of the session works, the one that refresh issued included.
 """
 
@@ -13,15 +13,15 @@ from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.status_codes import HTTP_200_OK
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.revoke_token.queries import family_of
 from features.revoke_token.schemas import RevokeForm
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
-from shared.refresh_tokens import refresh_token_hash
-from shared.routes import public
-from shared.sessions import revoke_session
+from shared.accounts.refresh_tokens import refresh_token_hash
+from shared.accounts.sessions import revoke_session
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
+from shared.http.routes import public
+from shared.services import Services
 
 
 @post(
@@ -35,10 +35,12 @@ from shared.sessions import revoke_session
     opt=own_rate_limit("revoke_token"),
 )
 async def revoke_token(
-    data: URLEncodedBody[RevokeForm], db_session: NamedDependency[AsyncSession]
+    data: URLEncodedBody[RevokeForm], services: NamedDependency[Services]
 ) -> None:
     token_hash = refresh_token_hash(data.token)
-    family_id = await family_of(db_session, token_hash) if token_hash else None
-    if family_id is not None:
-        await revoke_session(db_session, family_id)
-        await db_session.commit()
+    if token_hash is None:
+        return
+    async with services.db.connect() as conn:  # two statements, each atomic alone
+        family_id = await family_of(conn, token_hash)
+        if family_id is not None:
+            await revoke_session(conn, family_id)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import RefreshToken
 
 
-async def family_of(db_session: AsyncSession, token_hash: bytes) -> uuid.UUID | None:
-    return await db_session.scalar(
+async def family_of(conn: AsyncConnection, token_hash: bytes) -> uuid.UUID | None:
+    return await conn.scalar(
         select(RefreshToken.family_id).where(RefreshToken.token_hash == token_hash)
     )

@@ -25,16 +25,18 @@ from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.status_codes import HTTP_200_OK
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.token.queries import find_credentials, store_password_hash
-from shared.auth import TOKEN_PATH, bcrypt_cost, hash_password, verify_password
-from shared.credentials import normalize_email
-from shared.errors import error_responses
-from shared.rate_limit import own_rate_limit
-from shared.routes import public
+from shared.accounts.credentials import normalize_email
+from shared.accounts.passwords import bcrypt_cost, hash_password, verify_password
+from shared.accounts.sessions import Grants, TokenForm, TokenResponse
+from shared.http.auth import TOKEN_PATH, login_refused
+from shared.http.errors import error_responses
+from shared.http.rate_limit import own_rate_limit
+from shared.http.routes import public
 from shared.services import Services
-from shared.sessions import TokenForm, TokenResponse, login_refused
+
+TOKEN_GRANTS = "token_grants"  # the name the other grants are provided by (app.py)
 
 
 @functools.cache
@@ -60,14 +62,15 @@ def _dummy_hash(rounds: int) -> bytes:
 )
 async def token(
     data: URLEncodedBody[TokenForm],
-    db_session: NamedDependency[AsyncSession],
     services: NamedDependency[Services],
+    token_grants: NamedDependency[Grants],
 ) -> TokenResponse:
     if data.grant_type != "password":
-        return await services.token_grants[data.grant_type](data, db_session, services)
+        return await token_grants[data.grant_type](data)
     settings = services.settings
     email = normalize_email(data.username or "")
-    found = await find_credentials(db_session, email)
+    async with services.db.connect() as conn:
+        found = await find_credentials(conn, email)
     if found is None:
         found_id, password_hash = None, await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)
     else:
@@ -78,11 +81,13 @@ async def token(
 
     if not await services.password_guesses.check(email, verify) or found_id is None:
         raise login_refused()
+    rehashed = None
     if bcrypt_cost(password_hash) != settings.bcrypt_rounds:
-        new_hash = await hash_password(data.password or "", settings.bcrypt_rounds)
-        await store_password_hash(db_session, found_id, password_hash, new_hash)
-    response = await services.sessions.start(db_session, found_id)
-    if response is None:
-        raise login_refused()  # the account was deleted meanwhile
-    await db_session.commit()
+        rehashed = await hash_password(data.password or "", settings.bcrypt_rounds)
+    async with services.db.begin() as conn:
+        if rehashed is not None:
+            await store_password_hash(conn, found_id, password_hash, rehashed)
+        response = await services.sessions.start(conn, found_id)
+        if response is None:
+            raise login_refused()  # the account was deleted meanwhile
     return response

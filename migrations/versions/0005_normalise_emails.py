@@ -1,7 +1,7 @@
 """Stored emails in their normal form (issue 18): NFKC, lower-cased, the domain by IDNA.
 
 Before, an address was only trimmed and lower-cased. A login is now looked up under the
-normal form (shared.credentials), so a stored address that the normal form changes would no
+normal form (shared.accounts.credentials), so a stored address that the normal form changes would no
 longer be found. Only addresses with a non-ASCII character can change (on ASCII text NFKC
 and lower-casing are no-ops, and IDNA keeps a valid lower-case ASCII domain as it is).
 
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared.credentials import EmailRefused, registrable_email
+from shared.accounts.credentials import EmailRefused, registrable_email
 
 revision: str = "0005_normalise_emails"
 down_revision: str | None = "0004_sessions"

@@ -1,7 +1,7 @@
 """Money: exact decimals with at most two places, never a float on the way.
 
 A client may send an amount as a JSON string or a JSON number. Numbers reach us already
-exact (``int`` or ``Decimal``: see shared/exact_json.py); strings are parsed here, by the
+exact (``int`` or ``Decimal``: see shared/http/exact_json.py); strings are parsed here, by the
 decimal grammar only.
 """
 
@@ -11,14 +11,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from shared.orders.errors import OrderRuleError
-
-if TYPE_CHECKING:
-    from shared.orders.view import OrderItem
+from shared.orders.items import OrderItem
 
 MAX_TOTAL = Decimal("99999999.99")  # orders.total_price is Numeric(10, 2)
 CENT = Decimal("0.01")

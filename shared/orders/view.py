@@ -5,20 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
+from shared.orders.items import Money, OrderItem
 from shared.orders.money import CENT
 from shared.orders.status import OrderStatus
-
-Money = Annotated[Decimal, msgspec.Meta(examples=[Decimal("100.50")])]
-
-
-class OrderItem(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    quantity: int
-    price: Money
 
 
 class OrderView(msgspec.Struct, frozen=True, kw_only=True):

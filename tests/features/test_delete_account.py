@@ -19,9 +19,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app import create_app
-from shared.database import asyncpg_dsn
-from shared.order_cache import OrderCache
-from shared.orders import OrderView
+from shared.db import asyncpg_dsn
+from shared.orders.cache import OrderCache
+from shared.orders.view import OrderView
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account, make_account

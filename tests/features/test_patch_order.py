@@ -13,8 +13,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.models import Order
-from shared.order_cache import OrderCache
-from shared.orders import OrderView
+from shared.orders.cache import OrderCache
+from shared.orders.view import OrderView
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.orders import Client, create_order, evict

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.job import process_order
-from shared.order_cache import OrderCache
-from shared.outbox import mark_sent
+from shared.messaging.outbox import mark_sent
+from shared.orders.cache import OrderCache
 from shared.settings import Settings
 from tests.orders import order_cache
 from tests.pipeline import OrderFactory, processed_at

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.purge_sessions.job import purge_sessions
 from features.purge_sessions.queries import purge_ended_sessions
-from shared.database import asyncpg_dsn, create_engine
+from shared.db import Database, asyncpg_dsn, create_engine
 from shared.settings import Settings
 from tests.pipeline import StartWorker, wait_for
 from tests.sessions import row_locked
@@ -108,13 +108,13 @@ async def test_the_purge_deletes_what_ended_more_than_a_day_ago_and_nothing_else
     used = await new_token(db, live, expires_in=10 * DAY, used=True)  # a replay must be seen
     current = await new_token(db, live, expires_in=15 * DAY)
 
-    deleted = await purge_sessions(purge_engine, batch=100)
+    deleted = await purge_sessions(Database(purge_engine), batch=100)
 
     assert deleted == 4  # two expired tokens, two ended sessions (their tokens went along)
     assert await sessions_left(db) == {revoked_lately, ended_lately, live}
     assert await tokens_left(db) == {of_revoked_lately, expired_lately, used, current}
     assert not {of_revoked, of_ended, expired_long_ago} & await tokens_left(db)
-    assert await purge_sessions(purge_engine, batch=100) == 0
+    assert await purge_sessions(Database(purge_engine), batch=100) == 0
 
 
 async def test_the_purge_works_in_batches_of_the_size_set(
@@ -122,11 +122,18 @@ async def test_the_purge_works_in_batches_of_the_size_set(
 ) -> None:
     for _ in range(5):
         await new_session(db, user, revoked_ago=2 * DAY)
-    assert [await purge_ended_sessions(purge_engine, 2) for _ in range(4)] == [2, 2, 1, 0]
+
+    async def purge_a_batch() -> int:
+        async with Database(purge_engine).connect() as conn:
+            return await purge_ended_sessions(conn, 2)
+
+    assert [await purge_a_batch() for _ in range(4)] == [2, 2, 1, 0]
 
     for _ in range(5):
         await new_session(db, user, revoked_ago=2 * DAY)
-    assert await purge_sessions(purge_engine, batch=2) == 5  # full batches repeat within a run
+    assert (
+        await purge_sessions(Database(purge_engine), batch=2) == 5
+    )  # full batches repeat within a run
     assert await sessions_left(db) == set()
 
 
@@ -137,10 +144,10 @@ async def test_a_session_a_request_holds_is_left_for_the_next_run(
     free = await new_session(db, user, revoked_ago=2 * DAY)
     lock = "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE"
     async with row_locked(own_database, lock, held):
-        assert await purge_sessions(purge_engine, batch=100) == 1  # no wait for the lock
+        assert await purge_sessions(Database(purge_engine), batch=100) == 1  # no wait for the lock
     assert await sessions_left(db) == {held}
     assert free not in await sessions_left(db)
-    assert await purge_sessions(purge_engine, batch=100) == 1
+    assert await purge_sessions(Database(purge_engine), batch=100) == 1
 
 
 async def test_the_worker_runs_the_purge(

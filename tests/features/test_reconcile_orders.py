@@ -21,10 +21,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.reconcile_orders.job import Reconciler, reconcile_job
-from shared.database import create_engine
-from shared.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
+from shared.db import Database, create_engine
+from shared.messaging.jobs import create_arq_redis, enqueue_process_order, process_order_job_id
+from shared.messaging.outbox import mark_sent
 from shared.models import Order
-from shared.outbox import mark_sent
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.pipeline import OrderFactory, order_factory
@@ -92,7 +92,7 @@ async def test_an_order_whose_job_is_gone_is_enqueued_again_once(
     reconcile_settings: Settings, db: AsyncEngine, arq: ArqRedis, make_order: OrderFactory
 ) -> None:
     order_id = await old_sent_order(make_order, db)
-    reconciler = Reconciler(reconcile_settings, db, arq)
+    reconciler = Reconciler(reconcile_settings, Database(db), arq)
 
     first = await reconciler.run()
     second = await reconciler.run()  # its job is queued now; and it is not due again yet
@@ -123,7 +123,7 @@ async def test_a_live_job_is_never_doubled(
     if state == "running":  # what arq's worker sets while it runs the job
         await redis.set(in_progress_key_prefix + job_id, b"1", ex=60)
 
-    outcome = await Reconciler(reconcile_settings, db, arq).run()
+    outcome = await Reconciler(reconcile_settings, Database(db), arq).run()
 
     assert (outcome.claimed, outcome.live, outcome.lost, outcome.failed) == (1, 1, 0, 0)
     assert await redis.get(job_key_prefix + job_id) == job_before  # untouched
@@ -145,7 +145,7 @@ async def test_a_stored_result_of_a_job_that_failed_for_good_does_not_block_it(
     await redis.set(result_key, b"a failed result", ex=3600)
     assert await enqueue_process_order(arq, reconcile_settings.arq_queue, str(order_id)) is None
 
-    outcome = await Reconciler(reconcile_settings, db, arq).run()
+    outcome = await Reconciler(reconcile_settings, Database(db), arq).run()
 
     assert (outcome.failed, outcome.lost) == (1, 0)
     assert not await redis.exists(result_key)
@@ -155,7 +155,7 @@ async def test_a_stored_result_of_a_job_that_failed_for_good_does_not_block_it(
 async def test_a_job_that_keeps_failing_is_taken_up_less_and_less_often(
     reconcile_settings: Settings, db: AsyncEngine, arq: ArqRedis, make_order: OrderFactory
 ) -> None:
-    reconciler = Reconciler(reconcile_settings, db, arq)
+    reconciler = Reconciler(reconcile_settings, Database(db), arq)
     orders = {n: await old_sent_order(make_order, db) for n in (0, 2, 9)}
     for n, order_id in orders.items():  # re-enqueued n times already, each failed for good
         async with db.begin() as conn:
@@ -188,7 +188,7 @@ async def test_orders_the_reconciler_must_leave_alone(
             update(Order).where(Order.id == processed).values(processed_at=func.now())
         )
 
-    outcome = await Reconciler(reconcile_settings, db, arq).run()
+    outcome = await Reconciler(reconcile_settings, Database(db), arq).run()
 
     assert outcome.claimed == 0
     assert await arq.zcard(reconcile_settings.arq_queue) == 0
@@ -201,7 +201,7 @@ async def test_reconcilers_running_at_once_enqueue_each_job_once(
     settings = with_settings(reconcile_settings, reconcile_batch=7)  # many small batches
     engines = [create_engine(settings) for _ in range(3)]
     try:
-        reconcilers = [Reconciler(settings, engine, arq) for engine in engines]
+        reconcilers = [Reconciler(settings, Database(engine), arq) for engine in engines]
 
         async def drain(reconciler: Reconciler) -> tuple[int, int]:
             claimed = lost = 0
@@ -233,8 +233,8 @@ async def test_the_jobs_report_shows_what_the_reconciler_did_and_what_still_fail
     await redis.set(result_key_prefix + process_order_job_id(failed), b"failed", ex=60)
     settings = with_settings(reconcile_settings, redis_prefix=f"{uuid.uuid4().hex}:")
     try:
-        await Reconciler(settings, db, arq).run()
-        report = await queue_report(settings, redis, db)
+        await Reconciler(settings, Database(db), arq).run()
+        report = await queue_report(settings, redis, Database(db))
     finally:
         await redis.delete(f"{settings.redis_prefix}reconciler:reenqueued")
 
@@ -258,7 +258,7 @@ async def test_a_failed_run_logs_the_error_class_and_sqlstate_not_its_text(
         reconcile_settings, database_url=url.render_as_string(hide_password=False)
     )
     engine = create_engine(settings)
-    services = SimpleNamespace(settings=settings, engine=engine, redis=arq)
+    services = SimpleNamespace(settings=settings, db=Database(engine), redis=arq)
     try:
         with caplog.at_level(logging.WARNING, logger="features.reconcile_orders.job"):
             assert await reconcile_job({"services": services}) == 0

@@ -16,7 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app import create_app
-from shared.database import asyncpg_dsn
+from shared.db import asyncpg_dsn
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.accounts import Account

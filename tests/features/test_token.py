@@ -23,11 +23,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app import create_app
-from shared.access_tokens import FIRST_PARTY_CLIENT_ID
-from shared.database import asyncpg_dsn
+from shared.accounts.access_tokens import FIRST_PARTY_CLIENT_ID
+from shared.accounts.signing_keys import SigningKeys, signing_keys
+from shared.db import asyncpg_dsn
 from shared.services import services_of
 from shared.settings import Settings
-from shared.signing_keys import SigningKeys, signing_keys
 from tests.accounts import PASSWORD, Account, make_account
 from tests.apps import (
     PROBE,

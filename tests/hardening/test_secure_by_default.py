@@ -39,15 +39,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import create_app
 from features.token.handler import _dummy_hash
-from shared.auth import bcrypt_cost
-from shared.bus import Topology
-from shared.client_address import client_host
-from shared.database import asyncpg_dsn, drop_database
-from shared.jobs import create_arq_redis, deserialize_job
+from migrations.admin import drop_database
+from shared.accounts.passwords import bcrypt_cost
+from shared.accounts.signing_keys import signing_keys
+from shared.db import asyncpg_dsn
+from shared.http.client_address import client_host
+from shared.messaging.bus import Topology
+from shared.messaging.jobs import create_arq_redis, deserialize_job
 from shared.models import User
 from shared.redis import create_redis
 from shared.settings import Settings
-from shared.signing_keys import signing_keys
 from tests.accounts import PASSWORD, make_account
 from tests.apps import StartApp, metrics_headers, with_settings
 from tests.pipeline import ready_count, wait_for

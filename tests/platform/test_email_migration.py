@@ -13,8 +13,9 @@ import bcrypt
 import pytest
 from sqlalchemy.engine import make_url
 
-from shared.credentials import normalize_email
-from shared.database import asyncpg_dsn, drop_database, migrate
+from migrations.admin import drop_database, migrate
+from shared.accounts.credentials import normalize_email
+from shared.db import asyncpg_dsn
 from shared.settings import Settings
 
 BEFORE = "0004_sessions"

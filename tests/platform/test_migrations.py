@@ -16,7 +16,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from shared.database import PROJECT_ROOT, asyncpg_dsn, drop_database, migrate
+from migrations.admin import PROJECT_ROOT, drop_database, migrate
+from shared.db import asyncpg_dsn
 from shared.settings import Settings
 
 BEFORE = "0003_refresh_tokens"

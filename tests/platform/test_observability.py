@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.database import create_engine
-from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.db import Database, create_engine
 from shared.logs import JsonFormatter, configure_logging, request_id_var
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.models import OutboxEvent
 from shared.redis import create_redis
 from shared.settings import Settings
@@ -133,7 +133,7 @@ async def test_the_jobs_report_shows_queued_jobs_and_the_outbox_backlog(settings
             _job_id=process_order_job_id(order_id),
             _queue_name=report_settings.arq_queue,
         )
-        report = await queue_report(report_settings, redis, engine)
+        report = await queue_report(report_settings, redis, Database(engine))
         text = render(report, report_settings)
     finally:
         await redis.delete(report_settings.arq_queue, f"arq:job:{process_order_job_id(order_id)}")

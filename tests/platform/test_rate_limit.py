@@ -15,7 +15,7 @@ from litestar.exceptions import TooManyRequestsException
 
 from app import create_app
 from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
-from shared.budgets import Budget, LimiterUnavailable, PasswordGuesses
+from shared.http.budgets import Budget, LimiterUnavailable, PasswordGuesses
 from shared.redis import create_redis
 from shared.services import services_of
 from shared.settings import Settings
@@ -241,7 +241,7 @@ async def test_the_api_wide_budget_counts_an_ipv6_client_by_its_64_too(
     assert statuses == [401, 401, 401, 429]
 
 
-# --- the budgets a handler spends (shared/budgets.py) fail closed -------------------------------
+# --- the budgets a handler spends (shared/http/budgets.py) fail closed ---------------------------
 
 
 async def test_the_password_budget_refuses_before_any_check_while_redis_is_unreachable() -> None:

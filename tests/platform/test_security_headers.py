@@ -1,4 +1,4 @@
-"""Headers every answer carries (API.md, "Cross-cutting"; shared/security_headers.py).
+"""Headers every answer carries (API.md, "Cross-cutting"; shared/http/security_headers.py).
 
 nosniff on every answer whatever produced it (a handler, an error handler, Litestar's own 404
 and 405, the rate limiter, the body limit, the docs); ``no-store`` (with ``Pragma: no-cache``)

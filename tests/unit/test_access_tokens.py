@@ -1,4 +1,4 @@
-"""The access-token policy (shared/access_tokens.py): the RFC 9068 rules, no keys, no services."""
+"""The access-token policy (shared/accounts/access_tokens.py): RFC 9068, no keys, no services."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.access_tokens import (
+from shared.accounts.access_tokens import (
     CLOCK_SKEW_S,
     FIRST_PARTY_CLIENT_ID,
     REQUIRED_CLAIMS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.client_address import budget_subject
+from shared.http.client_address import budget_subject
 
 
 def test_an_ipv4_address_is_its_own_subject() -> None:

@@ -1,8 +1,8 @@
-"""The key a password budget is kept under (shared/budgets.py): no service, no app."""
+"""The key a password budget is kept under (shared/http/budgets.py): no service, no app."""
 
 from __future__ import annotations
 
-from shared.budgets import account_subject
+from shared.http.budgets import account_subject
 
 
 def test_every_spelling_of_an_email_is_one_account() -> None:

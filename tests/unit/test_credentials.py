@@ -1,4 +1,4 @@
-"""Credentials' shared facts (shared/credentials.py): no service, no app."""
+"""Credentials' shared facts (shared/accounts/credentials.py): no service, no app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from shared.credentials import (
+from shared.accounts.credentials import (
     BCRYPT_MAX_BYTES,
     EMAIL_MAX_LENGTH,
     EMAIL_SCHEMA_PATTERN,

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.orders import (
+from shared.orders.errors import OrderRuleError
+from shared.orders.items import OrderItem
+from shared.orders.money import (
     CENT,
     MAX_TOTAL,
     MoneyInput,
-    OrderItem,
-    OrderRuleError,
     check_price,
     checked_total,
     computed_total,

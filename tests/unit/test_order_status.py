@@ -6,8 +6,8 @@ from itertools import product
 
 import pytest
 
-from shared.orders import (
-    OrderRuleError,
+from shared.orders.errors import OrderRuleError
+from shared.orders.status import (
     OrderStatus,
     StatusMoveRefused,
     allowed_transitions,

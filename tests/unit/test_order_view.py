@@ -12,7 +12,9 @@ import msgspec
 import pytest
 
 from features.create_order.queries import items_to_json
-from shared.orders import OrderItem, OrderStatus, OrderView, order_view
+from shared.orders.items import OrderItem
+from shared.orders.status import OrderStatus
+from shared.orders.view import OrderView, order_view
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The refresh token's rules (shared/refresh_tokens.py) and POST /token's form, without services."""
+"""Refresh tokens' rules (shared/accounts/refresh_tokens.py) and POST /token's form, no services."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from shared.refresh_tokens import new_refresh_token, refresh_token_expiry, refresh_token_hash
-from shared.sessions import TokenForm
+from shared.accounts.refresh_tokens import (
+    new_refresh_token,
+    refresh_token_expiry,
+    refresh_token_hash,
+)
+from shared.accounts.sessions import TokenForm
 
 
 def test_a_new_refresh_token_carries_256_random_bits() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-from shared.auth import build_auth
-from shared.metrics import prometheus_config
-from shared.rate_limit import rate_limit_config
-from shared.routes import OPS_PATHS, ops_path_patterns, public
+from shared.accounts.signing_keys import signing_keys
+from shared.accounts.user_directory import UserDirectory
+from shared.db import Database, create_engine
+from shared.http.auth import build_auth, user_retriever
+from shared.http.metrics import prometheus_config
+from shared.http.rate_limit import rate_limit_config
+from shared.http.routes import OPS_PATHS, ops_path_patterns, public
 from shared.settings import Settings
-from shared.signing_keys import signing_keys
 
 SETTINGS = Settings(environment="test", jwt_secret="s" * 40)
 
@@ -25,9 +27,9 @@ def test_each_ops_path_and_what_is_under_it_matches_and_api_paths_do_not() -> No
 
 def test_auth_the_limiter_and_metrics_exclude_the_same_paths() -> None:
     expected = ops_path_patterns()
-    assert (
-        build_auth(SETTINGS, signing_keys("HS256", SETTINGS.jwt_secret, "", "")).exclude == expected
-    )
+    keys = signing_keys("HS256", SETTINGS.jwt_secret, "", "")
+    users = UserDirectory(Database(create_engine(SETTINGS)), "", 0)  # never asked here
+    assert build_auth(SETTINGS, keys, user_retriever(users)).exclude == expected
     assert rate_limit_config(SETTINGS).exclude == expected
     assert prometheus_config().exclude == expected
 

@@ -1,4 +1,4 @@
-"""The headers rule (shared/security_headers.py) and the proxy's scheme, on plain ASGI messages."""
+"""The headers rule (shared/http/security_headers.py) and the proxy's scheme, on ASGI messages."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, cast
 
 from litestar.types import Message, Scope
 
-from shared.client_address import forwarded_proto
-from shared.security_headers import add_security_headers
+from shared.http.client_address import forwarded_proto
+from shared.http.security_headers import add_security_headers
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)
 

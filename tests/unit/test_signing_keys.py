@@ -1,4 +1,4 @@
-"""Signing keys (shared/signing_keys.py) and their settings, without services."""
+"""Signing keys (shared/accounts/signing_keys.py) and their settings, without services."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import jwt
 import pytest
 
+from shared.accounts.signing_keys import Algorithm, signing_keys, thumbprint
 from shared.settings import Settings, load_api_settings
-from shared.signing_keys import Algorithm, signing_keys, thumbprint
 from tests.keys import private_pem, public_pem
 
 SECRET = "s" * 40

@@ -1,4 +1,6 @@
-"""The per-process memory of verified access tokens (shared/verified_tokens.py), no services."""
+"""The per-process memory of verified access tokens (shared/accounts/verified_tokens.py).
+
+No services."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ import pytest
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import Token
 
-from shared.access_tokens import FIRST_PARTY_CLIENT_ID, TOKEN_TYPE, AccessTokenPolicy
-from shared.auth import SignedToken
-from shared.signing_keys import signing_keys
-from shared.verified_tokens import VerifiedTokens
+from shared.accounts.access_tokens import FIRST_PARTY_CLIENT_ID, TOKEN_TYPE, AccessTokenPolicy
+from shared.accounts.signing_keys import signing_keys
+from shared.accounts.verified_tokens import VerifiedTokens
+from shared.http.auth import SignedToken
 
 SECRET = "s" * 40
 

@@ -20,9 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import EventBus, Topology
-from shared.database import create_engine, drop_database, migrate
-from shared.jobs import process_order_job_id
+from migrations.admin import drop_database, migrate
+from shared.db import create_engine
+from shared.messaging.bus import EventBus, Topology
+from shared.messaging.jobs import process_order_job_id
 from shared.models import Order
 from shared.redis import create_redis
 from shared.settings import Settings

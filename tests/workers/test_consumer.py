@@ -13,9 +13,9 @@ from arq.jobs import Job
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import EventBus, Topology
-from shared.events import encode_event
-from shared.jobs import (
+from shared.messaging.bus import EventBus, Topology
+from shared.messaging.events import encode_event
+from shared.messaging.jobs import (
     PROCESS_ORDER,
     create_arq_redis,
     deserialize_job,

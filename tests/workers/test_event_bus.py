@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from shared.bus import EventBus
+from shared.messaging.bus import EventBus
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.faults import StartProxy, via

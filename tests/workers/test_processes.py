@@ -16,9 +16,9 @@ from aio_pika.abc import AbstractChannel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import EventBus
-from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
-from shared.outbox import mark_sent
+from shared.messaging.bus import EventBus
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.messaging.outbox import mark_sent
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.outbox import publish_staged

@@ -12,11 +12,11 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import EventBus
-from shared.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.messaging.bus import EventBus
+from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
+from shared.messaging.outbox import mark_sent
 from shared.models import OutboxEvent
-from shared.order_cache import OrderCache
-from shared.outbox import mark_sent
+from shared.orders.cache import OrderCache
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.faults import via

@@ -7,7 +7,8 @@ the auth layer (an HMAC or RSA check plus PyJWT's claim checks: BENCHMARKS.md), 
 process remembers the claims of the tokens it verified, bounded in number.
 
 Only tokens that passed verification get in (the signature, and every claim rule of
-``shared.access_tokens``), so a flood of forged tokens cannot fill it, and none stays longer
+``shared.accounts.access_tokens``), so a flood of forged tokens cannot fill it, and none stays
+longer
 than the lifetime the deployment issues (plus the clock skew); the oldest entry leaves when
 it is full.
 """

@@ -17,13 +17,14 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, Insert, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import NEW_ORDER, EventBus
-from shared.database import autocommit
-from shared.errors import describe_error
-from shared.events import NewOrderEvent, encode_event
+from shared.db import autocommit
+from shared.logs import describe_error
+from shared.messaging.bus import NEW_ORDER, EventBus
+from shared.messaging.events import NewOrderEvent, encode_event
 from shared.models import OutboxEvent
 
-logger = logging.getLogger("shared.events")  # its name before it moved here: log queries match it
+# its name before it moved here: log queries match it
+logger = logging.getLogger("shared.events")
 
 
 def new_order_event(

@@ -33,7 +33,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from shared.database import is_connection_lost
+from shared.accounts.passwords import BCRYPT_BUSY_RETRY_AFTER_S, BcryptBusy
+from shared.db import is_connection_lost
+from shared.logs import describe_error, error_fields
 
 logger = logging.getLogger(__name__)
 
@@ -148,32 +150,6 @@ def handle_unauthorized(
     )
 
 
-def error_fields(exc: BaseException) -> dict[str, Any]:
-    """What a log line may say about an error: its classes and SQLSTATE, never its text.
-
-    A driver's message can quote the values it was given (asyncpg's "invalid input for query
-    argument $1: '…'", a unique violation's key), and those are emails and password hashes.
-    """
-    chain: list[str] = []
-    sqlstate: str | None = None
-    seen: BaseException | None = exc
-    while seen is not None and len(chain) < 5:
-        chain.append(type(seen).__name__)
-        sqlstate = sqlstate or getattr(seen, "sqlstate", None)
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    fields: dict[str, Any] = {"error": " <- ".join(chain)}
-    if sqlstate:
-        fields["sqlstate"] = sqlstate
-    return fields
-
-
-def describe_error(exc: BaseException) -> str:
-    """``error_fields`` as one short string for a log message."""
-    fields = error_fields(exc)
-    sqlstate = fields.get("sqlstate")
-    return f"{fields['error']} (SQLSTATE {sqlstate})" if sqlstate else str(fields["error"])
-
-
 def handle_dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     name = "redis" if isinstance(exc, RedisError) else "database"
     logger.warning(
@@ -217,7 +193,18 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 
+def handle_bcrypt_busy(request: Request[Any, Any, Any], _exc: BcryptBusy) -> Response[ErrorBody]:
+    """The password threads are full: 503, try again in a moment (like any HTTP 503)."""
+    busy = HTTPException(
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        detail="too many logins in progress, retry shortly",
+        headers={"Retry-After": str(BCRYPT_BUSY_RETRY_AFTER_S)},
+    )
+    return handle_http(request, busy)
+
+
 exception_handlers: ExceptionHandlersMap = {
+    BcryptBusy: handle_bcrypt_busy,
     ValidationException: handle_validation,
     NotAuthorizedException: handle_unauthorized,
     HTTPException: handle_http,

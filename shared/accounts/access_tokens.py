@@ -1,10 +1,11 @@
-"""Access tokens by the RFC 9068 profile: what one says, and what a presented one must say. Pure.
+"""Access tokens by the RFC 9068 profile: what one says, what a presented one must say, and
+the issuer that signs them (``TokenIssuer``). The rules are pure.
 
 The JWKS is public so that other services can verify our tokens; a token therefore names who
 issued it (``iss``) and for whom (``aud``), and its header says what it is (``typ: at+jwt``),
 so an ID token or any other JWT signed with the same key is not taken for an access token.
 
-PyJWT checks the signature and the algorithm (``shared.auth``); every rule about the claims
+PyJWT checks the signature and the algorithm (``shared.http.auth``); every rule about the claims
 is here, checked against one clock, so the rules and their clock skew are stated once:
 
 - the header's ``typ`` is ``at+jwt`` (or ``application/at+jwt``, RFC 9068 §4);
@@ -21,11 +22,18 @@ PyJWT's own claim checks are off: its one ``leeway`` would stretch ``exp`` as we
 from __future__ import annotations
 
 import math
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import jwt
 from jwt.types import Options
+
+from shared.accounts.signing_keys import SigningKeys
+from shared.settings import Settings
 
 TOKEN_TYPE = "at+jwt"
 ACCEPTED_TOKEN_TYPES = frozenset({TOKEN_TYPE, "application/at+jwt"})
@@ -120,3 +128,29 @@ class AccessTokenPolicy:
         if isinstance(audience, str):
             return audience == self.audience
         return isinstance(audience, list) and self.audience in audience
+
+
+def access_token_policy(settings: Settings) -> AccessTokenPolicy:
+    return AccessTokenPolicy(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lifetime_s=settings.access_token_expire_minutes * 60,
+    )
+
+
+class TokenIssuer:
+    """Signs access tokens by the RFC 9068 profile; what POST /token depends on."""
+
+    def __init__(self, keys: SigningKeys, policy: AccessTokenPolicy) -> None:
+        self._keys = keys
+        self._policy = policy
+        kid = {"kid": keys.signing_kid} if keys.signing_kid else {}
+        self._header = {"typ": TOKEN_TYPE, **kid}
+        self.lifetime = timedelta(seconds=policy.lifetime_s)
+
+    def issue(self, user_id: int) -> str:
+        jti = secrets.token_urlsafe(JTI_BYTES)
+        claims = self._policy.claims(str(user_id), int(time.time()), jti)
+        return jwt.encode(
+            claims, key=self._keys.signing_key, algorithm=self._keys.algorithm, headers=self._header
+        )

@@ -1,6 +1,6 @@
 """The budgets a handler spends once it knows whose they are, counted in Redis, failing closed.
 
-The limiter middleware (``shared.rate_limit``) counts what a request alone tells: its address
+The limiter middleware (``shared.http.rate_limit``) counts what a request alone tells: its address
 and the form's username. Two budgets need what only a handler learns:
 
 - failed password checks per account (``PasswordGuesses``): /token knows the account from
@@ -31,7 +31,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.credentials import normalize_email
+from shared.accounts.credentials import normalize_email
 from shared.settings import DurationUnit
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ answer, whatever produced it, gets:
   Last-Modified), so ``no-cache`` would only add a copy on the client's disk. ``X-Cache`` on
   GET /orders/{id} is about the server's Redis, not HTTP caches; it needs nothing else.
 - ``Strict-Transport-Security`` (one year, subdomains) when the request came over HTTPS: the
-  scheme a trusted proxy reported in ``X-Forwarded-Proto`` (``shared.client_address``), or
+  scheme a trusted proxy reported in ``X-Forwarded-Proto`` (``shared.http.client_address``), or
   the connection's own. Never for a client that only claims HTTPS itself.
 
 What each route sends (API.md, "Cross-cutting"):
@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 from litestar.types import Message, Scope
 
-from shared.client_address import Network, forwarded_proto
+from shared.http.client_address import Network, forwarded_proto
 
 ONE_YEAR_S = 365 * 24 * 3600
 NOSNIFF = (b"x-content-type-options", b"nosniff")

@@ -26,7 +26,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.orders import OrderView
+from shared.orders.view import OrderView
 
 logger = logging.getLogger(__name__)
 

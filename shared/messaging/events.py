@@ -1,6 +1,6 @@
 """The ``new_order`` event: its schema (version 1) and its JSON wire format.
 
-The API stages it in the outbox (``shared.outbox``), the consumer decodes it; both read
+The API stages it in the outbox (``shared.messaging.outbox``), the consumer decodes it; both read
 this one definition.
 """
 

@@ -3,7 +3,8 @@
 A session is a login (a ``sessions`` row) and its family of refresh tokens. The password
 grant starts one, the refresh grant continues it (``features/refresh_session``), POST
 /token/revoke and a detected replay end it, and it ends by itself ``SESSION_MAX_DAYS`` after
-the login. Statements here never commit: the slice that calls them commits once.
+the login. Statements here run on the caller's connection, inside the transaction the slice
+opened (``db.begin()``), which commits once.
 
 Serialised per session: the refresh grant, a revoke and a replay's revoke each take the
 session's row lock before they read or change its state, and revoked is the session's state,
@@ -19,29 +20,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import msgspec
-from advanced_alchemy.types import DateTimeUTC
-from litestar.exceptions import NotAuthorizedException
 from sqlalchemy import Uuid, func, insert, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.auth import TokenIssuer
-from shared.credentials import EMAIL_MAX_LENGTH
-from shared.models import LoginSession, RefreshToken, User
-from shared.refresh_tokens import new_refresh_token, refresh_token_expiry, refresh_token_hash
-
-if TYPE_CHECKING:  # a type only: services.py names this module's types the same way
-    from shared.services import Services
+from shared.accounts.access_tokens import TokenIssuer
+from shared.accounts.credentials import EMAIL_MAX_LENGTH
+from shared.accounts.refresh_tokens import (
+    new_refresh_token,
+    refresh_token_expiry,
+    refresh_token_hash,
+)
+from shared.models import DateTimeUTC, LoginSession, RefreshToken, User
 
 GrantType = Literal["password", "refresh_token"]
-# Wrong password, unknown email, and any refresh token that cannot be used: one answer.
-LOGIN_REFUSED = "incorrect email or password"
-
-
-def login_refused() -> NotAuthorizedException:
-    return NotAuthorizedException(detail=LOGIN_REFUSED)
 
 
 class TokenForm(msgspec.Struct, frozen=True):
@@ -86,7 +80,7 @@ class SessionIssuer:
         self.refresh_lifetime = refresh_lifetime
         self.session_lifetime = session_lifetime
 
-    async def start(self, db_session: AsyncSession, user_id: int) -> TokenResponse | None:
+    async def start(self, conn: AsyncConnection, user_id: int) -> TokenResponse | None:
         """A new session and its first tokens (not committed); None if the user is gone.
 
         The user's row is read FOR KEY SHARE in the INSERT itself: an account deletion
@@ -96,7 +90,7 @@ class SessionIssuer:
         now = datetime.now(UTC)
         end = now + self.session_lifetime
         family_id = uuid.uuid4()
-        started = await db_session.scalar(
+        started = await conn.scalar(
             insert(LoginSession)
             .from_select(
                 ["id", "user_id", "started_at", "expires_at"],
@@ -113,11 +107,11 @@ class SessionIssuer:
         )
         if started is None:
             return None
-        return await self.issue(db_session, user_id, family_id, end, now)
+        return await self.issue(conn, user_id, family_id, end, now)
 
     async def issue(
         self,
-        db_session: AsyncSession,
+        conn: AsyncConnection,
         user_id: int,
         family_id: uuid.UUID,
         session_end: datetime,
@@ -128,7 +122,7 @@ class SessionIssuer:
         now = now or datetime.now(UTC)
         expires_at = refresh_token_expiry(now, self.refresh_lifetime, session_end)
         refresh_token = new_refresh_token()
-        await db_session.execute(
+        await conn.execute(
             insert(RefreshToken).values(
                 token_hash=refresh_token_hash(refresh_token),
                 family_id=family_id,
@@ -143,19 +137,21 @@ class SessionIssuer:
         )
 
 
-async def revoke_session(db_session: AsyncSession, family_id: uuid.UUID) -> None:
+async def revoke_session(conn: AsyncConnection, family_id: uuid.UUID) -> None:
     """End the session: no token of it works any more (not committed).
 
     The UPDATE takes the session's row lock, so it waits for a refresh in flight; that
     refresh's new token belongs to the session and is refused from the commit on.
     """
-    await db_session.execute(
+    await conn.execute(
         update(LoginSession)
         .where(LoginSession.id == family_id, LoginSession.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
 
 
-# A grant of POST /token other than the password grant: the form in, the session out.
-Grant = Callable[[TokenForm, AsyncSession, "Services"], Awaitable[TokenResponse]]
+# A grant of POST /token other than the password grant: the form in, the session out. The
+# composition root binds each grant to what it uses (functools.partial), so this is all the
+# token route needs to know of it.
+Grant = Callable[[TokenForm], Awaitable[TokenResponse]]
 Grants = Mapping[str, Grant]

@@ -8,15 +8,15 @@ race lose counts (measured: 13 % of requests uncounted with two processes). Ours
 atomic Redis script per request: a fixed window counter (``INCR``, expiry set on the first
 hit) that returns the count and the time left.
 
-The client is ``request.client``, which ``shared.client_address`` has already resolved
+The client is ``request.client``, which ``shared.http.client_address`` has already resolved
 from the TCP peer (and ``X-Forwarded-For`` only when the peer is a trusted proxy).
 
-Every budget keyed by address counts ``budget_subject`` of it (``shared.client_address``):
+Every budget keyed by address counts ``budget_subject`` of it (``shared.http.client_address``):
 an IPv6 client by its network (``RATE_LIMIT_IPV6_PREFIX``, a /64 by default), an IPv4-mapped
 address as its IPv4 address.
 
 Budgets, each under a key named where it is declared (``<prefix>ratelimit:<name>::…``):
-- every route but the ops paths (``shared.routes``): ``RATE_LIMIT`` requests per address,
+- every route but the ops paths (``shared.http.routes``): ``RATE_LIMIT`` requests per address,
   under ``api``;
 - a route that declares its own (``opt=own_rate_limit(name)``) counts against
   ``TOKEN_RATE_LIMIT`` under its name instead. /register (a bcrypt hash each), /token/revoke
@@ -28,7 +28,7 @@ Budgets, each under a key named where it is declared (``<prefix>ratelimit:<name>
   refused for the rest of the window, whichever account it tries next. The refresh grant
   guesses no password: it counts under ``api`` like any request.
 
-The budgets only a handler can key live in ``shared.budgets``: failed password checks per
+The budgets only a handler can key live in ``shared.http.budgets``: failed password checks per
 account (/token and DELETE /users/me) and refreshes per session.
 
 When Redis is unreachable, the general limiter lets requests through (fails open) and logs
@@ -56,9 +56,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from shared.budgets import LimiterUnavailable, account_subject
-from shared.client_address import budget_subject
-from shared.routes import ops_path_patterns
+from shared.http.budgets import LimiterUnavailable, account_subject
+from shared.http.client_address import budget_subject
+from shared.http.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import DurationUnit, Settings, parse_rate
 

@@ -1,0 +1,1 @@
+"""Alembic's migrations, and the database's admin tasks (``migrations.admin``)."""

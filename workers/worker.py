@@ -24,12 +24,9 @@ from typing import Any
 
 import uvloop
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
 from arq.cron import cron
-from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from prometheus_client import Counter, Gauge
-from redis.commands.core import AsyncScript
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
@@ -40,6 +37,7 @@ from shared.database import autocommit, create_engine
 from shared.errors import describe_error
 from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
+from shared.messaging.arq_mirror import BatchClaimWorker
 from shared.metrics import serve_metrics
 from shared.order_cache import OrderCache
 from shared.outbox import outbox_backlog, sweep_outbox
@@ -126,86 +124,6 @@ async def record_backlog(services: WorkerServices) -> None:
         logger.debug("backlog gauges not refreshed: %s", exc)
 
 
-# arq's claim on queued jobs, atomic per job as arq's WATCH/MULTI makes it: a job not running
-# anywhere (no in-progress key) and due (its score not in the future) is marked in progress
-# and its score returned; any other gets false. KEYS: the queue, then each job's in-progress
-# key; ARGV: now (ms), the lease (ms), then each job's id.
-_CLAIM_JOBS = """
-local now, lease = tonumber(ARGV[1]), ARGV[2]
-local claimed = {}
-for i = 2, #KEYS do
-    local score = false
-    if redis.call('EXISTS', KEYS[i]) == 0 then
-        local queued = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
-        if queued and tonumber(queued) <= now then
-            redis.call('PSETEX', KEYS[i], lease, '1')
-            score = queued
-        end
-    end
-    claimed[i - 1] = score
-end
-return claimed
-"""
-CLAIM_BATCH = 100  # jobs per script call: bounds how long one call holds Redis
-
-
-class OrderWorker(Worker):
-    """arq's worker, with a poll's Redis work cut from four round trips per job to one per poll.
-
-    arq leaves a running job in the queue until it ends, and every poll (``poll_delay``)
-    re-examines each queued id with WATCH, EXISTS and ZSCORE, then MULTI/PSETEX/EXEC to claim
-    it: four round trips per job per poll, whether it starts the job or finds it running. A
-    ``process_order`` job runs for 2 s, so that was a dozen round trips per order, most of the
-    worker's CPU (BENCHMARKS.md). Here a job this worker already runs (in ``self.tasks``) is
-    skipped without asking Redis, and the others are claimed together by one script that
-    applies arq's checks to each, atomically. The rest (the semaphore, the job counter,
-    ``run_job``) is arq's, unchanged.
-    """
-
-    _claim: AsyncScript | None = None
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        todo = [job_id.decode() for job_id in job_ids]
-        todo = [job_id for job_id in todo if job_id not in self.tasks]  # running here
-        for start in range(0, len(todo), CLAIM_BATCH):
-            if not await self._start_batch(todo[start : start + CLAIM_BATCH]):
-                return
-
-    async def _start_batch(self, job_ids: list[str]) -> bool:
-        """Claim and start what it can of ``job_ids``; False once ``max_jobs`` are running."""
-        batch: list[str] = []
-        full = False
-        for job_id in job_ids:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
-                full = True
-                break
-            self.job_counter += 1
-            batch.append(job_id)
-        if not batch:
-            return not full
-        if self._claim is None:
-            self._claim = self.pool.register_script(_CLAIM_JOBS)
-        try:
-            scores = await self._claim(
-                keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)],
-                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), *batch],
-            )
-        except BaseException:
-            for _ in batch:
-                self._release_sem_dec_counter_on_complete()
-            raise
-        for job_id, score in zip(batch, scores, strict=True):
-            if score is None:  # running elsewhere, finished, or deferred by a retry
-                self._release_sem_dec_counter_on_complete()
-                continue
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
-        return not full
-
-
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """arq ``Worker`` arguments from our settings (everything but the Redis client)."""
     return {
@@ -260,7 +178,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "keep_result": KEEP_RESULT_S,
         "job_completion_wait": JOB_COMPLETION_WAIT_S,
         # arq's default is 0.5 s: up to that long between a job's enqueue and its start. A poll
-        # costs one ZRANGEBYSCORE (the claims are batched, running jobs skipped: OrderWorker).
+        # costs one ZRANGEBYSCORE (the claims are batched, running jobs skipped: BatchClaimWorker).
         "poll_delay": POLL_DELAY_S,
         "health_check_interval": 60,
         "job_serializer": serialize_job,
@@ -272,7 +190,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for ``settings``; ``overrides`` are passed to ``Worker`` (tests use them)."""
     # arq's bookkeeping and the cache share one pool: a connection per running job, and some.
     redis = create_arq_redis(settings, max_connections=settings.worker_max_jobs + 16)
-    return OrderWorker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
+    return BatchClaimWorker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ from features.reconcile_orders.queries import (
     count_failing_orders,
     oldest_failing_orders,
 )
+from features.sweep_outbox.queries import outbox_backlog
 from shared.database import create_engine
 from shared.jobs import deserialize_job
 from shared.messaging.arq_mirror import RESULT_KEYS, in_progress_key
-from shared.outbox import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 

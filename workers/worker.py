@@ -2,9 +2,9 @@
 and purges ended sessions every hour.
 
 This module only wires arq to the jobs: the use cases are ``features/process_order/``,
-``features/reconcile_orders/`` and ``features/purge_sessions/``; here are their arq options,
-the outbox sweep's tick (the sweep itself is ``shared.outbox``: infrastructure, the relay's
-safety net), and the process's connections.
+``features/sweep_outbox/``, ``features/reconcile_orders/`` and ``features/purge_sessions/``;
+here are their arq options and ticks, and the process's connections. The arq worker itself
+is ``shared.messaging.arq_mirror.BatchClaimWorker`` (arq's, with a cheaper poll).
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
 ``create_worker(settings, handle_signals=False, ...)`` and run it as a task.
@@ -26,21 +26,18 @@ import uvloop
 from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Worker, func
-from prometheus_client import Counter, Gauge
-from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
 from features.purge_sessions.job import purge_sessions_job
 from features.reconcile_orders.job import reconcile_job
+from features.sweep_outbox.job import sweep_outbox_job
 from shared.bus import EventBus
 from shared.database import autocommit, create_engine
-from shared.errors import describe_error
 from shared.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
 from shared.logs import configure_logging
 from shared.messaging.arq_mirror import BatchClaimWorker
 from shared.metrics import serve_metrics
 from shared.order_cache import OrderCache
-from shared.outbox import outbox_backlog, sweep_outbox
 from shared.services import WorkerServices
 from shared.settings import Settings, load_settings
 
@@ -52,15 +49,9 @@ JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kube
 # Long enough that a redelivered event finds the result and makes no second job; after it
 # expires a late duplicate runs again and finds processed_at already set.
 KEEP_RESULT_S = 3600
-SWEEP_BATCH = 500
-SWEEP_BUDGET_S = 20.0  # keep sweeping full batches for this long per tick, then yield
 SWEEP_TIMEOUT_S = 60
 RECONCILE_TIMEOUT_S = 60
 PURGE_SESSIONS_TIMEOUT_S = 300
-
-OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
-OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
-JOB_QUEUE_DEPTH = Gauge("orders_job_queue_depth", "arq jobs waiting in the queue (last sweep)")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -89,39 +80,6 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if services is not None:
         await services.bus.stop()
         await services.engine.dispose()
-
-
-async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
-    """Publish events the API could not; full batches repeat until the backlog is gone."""
-    services: WorkerServices = ctx["services"]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SWEEP_BUDGET_S
-    total = 0
-    while True:
-        try:
-            published = await sweep_outbox(
-                services.bus,
-                services.engine,
-                older_than_s=services.settings.outbox_sweep_age_s,
-                batch=SWEEP_BATCH,
-            )
-        except (SQLAlchemyError, OSError) as exc:
-            logger.warning("outbox sweep skipped: %s", describe_error(exc))
-            return total
-        total += published
-        OUTBOX_SWEPT.inc(published)
-        if published < SWEEP_BATCH or loop.time() > deadline:
-            await record_backlog(services)
-            return total
-
-
-async def record_backlog(services: WorkerServices) -> None:
-    """Refresh the backlog gauges once per sweep (cheap: a partial-index count and a ZCARD)."""
-    try:
-        OUTBOX_BACKLOG.set(await outbox_backlog(services.engine))
-        JOB_QUEUE_DEPTH.set(await services.redis.zcard(services.settings.arq_queue))
-    except Exception as exc:  # noqa: BLE001 - gauges are best effort
-        logger.debug("backlog gauges not refreshed: %s", exc)
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

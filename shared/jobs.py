@@ -23,7 +23,7 @@ from shared.metrics import JOBS
 from shared.redis import create_redis
 from shared.settings import Settings
 
-logger = logging.getLogger("workers.jobs")  # its name before it moved here: log queries match it
+logger = logging.getLogger(__name__)
 
 PROCESS_ORDER = "process_order"
 

@@ -34,7 +34,7 @@ from shared.errors import describe_error
 from shared.events import NewOrderEvent, encode_event
 from shared.models import OutboxEvent
 
-logger = logging.getLogger("shared.events")  # its name before it moved here: log queries match it
+logger = logging.getLogger(__name__)
 
 
 def new_order_event(

@@ -19,7 +19,6 @@ idempotent by order id, so running a job twice is harmless.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import uvloop
@@ -40,8 +39,6 @@ from shared.metrics import serve_metrics
 from shared.order_cache import OrderCache
 from shared.services import WorkerServices
 from shared.settings import Settings, load_settings
-
-logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
 
 JOB_TIMEOUT_S = 30
 POLL_DELAY_S = 0.1

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,25 +26,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import NEW_ORDER, EventBus
+from shared.bus import EventBus
 from shared.database import autocommit
 from shared.errors import describe_error
-from shared.events import NewOrderEvent, encode_event
+from shared.events import NEW_ORDER, NewOrderEvent, encode_event
 from shared.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
-
-
-def new_order_event(
-    *, order_id: uuid.UUID, user_id: int, total_price: Decimal, created_at: datetime
-) -> NewOrderEvent:
-    return NewOrderEvent(
-        event_id=uuid.uuid4(),
-        order_id=order_id,
-        user_id=user_id,
-        total_price=total_price,
-        created_at=created_at,
-    )
 
 
 def staging(order_id: ColumnElement[uuid.UUID]) -> Insert:

@@ -31,7 +31,6 @@ from shared.orders.status import (
     StatusMoveRefused,
     allowed_transitions,
     check_move,
-    is_final,
     statuses_that_can_move_to,
 )
 from shared.orders.view import (
@@ -66,7 +65,6 @@ __all__ = [
     "computed_total",
     "find_own_order",
     "has_cents_at_most",
-    "is_final",
     "order_view",
     "parse_amount",
     "request_fingerprint",

@@ -1,7 +1,7 @@
 """The ``new_order`` event: its schema (version 1) and its JSON wire format.
 
-The API stages it in the outbox (``shared.outbox``), the consumer decodes it; both read
-this one definition.
+POST /orders builds it (``new_order_event``) and stages it in the outbox with the order
+(``shared.outbox``), the consumer decodes it; both read this one definition.
 """
 
 from __future__ import annotations

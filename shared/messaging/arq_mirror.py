@@ -9,8 +9,8 @@ Each part says which arq behaviour it reproduces:
 
 - **Key layout** (``arq.constants``): a job's record under ``arq:job:<id>``, its result under
   ``arq:result:<id>``, its running mark under ``arq:in-progress:<id>``; the queue is a sorted
-  set of job ids scored by when they are due (ms). ``job_key`` and friends; nothing else
-  spells a key.
+  set of job ids scored by when they are due (ms). ``job_key`` and friends; no other product
+  module spells a key (tests and the tools' clean-ups check or sweep them by name).
 - **The records** (``arq.jobs.serialize_job`` / ``serialize_result``): ``JobRecord``, the
   dicts arq writes, field for field, so our JSON serializer can refuse anything else.
 - **Enqueue** (``ArqRedis.enqueue_job``): no job and no result under the id, then the record

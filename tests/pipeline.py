@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.create_order.queries import insert_order
-from shared.messaging.events import NewOrderEvent
+from shared.messaging.events import NewOrderEvent, new_order_event
 from shared.models import Order, User
 from shared.orders.items import OrderItem
 from shared.settings import Settings
@@ -71,16 +71,16 @@ def order_factory(engine: AsyncEngine) -> OrderFactory:
                 .returning(User.id)
             )
             assert user_id is not None
+            event = new_order_event(user_id=user_id, total_price=Decimal("1.00"))
             inserted = await insert_order(  # POST /orders' own statement: order and event
                 conn,
-                user_id=user_id,
+                event,
                 items=[OrderItem(name="A", quantity=1, price=Decimal("1.00"))],
-                total=Decimal("1.00"),
                 idempotency_key=None,
                 fingerprint=None,
             )
             assert inserted is not None
-            return inserted[1]
+            return event
 
     return make
 

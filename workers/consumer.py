@@ -43,7 +43,9 @@ from shared.messaging.jobs import create_arq_redis, enqueue_process_order
 from shared.metrics import serve_metrics
 from shared.settings import Settings, load_settings
 
-logger = logging.getLogger("workers.consumer")  # not __name__: under `python -m` that is __main__
+# The module's name however it runs: under `python -m workers.consumer` __name__ is
+# "__main__", the spec's name is still "workers.consumer".
+logger = logging.getLogger(__spec__.name)
 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 5.0

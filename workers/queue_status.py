@@ -12,7 +12,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import DeserializationError, JobResult, deserialize_result
 from redis.asyncio import Redis
 
@@ -22,9 +21,10 @@ from features.reconcile_orders.queries import (
     count_failing_orders,
     oldest_failing_orders,
 )
+from features.sweep_outbox.queries import outbox_backlog
 from shared.db import Database, create_engine
+from shared.messaging.arq_mirror import RESULT_KEYS, in_progress_key
 from shared.messaging.jobs import deserialize_job
-from shared.messaging.outbox import outbox_backlog
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 
@@ -49,8 +49,9 @@ async def queue_report(settings: Settings, redis: Redis, db: Database) -> QueueR
     async with db.connect() as conn:
         failing_orders = await count_failing_orders(conn)
         oldest_failing = await oldest_failing_orders(conn, SHOWN_FAILURES)
+        backlog = await outbox_backlog(conn)
     report = QueueReport(
-        outbox_backlog=await outbox_backlog(db.engine),
+        outbox_backlog=backlog,
         failing_orders=failing_orders,
         oldest_failing=oldest_failing,
     )
@@ -61,14 +62,14 @@ async def queue_report(settings: Settings, redis: Redis, db: Database) -> QueueR
         settings.arq_queue, 0, -1, withscores=True
     )
     for job_id, score in entries:
-        if await redis.exists(in_progress_key_prefix + job_id.decode()):
+        if await redis.exists(in_progress_key(job_id.decode())):
             report.running.append(job_id.decode())
         elif score > now_ms:
             report.deferred += 1
         else:
             report.queued += 1
     seen = 0
-    async for key in redis.scan_iter(match=f"{result_key_prefix}*", count=1000):
+    async for key in redis.scan_iter(match=RESULT_KEYS, count=1000):
         seen += 1
         if seen > RESULT_SCAN_LIMIT:
             break

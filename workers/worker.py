@@ -2,10 +2,9 @@
 and purges ended sessions every hour.
 
 This module only wires arq to the jobs: the use cases are ``features/process_order/``,
-``features/reconcile_orders/`` and ``features/purge_sessions/``; here are their arq options,
-the outbox sweep's tick (the sweep itself is ``shared.messaging.outbox``: infrastructure, the
-relay's
-safety net), and the process's connections.
+``features/sweep_outbox/``, ``features/reconcile_orders/`` and ``features/purge_sessions/``;
+here are their arq options and ticks, and the process's connections. The arq worker itself
+is ``shared.messaging.arq_mirror.BatchClaimWorker`` (arq's, with a cheaper poll).
 
 Run with ``python -m workers.worker`` (``just worker``); tests build one with
 ``create_worker(settings, handle_signals=False, ...)`` and run it as a task.
@@ -20,33 +19,26 @@ idempotent by order id, so running a job twice is harmless.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import uvloop
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
 from arq.cron import cron
-from arq.utils import timestamp_ms
 from arq.worker import Worker, func
-from prometheus_client import Counter, Gauge
-from redis.commands.core import AsyncScript
-from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.job import process_order
 from features.purge_sessions.job import purge_sessions_job
 from features.reconcile_orders.job import reconcile_job
+from features.sweep_outbox.job import sweep_outbox_job
 from shared.db import Database, create_engine
-from shared.logs import configure_logging, describe_error
+from shared.logs import configure_logging
+from shared.messaging.arq_mirror import BatchClaimWorker
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
-from shared.messaging.outbox import outbox_backlog, sweep_outbox
 from shared.metrics import serve_metrics
 from shared.orders.cache import OrderCache
 from shared.services import WorkerServices
 from shared.settings import Settings, load_settings
-
-logger = logging.getLogger("workers.worker")  # not __name__: under `python -m` that is __main__
 
 JOB_TIMEOUT_S = 30
 POLL_DELAY_S = 0.1
@@ -54,15 +46,9 @@ JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kube
 # Long enough that a redelivered event finds the result and makes no second job; after it
 # expires a late duplicate runs again and finds processed_at already set.
 KEEP_RESULT_S = 3600
-SWEEP_BATCH = 500
-SWEEP_BUDGET_S = 20.0  # keep sweeping full batches for this long per tick, then yield
 SWEEP_TIMEOUT_S = 60
 RECONCILE_TIMEOUT_S = 60
 PURGE_SESSIONS_TIMEOUT_S = 300
-
-OUTBOX_SWEPT = Counter("orders_outbox_swept_total", "outbox events published by the sweeper")
-OUTBOX_BACKLOG = Gauge("orders_outbox_backlog", "outbox events not yet published (last sweep)")
-JOB_QUEUE_DEPTH = Gauge("orders_job_queue_depth", "arq jobs waiting in the queue (last sweep)")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -91,119 +77,6 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if services is not None:
         await services.bus.stop()
         await services.db.dispose()
-
-
-async def sweep_outbox_job(ctx: dict[str, Any]) -> int:
-    """Publish events the API could not; full batches repeat until the backlog is gone."""
-    services: WorkerServices = ctx["services"]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SWEEP_BUDGET_S
-    total = 0
-    while True:
-        try:
-            published = await sweep_outbox(
-                services.bus,
-                services.db.engine,
-                older_than_s=services.settings.outbox_sweep_age_s,
-                batch=SWEEP_BATCH,
-            )
-        except (SQLAlchemyError, OSError) as exc:
-            logger.warning("outbox sweep skipped: %s", describe_error(exc))
-            return total
-        total += published
-        OUTBOX_SWEPT.inc(published)
-        if published < SWEEP_BATCH or loop.time() > deadline:
-            await record_backlog(services)
-            return total
-
-
-async def record_backlog(services: WorkerServices) -> None:
-    """Refresh the backlog gauges once per sweep (cheap: a partial-index count and a ZCARD)."""
-    try:
-        OUTBOX_BACKLOG.set(await outbox_backlog(services.db.engine))
-        JOB_QUEUE_DEPTH.set(await services.redis.zcard(services.settings.arq_queue))
-    except Exception as exc:  # noqa: BLE001 - gauges are best effort
-        logger.debug("backlog gauges not refreshed: %s", exc)
-
-
-# arq's claim on queued jobs, atomic per job as arq's WATCH/MULTI makes it: a job not running
-# anywhere (no in-progress key) and due (its score not in the future) is marked in progress
-# and its score returned; any other gets false. KEYS: the queue, then each job's in-progress
-# key; ARGV: now (ms), the lease (ms), then each job's id.
-_CLAIM_JOBS = """
-local now, lease = tonumber(ARGV[1]), ARGV[2]
-local claimed = {}
-for i = 2, #KEYS do
-    local score = false
-    if redis.call('EXISTS', KEYS[i]) == 0 then
-        local queued = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
-        if queued and tonumber(queued) <= now then
-            redis.call('PSETEX', KEYS[i], lease, '1')
-            score = queued
-        end
-    end
-    claimed[i - 1] = score
-end
-return claimed
-"""
-CLAIM_BATCH = 100  # jobs per script call: bounds how long one call holds Redis
-
-
-class OrderWorker(Worker):
-    """arq's worker, with a poll's Redis work cut from four round trips per job to one per poll.
-
-    arq leaves a running job in the queue until it ends, and every poll (``poll_delay``)
-    re-examines each queued id with WATCH, EXISTS and ZSCORE, then MULTI/PSETEX/EXEC to claim
-    it: four round trips per job per poll, whether it starts the job or finds it running. A
-    ``process_order`` job runs for 2 s, so that was a dozen round trips per order, most of the
-    worker's CPU (BENCHMARKS.md). Here a job this worker already runs (in ``self.tasks``) is
-    skipped without asking Redis, and the others are claimed together by one script that
-    applies arq's checks to each, atomically. The rest (the semaphore, the job counter,
-    ``run_job``) is arq's, unchanged.
-    """
-
-    _claim: AsyncScript | None = None
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        todo = [job_id.decode() for job_id in job_ids]
-        todo = [job_id for job_id in todo if job_id not in self.tasks]  # running here
-        for start in range(0, len(todo), CLAIM_BATCH):
-            if not await self._start_batch(todo[start : start + CLAIM_BATCH]):
-                return
-
-    async def _start_batch(self, job_ids: list[str]) -> bool:
-        """Claim and start what it can of ``job_ids``; False once ``max_jobs`` are running."""
-        batch: list[str] = []
-        full = False
-        for job_id in job_ids:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
-                full = True
-                break
-            self.job_counter += 1
-            batch.append(job_id)
-        if not batch:
-            return not full
-        if self._claim is None:
-            self._claim = self.pool.register_script(_CLAIM_JOBS)
-        try:
-            scores = await self._claim(
-                keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)],
-                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), *batch],
-            )
-        except BaseException:
-            for _ in batch:
-                self._release_sem_dec_counter_on_complete()
-            raise
-        for job_id, score in zip(batch, scores, strict=True):
-            if score is None:  # running elsewhere, finished, or deferred by a retry
-                self._release_sem_dec_counter_on_complete()
-                continue
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
-        return not full
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -260,7 +133,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "keep_result": KEEP_RESULT_S,
         "job_completion_wait": JOB_COMPLETION_WAIT_S,
         # arq's default is 0.5 s: up to that long between a job's enqueue and its start. A poll
-        # costs one ZRANGEBYSCORE (the claims are batched, running jobs skipped: OrderWorker).
+        # costs one ZRANGEBYSCORE (the claims are batched, running jobs skipped: BatchClaimWorker).
         "poll_delay": POLL_DELAY_S,
         "health_check_interval": 60,
         "job_serializer": serialize_job,
@@ -272,7 +145,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for ``settings``; ``overrides`` are passed to ``Worker`` (tests use them)."""
     # arq's bookkeeping and the cache share one pool: a connection per running job, and some.
     redis = create_arq_redis(settings, max_connections=settings.worker_max_jobs + 16)
-    return OrderWorker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
+    return BatchClaimWorker(**{**worker_settings(settings), "redis_pool": redis, **overrides})
 
 
 def main() -> None:

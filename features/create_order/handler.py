@@ -1,4 +1,5 @@
-"""POST /orders: validate, insert the order and its event in one transaction, publish, cache.
+"""POST /orders: validate, build the order's event, insert the order with it in one statement
+(or transaction), publish the event after the commit, cache the order.
 
 With an ``Idempotency-Key`` a retried request gets the first order back (same id, no second
 order, no second event); the same key with a different body is a 422.
@@ -27,11 +28,11 @@ from features.create_order.schemas import (
     MAX_IDEMPOTENCY_KEY,
     NO_NUL_PATTERN,
     CreateOrderRequest,
-    checked_total,
-    order_items,
+    checked_order,
 )
 from shared.http.auth import CurrentUser
 from shared.http.errors import UnprocessableEntity, error_responses
+from shared.messaging.events import new_order_event
 from shared.orders.money import request_fingerprint
 from shared.orders.view import OrderView, order_view
 from shared.services import Services
@@ -62,8 +63,7 @@ async def create_order(
     services: NamedDependency[Services],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[OrderView]:
-    total = checked_total(data)
-    items = order_items(data.items)
+    items, total = checked_order(data)
     fingerprint = request_fingerprint(items, total) if idempotency_key else None
     # Without a key the order is one statement (its outbox row included), atomic alone: no
     # transaction round trips. With one, the look-ups and the insert share a transaction.
@@ -75,15 +75,15 @@ async def create_order(
                 if replay is not None:
                     return _created(order_view(replay))
                 await release_expired_key(conn, current_user.id, idempotency_key)
-            inserted = await insert_order(
+            event = new_order_event(user_id=current_user.id, total_price=total)
+            row = await insert_order(
                 conn,
-                user_id=current_user.id,
+                event,
                 items=items,
-                total=total,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
             )
-            if inserted is None:
+            if row is None:
                 # A concurrent request with the same key committed first: ON CONFLICT waited
                 # for it, so (read committed) the next statement sees its order.
                 replay = await _replay(conn, current_user.id, idempotency_key, fingerprint)
@@ -94,7 +94,6 @@ async def create_order(
                 return _created(order_view(replay))
     except IntegrityError as exc:  # the user was deleted after the token was checked
         raise NotAuthorizedException("user no longer exists") from exc
-    row, event = inserted
     view = order_view(row)
     logger.info("order created", extra={"order_id": str(view.id)})
     services.outbox_relay.submit(event)  # publish after the commit, off the request path

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Row, bindparam, func, select, text, update
@@ -12,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.messaging.events import NewOrderEvent
-from shared.messaging.outbox import new_order_event, staged_values, staging
+from shared.messaging.outbox import staged_values, staging
 from shared.models import Order, OrderStatus
 from shared.orders.items import OrderItem
 from shared.orders.money import CENT
@@ -53,40 +50,33 @@ _new_order = (
         index_where=Order.idempotency_key.is_not(None),
     )
     .returning(*ORDER_VIEW_COLUMNS)
-    .cte("new_order")
+    .cte("inserted")
 )
 _INSERT_ORDER = select(*_new_order.c).add_cte(staging(_new_order.c.id).cte("staged"))
 
 
 async def insert_order(
     conn: AsyncConnection,
+    event: NewOrderEvent,
     *,
-    user_id: int,
     items: list[OrderItem],
-    total: Decimal,
     idempotency_key: str | None,
     fingerprint: bytes | None,
-) -> tuple[Row[Any], NewOrderEvent] | None:
-    """The new order's row and its staged event; None when the same user's same key won the
-    race (ON CONFLICT: no order, no event)."""
-    event = new_order_event(
-        order_id=uuid.uuid4(),
-        user_id=user_id,
-        total_price=total.quantize(CENT),
-        created_at=datetime.now(UTC),
-    )
+) -> Row[Any] | None:
+    """Insert the order ``event`` announces (its id, owner, total and time) and stage the event;
+    the new order's row, or None when the same user's same key won the race (ON CONFLICT: no
+    order, no event)."""
     values = {
         "new_id": event.order_id,
-        "owner_id": user_id,
+        "owner_id": event.user_id,
         "new_items": items_to_json(items),
-        "new_total": total,
+        "new_total": event.total_price,
         "new_at": event.created_at,
         "new_key": idempotency_key,
         "new_fingerprint": fingerprint,
         **staged_values(event),
     }
-    row = (await conn.execute(_INSERT_ORDER, values)).one_or_none()
-    return None if row is None else (row, event)
+    return (await conn.execute(_INSERT_ORDER, values)).one_or_none()
 
 
 async def find_by_idempotency_key(

@@ -55,7 +55,8 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True):
     ]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000, examples=[2])]
     # A JSON number (already exact: shared/http/exact_json.py) or string, parsed by the domain:
-    # typed as Decimal, msgspec would parse strings itself, "1_000" and " 1 " included.
+    # typed as Decimal, msgspec would parse strings itself, "1_000" and " 1 " included. Once
+    # decoded it holds the parsed Decimal (``__post_init__``): a price is parsed once.
     price: Annotated[
         Any,
         msgspec.Meta(
@@ -72,11 +73,7 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("`name` must not contain NUL characters")
         with _as_invalid_field():
             check_price(price)
-
-    @property
-    def amount(self) -> Decimal:
-        """The price as the exact Decimal the client sent (valid: __post_init__ checked it)."""
-        return parse_amount(self.price, field="price")
+        msgspec.structs.force_setattr(self, "price", price)
 
 
 class CreateOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,24 +92,17 @@ class CreateOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     ) = None
 
     def __post_init__(self) -> None:
-        if self.total_price is not None:
-            _amount(self.total_price, "total_price", "decimal | null")
-
-    @property
-    def sent_total(self) -> Decimal | None:
-        if self.total_price is None:
-            return None
-        return parse_amount(self.total_price, field="total_price")
+        if self.total_price is not None:  # parsed once, as NewItem.price is
+            total = _amount(self.total_price, "total_price", "decimal | null")
+            msgspec.structs.force_setattr(self, "total_price", total)
 
 
-def order_items(items: list[NewItem]) -> list[OrderItem]:
-    return [OrderItem(name=i.name, quantity=i.quantity, price=i.amount) for i in items]
-
-
-def checked_total(request: CreateOrderRequest) -> Decimal:
-    """The domain's total check; a refusal is a 422 naming ``total_price``."""
+def checked_order(request: CreateOrderRequest) -> tuple[list[OrderItem], Decimal]:
+    """The order's items and their total, by the domain's rules (the prices and the sent
+    total were parsed while decoding); a refusal is a 422 naming ``total_price``."""
+    items = [OrderItem(name=i.name, quantity=i.quantity, price=i.price) for i in request.items]
     try:
-        return total_of_items(order_items(request.items), request.sent_total)
+        return items, total_of_items(items, request.total_price)
     except OrderRuleError as exc:
         raise UnprocessableEntity(exc.message, field=exc.field) from exc
 

@@ -22,9 +22,7 @@ from shared.metrics import JOBS
 from shared.orders.view import order_view
 from shared.services import WorkerServices
 
-# The worker's name, not __name__: operators, the chaos check and the tests read the
-# `Order <id> processed` lines under it.
-logger = logging.getLogger("workers.worker")
+logger = logging.getLogger(__name__)
 
 RETRY_MAX_DEFER_S = 60
 

@@ -19,7 +19,8 @@ Safe with several workers: the claim is one UPDATE over ``FOR UPDATE SKIP LOCKED
 moves their ``reconcile_next_at`` forward and commits before Redis is touched, so two
 reconcilers never hold the same order, no row lock is held across Redis calls, and one that
 dies mid-way delays its orders by ``RECONCILE_AFTER_S`` at most. A live job is never doubled:
-whether it is live is read and its leftovers removed in one Lua script (atomic in Redis), and
+whether it is live is read and its leftovers removed in one Lua script (atomic in Redis:
+``shared.messaging.arq_mirror.job_state``), and
 arq's own enqueue refuses the id if a job appeared since. A job that finishes between the
 claim and the look is caught by re-reading ``processed_at`` after the look. Nothing to do
 costs one index scan over the unprocessed orders only (``ix_orders_unprocessed``; plan in
@@ -34,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from prometheus_client import Counter, Gauge
 
 from features.reconcile_orders.queries import (
@@ -45,14 +45,12 @@ from features.reconcile_orders.queries import (
 )
 from shared.db import Database
 from shared.logs import describe_error, error_fields
+from shared.messaging.arq_mirror import FAILED, LIVE, LOST, job_state
 from shared.messaging.jobs import enqueue_process_order, process_order_job_id
 from shared.services import WorkerServices
 from shared.settings import Settings
 
-# The name it has always logged under: log queries and alerts match it.
 logger = logging.getLogger(__name__)
-
-LOST, FAILED = "lost", "failed"  # why a job was enqueued again (the metric's label)
 
 RECONCILER_REENQUEUED = Counter(
     "orders_reconciler_reenqueued_total",
@@ -63,25 +61,6 @@ RECONCILER_FAILING = Gauge(
     "orders_reconciler_failing",
     "unprocessed orders whose job the reconciler had to enqueue again (last run)",
 )
-
-# KEYS: the queue (zset), the job, in-progress and result keys; ARGV[1]: the job id;
-# ARGV[2]: '1' to remove the leftovers, '0' to only look. Live means queued (deferred retries
-# included: still in the zset) or running. The leftovers that make arq refuse the id are a
-# stored result, or a job key whose queue entry is gone (arq would never run it). Returns
-# 'live', 'failed' (a result was left) or 'lost'.
-_JOB_STATE = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('EXISTS', KEYS[3]) == 1 then
-    return 'live'
-end
-local had_result = redis.call('EXISTS', KEYS[4]) == 1
-if ARGV[2] == '1' then
-    redis.call('DEL', KEYS[2], KEYS[4])
-end
-if had_result then
-    return 'failed'
-end
-return 'lost'
-"""
 
 
 def reenqueued_counts_key(settings: Settings) -> str:
@@ -98,13 +77,12 @@ class Outcome:
 
 
 class Reconciler:
-    """One worker's reconciler: its database, arq's Redis client, and the Lua script."""
+    """One worker's reconciler: its database and arq's Redis client."""
 
     def __init__(self, settings: Settings, db: Database, arq: ArqRedis) -> None:
         self._settings = settings
         self._db = db
         self._arq = arq
-        self._state = arq.register_script(_JOB_STATE)
         self.counts_key = reenqueued_counts_key(settings)
 
     async def run(self) -> Outcome:
@@ -118,17 +96,17 @@ class Reconciler:
         states = {order_id: await self._job_state(order_id, clear=False) for order_id in claimed}
         # Read after the look: a job that finished since the claim left a result, and its
         # order is processed by now; only orders still unprocessed are touched.
-        gone = [order_id for order_id, state in states.items() if state != "live"]
+        gone = [order_id for order_id, state in states.items() if state != LIVE]
         pending: set[uuid.UUID] = set()
         if gone:
             async with self._db.connect() as conn:
                 pending = await still_unprocessed(conn, gone)
         enqueued: list[uuid.UUID] = []
         for order_id in claimed:
-            reason = "live"
+            reason = LIVE
             if order_id in pending:
                 reason = await self._job_state(order_id, clear=True)
-            if reason != "live" and await enqueue_process_order(
+            if reason != LIVE and await enqueue_process_order(
                 self._arq, self._settings.arq_queue, str(order_id)
             ):
                 enqueued.append(order_id)
@@ -150,17 +128,9 @@ class Reconciler:
         return outcome
 
     async def _job_state(self, order_id: uuid.UUID, *, clear: bool) -> str:
-        job_id = process_order_job_id(order_id)
-        state = await self._state(
-            keys=[
-                self._settings.arq_queue,
-                job_key_prefix + job_id,
-                in_progress_key_prefix + job_id,
-                result_key_prefix + job_id,
-            ],
-            args=[job_id, "1" if clear else "0"],
+        return await job_state(
+            self._arq, self._settings.arq_queue, process_order_job_id(order_id), clear=clear
         )
-        return state.decode() if isinstance(state, bytes) else str(state)
 
 
 MAX_BATCHES_PER_RUN = 20  # a backlog drains batch by batch within one run, then yields

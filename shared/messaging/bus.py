@@ -29,11 +29,11 @@ from aio_pika.abc import (
 )
 from aio_pika.connection import make_url
 
+from shared.messaging.events import NEW_ORDER
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-NEW_ORDER = "new_order"
 CONNECT_TIMEOUT_S = 5.0
 PUBLISH_TIMEOUT_S = 5.0
 # How long a robust connection waits between reconnect attempts after losing the broker.

@@ -1,9 +1,10 @@
-"""The transactional outbox for ``new_order`` events: stage, relay, mark sent, sweep.
+"""The transactional outbox for ``new_order`` events: stage, relay, mark sent.
 
 ``staging`` adds the outbox row in the order's own statement; after the commit
 ``OutboxRelay`` publishes it with publisher confirms and marks it sent. If that fails (the
-broker is down, the process dies) the row stays unsent and ``sweep_outbox`` publishes it
-later. Delivery is therefore at least once; consumers dedupe by order id.
+broker is down, the process dies) the row stays unsent and the worker's sweep
+(``features/sweep_outbox/``) publishes it later. Delivery is therefore at least once;
+consumers dedupe by order id.
 """
 
 from __future__ import annotations
@@ -11,32 +12,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
-from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Insert, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import autocommit
 from shared.logs import describe_error
-from shared.messaging.bus import NEW_ORDER, EventBus
-from shared.messaging.events import NewOrderEvent, encode_event
+from shared.messaging.bus import EventBus
+from shared.messaging.events import NEW_ORDER, NewOrderEvent, encode_event
 from shared.models import OutboxEvent
 
-# its name before it moved here: log queries match it
-logger = logging.getLogger("shared.events")
-
-
-def new_order_event(
-    *, order_id: uuid.UUID, user_id: int, total_price: Decimal, created_at: datetime
-) -> NewOrderEvent:
-    return NewOrderEvent(
-        event_id=uuid.uuid4(),
-        order_id=order_id,
-        user_id=user_id,
-        total_price=total_price,
-        created_at=created_at,
-    )
+logger = logging.getLogger(__name__)
 
 
 def staging(order_id: ColumnElement[uuid.UUID]) -> Insert:
@@ -72,85 +68,21 @@ async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:
     return True
 
 
+def marking_sent(event_ids: list[uuid.UUID]) -> Update:
+    """The rows are published: the relay and the sweep (features/sweep_outbox) both say so."""
+    return (
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.sent_at.is_(None))
+        .values(sent_at=func.now())
+    )
+
+
 async def mark_sent(engine: AsyncEngine, event_ids: list[uuid.UUID]) -> None:
     try:
         async with autocommit(engine).connect() as conn:  # one statement: atomic alone
-            await conn.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_(event_ids), OutboxEvent.sent_at.is_(None))
-                .values(sent_at=func.now())
-            )
+            await conn.execute(marking_sent(event_ids))
     except Exception as exc:  # noqa: BLE001 - published twice at worst; consumers dedupe
         logger.warning("could not mark outbox rows sent: %s", describe_error(exc))
-
-
-async def sweep_outbox(
-    bus: EventBus, engine: AsyncEngine, *, older_than_s: float = 5.0, batch: int = 500
-) -> int:
-    """Publish unsent rows older than ``older_than_s``; returns how many were published.
-
-    ``FOR UPDATE SKIP LOCKED`` lets several sweepers run without publishing a row twice at
-    the same time; the age threshold leaves fresh rows to the request that created them.
-    A batch is published concurrently (confirms are pipelined on the channel), so a backlog
-    left by an outage drains at the broker's pace, not one round trip per row. While the bus
-    is down nothing is locked or touched.
-    """
-    if not bus.ready:
-        return 0
-    async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                select(OutboxEvent.id, OutboxEvent.order_id, OutboxEvent.payload)
-                .where(
-                    OutboxEvent.sent_at.is_(None),
-                    OutboxEvent.created_at
-                    < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s),
-                )
-                .order_by(OutboxEvent.created_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if not rows:
-            return 0
-        outcomes = await asyncio.gather(
-            *(bus.publish(row.payload, message_id=str(row.id)) for row in rows),
-            return_exceptions=True,
-        )
-        sent = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
-        failed = [
-            (row, outcome)
-            for row, outcome in zip(rows, outcomes, strict=True)
-            if isinstance(outcome, BaseException)
-        ]
-        if sent:
-            await conn.execute(
-                update(OutboxEvent).where(OutboxEvent.id.in_(sent)).values(sent_at=func.now())
-            )
-        if failed:
-            logger.warning(
-                "outbox sweep: %d of %d not published (%s); next tick retries",
-                len(failed),
-                len(rows),
-                failed[0][1],
-                extra={"order_id": str(failed[0][0].order_id)},
-            )
-            await conn.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row, _ in failed]))
-                .values(attempts=OutboxEvent.attempts + 1)
-            )
-    if sent:
-        logger.info("outbox sweep published %d new_order events", len(sent))
-    return len(sent)
-
-
-async def outbox_backlog(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        count = await conn.scalar(
-            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
-        )
-    return int(count or 0)
 
 
 class OutboxRelay:

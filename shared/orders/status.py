@@ -40,10 +40,6 @@ class StatusMoveRefused(OrderRuleError):
         self.target = target
 
 
-def is_final(status: OrderStatus) -> bool:
-    return not allowed_transitions[status]
-
-
 def statuses_that_can_move_to(target: OrderStatus) -> list[OrderStatus]:
     """The sources a conditional UPDATE may match, so the database applies the rule atomically."""
     return [source for source, targets in allowed_transitions.items() if target in targets]

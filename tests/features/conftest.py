@@ -1,6 +1,6 @@
 """The event pipeline's fixtures, for the job slices (process_order, reconcile_orders,
-purge_sessions): the ones tests/workers defines, imported so both suites run them alike. And
-the API as a real server, for the races of the session slices."""
+purge_sessions, sweep_outbox): the ones tests/workers defines, imported so both suites run
+them alike. And the API as a real server, for the races of the session slices."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from shared.settings import Settings
 from tests.processes import running_modules, start_api
 from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by import
     _remove_arq_keys,
+    bus,
     engine,
     new_order,
     own_database,
     pipeline_settings,
+    rabbitmq,
     redis,
+    start_consumer,
     start_worker,
     tcp_proxy,
 )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from features.create_order import schemas as create_order_schemas
 from shared.models import Order, OutboxEvent
+from shared.orders.money import MoneyInput, parse_amount
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.orders import ONE_ITEM, Client, create_order
@@ -106,6 +109,30 @@ async def test_a_sent_total_equal_to_the_sum_is_accepted(
     }
     order = await create_order(client, alice, body)
     assert order["total_price"] == "451.00"
+
+
+async def test_each_amount_is_parsed_once(
+    client: Client, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decode parses each price and the sent total; the checks and the insert reuse them."""
+    parsed: list[str] = []
+
+    def counted(value: MoneyInput, *, field: str) -> Decimal:
+        parsed.append(field)
+        return parse_amount(value, field=field)
+
+    monkeypatch.setattr(create_order_schemas, "parse_amount", counted)
+    body = {
+        "items": [
+            {"name": "Item 1", "quantity": 2, "price": "100.50"},
+            {"name": "Item 2", "quantity": 1, "price": 250},
+        ],
+        "total_price": "451",
+    }
+    order = await create_order(client, alice, body)
+
+    assert order["total_price"] == "451.00"
+    assert sorted(parsed) == ["price", "price", "total_price"]
 
 
 @pytest.mark.parametrize("total", ["451.01", "450.99", 0, "-451", "451.001"])

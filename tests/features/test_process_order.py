@@ -53,11 +53,12 @@ async def test_process_order_logs_order_processed_with_its_id(
     event = await new_order()
     await mark_sent(engine, [event.event_id])
 
-    with caplog.at_level(logging.INFO, logger="workers.worker"):
+    with caplog.at_level(logging.INFO):
         await process_order(worker_ctx, str(event.order_id))
 
     [record] = [r for r in caplog.records if r.getMessage().endswith(" processed")]
     assert record.getMessage() == f"Order {event.order_id} processed"
+    assert record.name == "features.process_order.job"  # the module that wrote it
     assert record.levelno == logging.INFO
     assert record.order_id == str(event.order_id)  # type: ignore[attr-defined]
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from features.process_order import job as process_order_job
 from tests.faults import FaultyLink, StartLink, target_of
 from tests.logs import Lines
 from tests.processes import run_module  # noqa: F401 - a fixture
@@ -51,10 +52,10 @@ def faults() -> Iterator[StartLink]:
 
 @pytest.fixture
 def worker_log() -> Iterator[Lines]:
-    """The in-process worker's log lines. On its own logger, not the root: ``create_app``
-    replaces the root's handlers (and with them pytest's ``caplog``)."""
+    """The in-process worker's ``process_order`` lines. On the job's own logger, not the root:
+    ``create_app`` replaces the root's handlers (and with them pytest's ``caplog``)."""
     lines = Lines()
-    logger = logging.getLogger("workers.worker")
+    logger = process_order_job.logger
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(lines)

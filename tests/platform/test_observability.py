@@ -62,7 +62,7 @@ def json_log(settings: Settings) -> Iterator[io.StringIO]:
 def test_production_logs_are_json_lines_with_request_and_order_ids(json_log: io.StringIO) -> None:
     token = request_id_var.set("req-1")
     try:
-        logging.getLogger("workers.worker").info(
+        logging.getLogger("features.process_order.job").info(
             "Order %s processed", "abc", extra={"order_id": "abc"}
         )
     finally:

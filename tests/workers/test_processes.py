@@ -34,6 +34,7 @@ async def test_worker_process_finishes_its_running_job_on_sigterm(
     redis: Redis,
     new_order: OrderFactory,
     run_module: RunModule,
+    tmp_path: Path,
 ) -> None:
     settings = with_settings(pipeline_settings, process_order_delay_s=2.0)
     event = await new_order()
@@ -54,6 +55,10 @@ async def test_worker_process_finishes_its_running_job_on_sigterm(
     assert await stops_on_sigterm(worker, within=15) == 0
 
     assert await processed_at(engine, event.order_id) is not None
+    # The line leads to the file that wrote it: its logger is its module's name.
+    assert logged_by(tmp_path / "workers.worker.log", f"Order {event.order_id} processed") == {
+        "features.process_order.job"
+    }
 
 
 async def test_consumer_process_consumes_and_stops_on_sigterm(
@@ -64,6 +69,7 @@ async def test_consumer_process_consumes_and_stops_on_sigterm(
     rabbitmq: AbstractChannel,
     new_order: OrderFactory,
     run_module: RunModule,
+    tmp_path: Path,
 ) -> None:
     consumer = await run_module("workers.consumer", pipeline_settings)
     event = await new_order()
@@ -77,6 +83,19 @@ async def test_consumer_process_consumes_and_stops_on_sigterm(
 
     assert await stops_on_sigterm(consumer, within=10) == 0
     assert await ready_count(rabbitmq, pipeline_settings.rabbitmq_queue) == 0
+    # Run as `python -m`, the module still logs under its name, not "__main__".
+    assert logged_by(tmp_path / "workers.consumer.log", "consumer stopped") == {"workers.consumer"}
+
+
+def logged_by(log: Path, message: str) -> set[str]:
+    """The names of the loggers that wrote ``message`` in a process's readable log lines
+    (``<time> <level> <logger>: <message>``)."""
+    names = set()
+    for line in log.read_text().splitlines():
+        head, sep, rest = line.partition(": ")
+        if sep and rest.startswith(message):
+            names.add(head.split()[-1])
+    return names
 
 
 async def test_api_process_answers_its_in_flight_request_on_sigterm(

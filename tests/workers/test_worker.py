@@ -1,25 +1,21 @@
 """The arq worker running process_order: events become processed orders, jobs run side by side,
-and the sweeper publishes what the API could not."""
+and a poll claims only what it should (the outbox sweep: tests/features/test_sweep_outbox.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from arq.worker import Worker
 from redis.asyncio import Redis
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.messaging.outbox import mark_sent
-from shared.models import OutboxEvent
 from shared.orders.cache import OrderCache
 from shared.settings import Settings
 from tests.apps import with_settings
-from tests.faults import via
 from tests.orders import order_cache
 from tests.outbox import publish_staged
 from tests.pipeline import OrderFactory, StartConsumer, StartWorker, processed_at, wait_for
@@ -75,32 +71,6 @@ async def test_worker_runs_process_order_jobs_concurrently(
 
     await wait_for(all_processed)
     assert time.monotonic() - started < 2.5  # five 1 s jobs, overlapping
-
-
-async def test_unsent_outbox_event_is_swept_then_processed(
-    pipeline_settings: Settings,
-    engine: AsyncEngine,
-    new_order: OrderFactory,
-    start_consumer: StartConsumer,
-    start_worker: StartWorker,
-) -> None:
-    unreachable = with_settings(
-        pipeline_settings, rabbitmq_url=via(pipeline_settings.rabbitmq_url, 1)
-    )
-    event = await new_order()
-    assert not await publish_staged(EventBus(unreachable), engine, event)
-    assert await sent_at(engine, event.event_id) is None
-
-    await start_consumer(pipeline_settings)
-    await start_worker(pipeline_settings)
-
-    await wait_for(lambda: processed_at(engine, event.order_id), within=15)
-    assert await sent_at(engine, event.event_id) is not None
-
-
-async def sent_at(engine: AsyncEngine, event_id: uuid.UUID) -> object:
-    async with engine.connect() as conn:
-        return await conn.scalar(select(OutboxEvent.sent_at).where(OutboxEvent.id == event_id))
 
 
 async def test_a_poll_leaves_the_workers_own_running_jobs_alone(

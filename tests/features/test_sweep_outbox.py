@@ -1,0 +1,130 @@
+"""The outbox sweep (features/sweep_outbox/), against real PostgreSQL and RabbitMQ on a
+database of its own (the session's holds other tests' unsent rows): what the relay could not
+publish goes out, once, and is marked sent; what is still the relay's is left alone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from features.sweep_outbox.job import sweep_outbox, sweep_outbox_job
+from shared.db import Database, create_engine
+from shared.messaging.bus import EventBus
+from shared.models import OutboxEvent
+from shared.settings import Settings
+from tests.apps import with_settings
+from tests.faults import via
+from tests.outbox import publish_staged
+from tests.pipeline import (
+    OrderFactory,
+    StartConsumer,
+    StartWorker,
+    order_factory,
+    processed_at,
+    ready_count,
+    wait_for,
+)
+from workers.worker import shutdown, startup
+
+
+@pytest.fixture
+async def db(own_database: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(own_database)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def make_order(db: AsyncEngine) -> OrderFactory:
+    return order_factory(db)
+
+
+async def sent_at(engine: AsyncEngine, event_id: uuid.UUID) -> object:
+    async with engine.connect() as conn:
+        return await conn.scalar(select(OutboxEvent.sent_at).where(OutboxEvent.id == event_id))
+
+
+async def test_an_unsent_event_is_published_once_and_marked_sent(
+    own_database: Settings,
+    db: AsyncEngine,
+    make_order: OrderFactory,
+    bus: EventBus,
+    rabbitmq: aio_pika.abc.AbstractChannel,
+) -> None:
+    event = await make_order()
+
+    assert await sweep_outbox(bus, Database(db), older_than_s=0.0) == 1
+    assert await sweep_outbox(bus, Database(db), older_than_s=0.0) == 0  # sent: not again
+
+    assert await sent_at(db, event.event_id) is not None
+    await wait_for(lambda: ready_count(rabbitmq, own_database.rabbitmq_queue))
+    assert await ready_count(rabbitmq, own_database.rabbitmq_queue) == 1
+
+
+async def test_a_fresh_event_is_left_to_the_relay(
+    db: AsyncEngine, make_order: OrderFactory, bus: EventBus
+) -> None:
+    event = await make_order()
+
+    assert await sweep_outbox(bus, Database(db), older_than_s=60.0) == 0
+
+    assert await sent_at(db, event.event_id) is None
+
+
+async def test_nothing_is_touched_while_the_bus_is_down(
+    own_database: Settings, db: AsyncEngine, make_order: OrderFactory
+) -> None:
+    event = await make_order()
+    not_connected = EventBus(own_database)
+
+    assert await sweep_outbox(not_connected, Database(db), older_than_s=0.0) == 0
+
+    assert await sent_at(db, event.event_id) is None
+
+
+async def test_the_job_drains_the_backlog_and_records_it(
+    own_database: Settings, db: AsyncEngine, make_order: OrderFactory, redis: Redis
+) -> None:
+    events = [await make_order() for _ in range(3)]
+    ctx: dict[str, Any] = {"settings": own_database, "redis": redis}
+    await startup(ctx)  # the worker's services, as arq's start-up builds them
+    try:
+        assert await ctx["services"].bus.wait_ready(within=10)
+        assert await sweep_outbox_job(ctx) == 3
+    finally:
+        await shutdown(ctx)
+
+    for event in events:
+        assert await sent_at(db, event.event_id) is not None
+    assert REGISTRY.get_sample_value("orders_outbox_backlog") == 0
+
+
+async def test_unsent_outbox_event_is_swept_then_processed(
+    pipeline_settings: Settings,
+    engine: AsyncEngine,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+    start_worker: StartWorker,
+) -> None:
+    """The worker's cron runs the sweep: an event the relay could not publish still gets its
+    order processed."""
+    unreachable = with_settings(
+        pipeline_settings, rabbitmq_url=via(pipeline_settings.rabbitmq_url, 1)
+    )
+    event = await new_order()
+    assert not await publish_staged(EventBus(unreachable), engine, event)
+    assert await sent_at(engine, event.event_id) is None
+
+    await start_consumer(pipeline_settings)
+    await start_worker(pipeline_settings)
+
+    await wait_for(lambda: processed_at(engine, event.order_id), within=15)
+    assert await sent_at(engine, event.event_id) is not None

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults import FaultyLink, StartLink, target_of
 from tests.logs import Lines
 from tests.processes import run_module  # noqa: F401 - a fixture
 from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by import
@@ -27,6 +26,7 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     start_worker,
     tcp_proxy,
 )
+from tools.harness.faults import FaultyLink, StartLink, target_of
 
 
 @pytest.fixture

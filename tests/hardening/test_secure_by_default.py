@@ -51,16 +51,10 @@ from shared.signing_keys import signing_keys
 from tests.accounts import PASSWORD, make_account
 from tests.apps import StartApp, metrics_headers, with_settings
 from tests.pipeline import ready_count, wait_for
-from tests.processes import (
-    PROJECT_ROOT,
-    START_WITHIN_S,
-    UVICORN_ARGS,
-    RunModule,
-    environment,
-    free_port,
-    start_api,
-)
+from tests.processes import START_WITHIN_S, RunModule, start_api
 from tests.tokens import sign, valid_claims
+from tools.harness.names import ROOT, environment
+from tools.harness.processes import UVICORN_ARGS, free_port
 from workers.worker import create_worker
 
 Client = AsyncTestClient[Litestar]
@@ -86,7 +80,7 @@ def forged_token(settings: Settings, user_id: int, secret: str) -> str:
 async def test_the_service_with_default_settings_refuses_to_start(tmp_path: Path) -> None:
     """No ENVIRONMENT, no JWT_SECRET (and no .env): production, so uvicorn never serves."""
     env = {k: v for k, v in os.environ.items() if k not in ("ENVIRONMENT", "JWT_SECRET")}
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = str(ROOT)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -512,7 +506,7 @@ async def app_role_database(settings: Settings) -> AsyncIterator[tuple[str, str,
                 sys.executable,
                 "-m",
                 "migrations",
-                cwd=PROJECT_ROOT,
+                cwd=ROOT,
                 env=env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -746,7 +740,7 @@ def _acl_users(prefix: str, queue: str, user_prefix: str) -> dict[str, list[str]
         "REDIS_USER_PREFIX": user_prefix,
     }
     done = subprocess.run(  # noqa: S603
-        ["sh", str(PROJECT_ROOT / "deploy/redis-users.sh")],  # noqa: S607
+        ["sh", str(ROOT / "deploy/redis-users.sh")],  # noqa: S607
         env=env,
         capture_output=True,
         text=True,

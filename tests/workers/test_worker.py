@@ -19,10 +19,10 @@ from shared.order_cache import OrderCache
 from shared.outbox import mark_sent
 from shared.settings import Settings
 from tests.apps import with_settings
-from tests.faults import via
 from tests.orders import order_cache
 from tests.outbox import publish_staged
 from tests.pipeline import OrderFactory, StartConsumer, StartWorker, processed_at, wait_for
+from tools.harness.faults import via
 from workers.worker import create_worker
 
 

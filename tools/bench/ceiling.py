@@ -4,7 +4,8 @@ A bare ASGI app, no framework: it verifies the same JWT the API verifies (PyJWT,
 same secret, issuer, audience and required claims), GETs one Redis key and returns its bytes
 as they are. It is served exactly like the API (same server, same number of processes), so
 every scenario can be reported as a fraction of it. Serve it with
-``uvicorn bench.ceiling:create_app --factory --workers N``; ``BENCH_CEILING_KEY`` names the key.
+``uvicorn tools.bench.ceiling:create_app --factory --workers N``; ``BENCH_CEILING_KEY`` names
+the key.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ one route, ``GET /orders/{order_id:uuid}`` like the API's, that returns one Redi
 JSON. No other middleware, no dependencies. The only change to the auth: the claims are
 trusted as the ceiling trusts them, so no user directory (which needs the database) is asked.
 
-It is the ceiling's job (bench/ceiling.py) with Litestar in between, served the same way and
+It is the ceiling's job (tools/bench/ceiling.py) with Litestar in between, served the same way and
 loaded like the cached GET, so "cached GET × minimal" is what the API adds on top of its
-framework. Serve it with ``uvicorn bench.minimal:create_app --factory --workers N``;
+framework. Serve it with ``uvicorn tools.bench.minimal:create_app --factory --workers N``;
 ``BENCH_CEILING_KEY`` names the key.
 """
 

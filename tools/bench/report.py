@@ -10,9 +10,10 @@ import os
 import subprocess
 import time
 
-from bench.cpu import CPU_TARGETS_MS, GROUPS, SERVICES, TOTAL, CpuUse, verdicts
-from bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
-from bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES, ROOT
+from tools.bench.cpu import CPU_TARGETS_MS, GROUPS, SERVICES, TOTAL, CpuUse, verdicts
+from tools.bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
+from tools.bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES
+from tools.harness.names import ROOT
 
 MINIMAL = "litestar_minimal"
 YARDSTICKS = {"ceiling": "ceiling", MINIMAL: "minimal"}  # result key -> its column's name
@@ -135,7 +136,7 @@ def render(report: Report) -> tuple[str, bool]:
     plan = report.plan
     lines = [
         f"Run {time.strftime('%Y-%m-%d %H:%M')} of {source_version()}:"
-        f" {os.cpu_count()} cores; {plan.server}, "
+        f" {os.cpu_count()} cores; uvicorn, "
         f"{plan.workers} API processes ({plan.app}), one consumer, one worker; wrk"
         f" -t{plan.threads} -c{plan.connections}; {plan.duration} s per scenario after a"
         f" {plan.warmup} s warm-up{'; smoke run' if plan.smoke else ''}.",

@@ -3,17 +3,17 @@
 The run is isolated from development data: its own database (created by the migrations and
 dropped afterwards), its own Redis prefix, RabbitMQ exchange/queues and arq queue, all named
 after a random run id and removed at the end. It starts the API (one process per core), one
-consumer and one worker, plus the *ceiling* (bench/ceiling.py: a bare ASGI app that verifies
-the same JWT and returns one Redis value) and *litestar_minimal* (bench/minimal.py: the same
+consumer and one worker, plus the *ceiling* (tools/bench/ceiling.py: a bare ASGI app that verifies
+the same JWT and returns one Redis value) and *litestar_minimal* (tools/bench/minimal.py: the same
 with Litestar and the API's JWT auth) served the same way, and reports every scenario's
 throughput as a fraction of the ceiling's, and the CPU each POSTed order costs.
 
-    python bench/run.py              # ~3 minutes: 10 s per scenario
-    python bench/run.py --smoke      # < 1 minute: fails on errors only, not on targets
+    python -m tools.bench.run            # ~3 minutes: 10 s per scenario
+    python -m tools.bench.run --smoke    # < 1 minute: fails on errors only, not on targets
 
 The table goes to stdout and to ``.bench/last.md``; BENCHMARKS.md explains each scenario.
 
-This module is the entry point; the work is in stack.py (the processes and clean-up),
+This module is the entry point; the work is in stack.py (the processes, on the harness),
 seed.py (users and orders), scenarios.py (the wrk loads), cpu.py (CPU time per process group)
 and report.py (the markdown tables).
 """
@@ -33,27 +33,23 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the project, on the path
-    sys.path.insert(0, str(ROOT))
-
-from bench.report import add_notes, render  # noqa: E402
-from bench.scenarios import LUA, QUIET, SCENARIOS, Report, Scenarios  # noqa: E402
-from bench.seed import LIST_ORDERS, WARM_ORDERS, Seed, register_users, seed, write_ids  # noqa: E402
-from bench.stack import (  # noqa: E402
+from shared.database import migrate
+from shared.settings import Settings
+from tools.bench.report import add_notes, render
+from tools.bench.scenarios import LUA, QUIET, SCENARIOS, Report, Scenarios
+from tools.bench.seed import LIST_ORDERS, WARM_ORDERS, Seed, register_users, seed, write_ids
+from tools.bench.stack import (
     BENCH_DIR,
     Plan,
     Stack,
+    bench_settings,
     children,
     evented_orders,
-    isolated_settings,
     memory_tree,
-    remove_traces,
     scratch,
-    settings_env,
 )
-from shared.database import drop_database, migrate  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from tools.harness.cleanup import remove_run
+from tools.harness.names import environment
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
@@ -77,7 +73,6 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument(
         "--drain-orders", type=int, default=None, help="orders in the drain (1000; smoke: 100)"
     )
-    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     parser.add_argument(
         "--app",
         default="app:create_app",
@@ -118,7 +113,6 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         token_connections=int(args.token_connections),
         drain_orders=int(drain),
         smoke=smoke,
-        server=str(args.server),
         app=str(args.app),
         only=only or frozenset(SCENARIOS),
         output=Path(args.output),
@@ -147,7 +141,7 @@ async def hold(stack: Stack, data: Seed) -> None:
     }
     (BENCH_DIR / "hold.json").write_text(json.dumps(info, indent=2))
     # The run's settings as a .env file, to start more servers against the same data.
-    env = settings_env(stack.settings)
+    env = environment(stack.settings)
     names = [name.upper() for name in Settings.__struct_fields__ if name.upper() in env]
     (BENCH_DIR / "hold.env").write_text("".join(f"{n}={env[n]}\n" for n in names))
     print(f"holding; see {BENCH_DIR / 'hold.json'}; Ctrl-C to stop", flush=True)
@@ -196,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk is missing: apt-get install -y wrk (`just bench` does that)", file=sys.stderr)
         return 2
     run_id = secrets.token_hex(4)
-    settings = isolated_settings(run_id)
+    settings = bench_settings(run_id)
     logs = BENCH_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     report = Report(plan)
@@ -213,8 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             stack.stop()
             order_ids = asyncio.run(evented_orders(settings))
-            asyncio.run(drop_database(settings.database_url))
-            asyncio.run(remove_traces(settings, order_ids, run_id))
+            asyncio.run(remove_run(settings, {str(order_id) for order_id in order_ids}))
     if plan.hold:
         return 0
     text, passed = render(report)

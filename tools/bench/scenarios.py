@@ -1,4 +1,4 @@
-"""The load: wrk runs of bench/lua/scenario.lua, one scenario after another against the seeded
+"""The load: wrk runs of tools/bench/lua/scenario.lua, one scenario after another against the seeded
 stack, the drain, the login probe and the CPU each POSTed order costs; what they measured, as a
 ``Report``.
 """
@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.cpu import CpuUse, snapshot, used_ticks
-from bench.seed import (
+from shared.database import asyncpg_dsn
+from tools.bench.cpu import CpuUse, snapshot, used_ticks
+from tools.bench.seed import (
     LIST_ORDERS,
     ORDER_ITEMS,
     PASSWORD,
@@ -28,10 +29,16 @@ from bench.seed import (
     write_file,
     write_ids,
 )
-from bench.stack import CLIENT_ADDRESSES, ROOT, Memory, Plan, Stack, memory_tree, workers_present
-from shared.database import asyncpg_dsn
+from tools.bench.stack import (
+    CLIENT_ADDRESSES,
+    Memory,
+    Plan,
+    Stack,
+    memory_tree,
+    workers_present,
+)
 
-LUA = ROOT / "bench" / "lua" / "scenario.lua"
+LUA = Path(__file__).resolve().parent / "lua" / "scenario.lua"
 DRAIN_CONNECTIONS = 8
 # A wait for orders to be processed gives up after this long without one more done.
 STALL_S = 30.0
@@ -90,7 +97,7 @@ class Result:
 
 
 async def wrk(url: str, load: Load, seconds: int, plan: Plan, work: Path) -> Result:
-    """Run wrk with bench/lua/scenario.lua; its done() writes the JSON this reads."""
+    """Run wrk with tools/bench/lua/scenario.lua; its done() writes the JSON this reads."""
     report = work / f"wrk-{uuid.uuid4().hex}.json"
     env = {
         **os.environ,

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench.stack import Stack
 from shared.database import asyncpg_dsn
+from tools.bench.stack import Stack
 
 PASSWORD = "bench-password-123"
 ORDER_ITEMS = [

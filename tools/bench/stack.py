@@ -4,33 +4,23 @@ litestar_minimal as processes (and their memory), and removing everything the ru
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aio_pika
 import asyncpg
-import httpx
 import msgspec
-from sqlalchemy.engine import make_url
 
-from shared.bus import Topology
 from shared.database import asyncpg_dsn
-from shared.redis import create_redis
-from shared.settings import Settings, load_api_settings
+from shared.settings import Settings
+from tools.harness.names import ROOT, environment, isolated, local_settings
+from tools.harness.processes import Proc, answers, free_port, module_argv, start, uvicorn_argv
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 # The limiter keys on the client address. wrk rotates X-Forwarded-For through this many
 # addresses (the run names loopback in TRUSTED_PROXIES), so each key's history stays about as
@@ -50,7 +40,6 @@ class Plan:
     token_connections: int
     drain_orders: int
     smoke: bool
-    server: str
     app: str
     only: frozenset[str]
     output: Path
@@ -58,102 +47,17 @@ class Plan:
     quiet_wait: float
 
 
-def isolated_settings(run_id: str, kind: str = "bench") -> Settings:
-    """The developer's settings (for the servers' addresses); every name the run's own
-    (``kind`` and ``run_id`` in each: the chaos run uses this too)."""
-    base = load_api_settings({"ENVIRONMENT": "development", **os.environ}, env_file=ROOT / ".env")
-    database_url = make_url(base.database_url).set(database=f"orders_{kind}_{run_id}")
+def bench_settings(run_id: str) -> Settings:
+    """The developer's settings (for the servers' addresses) with the run's own names, in
+    production, with wrk playing the proxy and no effective rate limit."""
     return msgspec.structs.replace(
-        base,
+        isolated(local_settings(), run_id, "bench"),
         environment="production",
         trusted_proxies="127.0.0.1,::1",  # wrk plays the proxy: see CLIENT_ADDRESSES
-        database_url=database_url.render_as_string(hide_password=False),
         jwt_secret=secrets.token_urlsafe(32),
         rate_limit=BENCH_RATE_LIMIT,
         token_rate_limit=BENCH_RATE_LIMIT,
-        redis_prefix=f"{kind}:{run_id}:",
-        rabbitmq_exchange=f"orders.{kind}.{run_id}",
-        rabbitmq_queue=f"new_order.{kind}.{run_id}",
-        arq_queue=f"{kind}:{run_id}:arq:queue",
     )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as the environment the subprocesses read them from."""
-    env = dict(os.environ)
-    for name in Settings.__struct_fields__:
-        value = getattr(settings, name)
-        if value is None:
-            env.pop(name.upper(), None)
-        elif isinstance(value, bool):
-            env[name.upper()] = "true" if value else "false"
-        else:
-            env[name.upper()] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the process group it leads, then SIGKILL what is left after ``grace``."""
-        if not self.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.popen.wait(5)
-
-
-def start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Proc:
-    """Start a process in its own group (so stopping it reaches its workers too)."""
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(  # noqa: S603 - our interpreter running our modules
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return Proc(name, popen, log)
-
-
-def server_argv(
-    server: str, target: str, port: int, workers: int
-) -> tuple[list[str], dict[str, str]]:
-    """The command serving ``target`` (``module:factory``), the same for the API and ceiling."""
-    if server == "granian":
-        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-        argv += ["--no-access-log", "bench.serving:behind_proxy"]
-        return argv, {"BENCH_ASGI_TARGET": target}
-    argv = [sys.executable, "-m", "uvicorn", target, "--factory"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    return [*argv, "--no-access-log", "--no-proxy-headers"], {}
 
 
 def children(pid: int) -> list[int]:
@@ -238,32 +142,31 @@ class Stack:
         return f"http://127.0.0.1:{self.minimal_port}"
 
     def start_services(self) -> None:
-        env = settings_env(self.settings)
+        env = environment(self.settings)
         # As a deployment with several API processes does: their metrics in one directory.
         metrics = self.work / "prometheus"
         metrics.mkdir(exist_ok=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
         self.api_port = free_port()
-        argv, extra = server_argv(self.plan.server, self.plan.app, self.api_port, self.plan.workers)
-        self.procs["api"] = start("api", argv, {**env, **extra}, self.logs)
-        py = sys.executable
-        self.procs["consumer"] = start("consumer", [py, "-m", "workers.consumer"], env, self.logs)
-        self.procs["worker"] = start("worker", [py, "-m", "workers.worker"], env, self.logs)
+        argv = uvicorn_argv(self.plan.app, self.api_port, self.plan.workers)
+        self.procs["api"] = start("api", argv, env, self.logs)
+        self.procs["consumer"] = start("consumer", module_argv("workers.consumer"), env, self.logs)
+        self.procs["worker"] = start("worker", module_argv("workers.worker"), env, self.logs)
 
     def start_ceiling(self, key: str) -> None:
-        self.ceiling_port = self._start_reference("ceiling", "bench.ceiling:create_app", key)
+        self.ceiling_port = self._start_reference("ceiling", "tools.bench.ceiling:create_app", key)
 
     def start_minimal(self, key: str) -> None:
         self.minimal_port = self._start_reference(
-            "litestar_minimal", "bench.minimal:create_app", key
+            "litestar_minimal", "tools.bench.minimal:create_app", key
         )
 
     def _start_reference(self, name: str, target: str, key: str) -> int:
         """A yardstick app serving the Redis value ``key``, served as the API is; its port."""
-        env = {**settings_env(self.settings), "BENCH_CEILING_KEY": key}
+        env = {**environment(self.settings), "BENCH_CEILING_KEY": key}
         port = free_port()
-        argv, extra = server_argv(self.plan.server, target, port, self.plan.workers)
-        self.procs[name] = start(name, argv, {**env, **extra}, self.logs)
+        argv = uvicorn_argv(target, port, self.plan.workers)
+        self.procs[name] = start(name, argv, env, self.logs)
         return port
 
     def pipeline_pids(self) -> dict[str, int]:
@@ -275,22 +178,13 @@ class Stack:
         its sleeping jobs, whose data is about to be dropped anyway."""
         for proc in self.procs.values():
             if proc.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                proc.signal(signal.SIGTERM)
         for proc in self.procs.values():
             proc.stop(grace=5.0)
 
     async def wait_ready(self, url: str, proc: Proc, expect: int = 200) -> None:
-        deadline = time.monotonic() + 60.0
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if not proc.alive():
-                    raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url)).status_code == expect:
-                        return
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"{proc.name} not ready at {url} within 60 s:\n{proc.tail()}")
+        if not await answers(url, proc, within=60.0, expect=expect):
+            raise RuntimeError(f"{proc.name} not ready at {url} within 60 s:\n{proc.tail()}")
 
 
 def workers_present() -> bool:
@@ -311,36 +205,6 @@ async def evented_orders(settings: Settings) -> list[uuid.UUID]:
             await conn.close()
         return [row["order_id"] for row in rows]
     return []
-
-
-async def remove_traces(settings: Settings, order_ids: list[uuid.UUID], run_id: str) -> None:
-    """Every Redis key and RabbitMQ object the run made (the database is dropped apart)."""
-    redis = create_redis(settings.redis_url)
-    try:
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"*{run_id}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await redis.delete(*batch)
-                batch = []
-        if batch:
-            await redis.delete(*batch)
-        # arq names its keys after the job id (process_order:<order id>), not the queue.
-        for at in range(0, len(order_ids), 500):
-            keys = [
-                f"arq:{kind}:process_order:{order_id}"
-                for order_id in order_ids[at : at + 500]
-                for kind in ("job", "result", "in-progress", "retry")
-            ]
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
-    try:
-        connection = await aio_pika.connect(settings.rabbitmq_url, timeout=5)
-        async with connection:
-            await Topology(settings).delete(await connection.channel())
-    except (OSError, aio_pika.exceptions.AMQPError) as exc:
-        print(f"could not remove the run's RabbitMQ queues: {exc}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos import checks, load, report, schedule
-from chaos.stack import ROOT, Stack, chaos_settings, cleanup
-from shared.database import drop_database, migrate
+from shared.database import migrate
 from shared.settings import Settings
+from tools.chaos import checks, load, report, schedule
+from tools.chaos.stack import Stack, chaos_settings
+from tools.harness.cleanup import remove_run
+from tools.harness.names import ROOT
 
 OUTPUT = ROOT / ".chaos"
 SHOWN = 5  # failing ids or messages printed per check
@@ -81,7 +83,7 @@ async def run(plan: Plan, settings: Settings, logs: Path) -> int:
         ids: set[str] = set()
         with contextlib.suppress(Exception):
             ids = await checks.order_ids(settings.database_url)
-        await cleanup(settings, ids)
+        await remove_run(settings, ids)
 
 
 async def exercise(plan: Plan, stack: Stack) -> int:
@@ -147,7 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(settings.database_url)
         status = asyncio.run(run(plan, settings, logs))
     finally:
-        asyncio.run(drop_database(settings.database_url))
         if status == 0:
             shutil.rmtree(logs, ignore_errors=True)
         else:

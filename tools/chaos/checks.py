@@ -21,8 +21,8 @@ from pathlib import Path
 
 import asyncpg
 
-from chaos.load import Tally
 from shared.database import asyncpg_dsn
+from tools.chaos.load import Tally
 
 PROCESSED = re.compile(
     r"\bOrder ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) processed\b"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from chaos.checks import Outcome
-from chaos.load import MIX, Tally
-from chaos.schedule import FaultLog
+from tools.chaos.checks import Outcome
+from tools.chaos.load import MIX, Tally
+from tools.chaos.schedule import FaultLog
 
 OPS = (*MIX, "create-replay")
 

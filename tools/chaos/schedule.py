@@ -6,7 +6,8 @@
   seconds) or takes down (refuses and resets, for a few seconds) the link to PostgreSQL,
   Redis or RabbitMQ, then restores it;
 - once, at ``redis_loss_at`` of the way, Redis "restarts without persistence": its link goes
-  down and the run's keys are deleted (``stack.forget_redis_data``), then the link returns.
+  down and the run's keys are deleted (``tools.harness.cleanup.forget_redis_data``), then
+  the link returns.
 
 Every fault in flight is undone before ``run_faults`` returns, and every process is running
 again; ``FaultLog.ended`` is then the moment the last fault was over.
@@ -21,7 +22,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from chaos.stack import Stack, forget_redis_data
+from tools.chaos.stack import Stack
+from tools.harness.cleanup import forget_redis_data
 
 PERIOD_S = (2.0, 5.0)
 RESTART_AFTER_S = (0.3, 2.0)

@@ -1,46 +1,43 @@
-"""The run's own stack: isolated settings, the three relays, the six processes, the cleanup.
+"""The run's own stack on the harness: isolated settings, the three relays, the six processes.
 
-Everything is named after the run id (database, Redis prefix, RabbitMQ exchange and queues,
-arq queue), so the run shares the machine's servers with others without touching their data,
-and ``cleanup`` removes exactly what the run made.
+Everything is named after the run id (``tools.harness.names``), so the run shares the
+machine's servers with others without touching their data, and ``tools.harness.cleanup``
+removes exactly what the run made.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
-import sys
-import time
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aio_pika
-import httpx
 import msgspec
 
-from bench.stack import Proc, free_port, isolated_settings, settings_env, start
-from shared.bus import Topology
-from shared.redis import create_redis
 from shared.settings import Settings
-from tests.faults import FaultyLink, target_of
+from tools.harness.faults import FaultyLink, target_of
+from tools.harness.names import environment, isolated, local_settings
+from tools.harness.processes import Proc, answers, free_port, module_argv, start, uvicorn_argv
 
-ROOT = Path(__file__).resolve().parent.parent
 API_READY_S = 90.0  # a loaded 2-core machine can take half a minute to import the app
 # The reconciler's knobs (issue 11), short so a run converges in minutes; passed through the
 # environment, so a build without them ignores them. The caller's environment wins.
 RECONCILE_DEFAULTS = {"RECONCILE_AFTER_S": "10", "RECONCILE_INTERVAL_S": "5"}
+NO_RATE_LIMIT = "100000000/minute"  # the load is a few users at full speed
 
 
 def chaos_settings(run_id: str) -> Settings:
-    """The benchmark's isolated settings (every name the run's own, no effective rate limit),
-    for the chaos run: cheap bcrypt, readable logs, no metrics ports, quick jobs."""
+    """The developer's servers, every name the run's own, no effective rate limit, cheap
+    bcrypt, readable logs, no metrics ports, quick jobs."""
     for name, value in RECONCILE_DEFAULTS.items():
         os.environ.setdefault(name, value)
     return msgspec.structs.replace(
-        isolated_settings(run_id, "chaos"),
+        isolated(local_settings(), run_id, "chaos"),
         environment="test",
+        jwt_secret=secrets.token_urlsafe(32),
+        rate_limit=NO_RATE_LIMIT,
+        token_rate_limit=NO_RATE_LIMIT,
         bcrypt_rounds=4,
         consumer_metrics_port=0,
         worker_metrics_port=0,
@@ -120,24 +117,14 @@ class Role:
 
     def kill(self) -> None:
         """SIGKILL, no goodbye: what an OOM kill or a power cut does."""
-        if self.proc is None or not self.proc.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.popen.wait(10)
+        if self.proc is not None:
+            self.proc.kill()
 
     async def ready(self) -> bool:
         """An API answers /health (bounded); other processes are ready once started."""
-        if not self.is_api:
+        if self.proc is None or not self.is_api:
             return self.alive()
-        deadline = time.monotonic() + API_READY_S
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline and self.alive():
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.url}/health")).status_code == 200:
-                        return True
-                await asyncio.sleep(0.2)
-        return False
+        return await answers(f"{self.url}/health", self.proc, within=API_READY_S)
 
 
 @dataclass
@@ -151,16 +138,14 @@ class Stack:
     def build(cls, settings: Settings, logs: Path) -> Stack:
         links = Links.open(settings)
         stack = cls(settings, links, logs)
-        env = settings_env(links.routed(settings))
-        py = sys.executable
+        env = environment(links.routed(settings))
         for n in (1, 2):
             port = free_port()
-            argv = [py, "-m", "uvicorn", "app:create_app", "--factory", "--host", "127.0.0.1"]
-            argv += ["--port", str(port), "--no-access-log"]
+            argv = uvicorn_argv("app:create_app", port)
             stack.roles.append(Role(f"api-{n}", argv, env, logs, port=port))
         for n in (1, 2):
-            stack.roles.append(Role(f"consumer-{n}", [py, "-m", "workers.consumer"], env, logs))
-            stack.roles.append(Role(f"worker-{n}", [py, "-m", "workers.worker"], env, logs))
+            stack.roles.append(Role(f"consumer-{n}", module_argv("workers.consumer"), env, logs))
+            stack.roles.append(Role(f"worker-{n}", module_argv("workers.worker"), env, logs))
         return stack
 
     @property
@@ -194,39 +179,3 @@ class Stack:
         for role in self.roles:
             role.kill()  # the data is dropped next: no need to wait for graceful shutdowns
         self.links.close()
-
-
-async def forget_redis_data(settings: Settings, order_ids: set[str]) -> int:
-    """Delete the run's keys from the shared Redis, as a restart without persistence would.
-
-    Never FLUSHDB: other runs share this Redis. The run's keys are those under its prefix
-    (cache, limiter, arq queue) plus arq's per-job keys (``arq:job:…``, ``arq:result:…``,
-    ``arq:in-progress:…``, ``arq:retry:…``), which arq does not namespace: they are picked by
-    the run's order ids (``process_order:<id>``) and arq queue name (cron job ids).
-    Returns how many keys went.
-    """
-    redis = create_redis(settings.redis_url)
-    deleted = 0
-    try:
-        async for key in redis.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-            deleted += await redis.delete(key)
-        async for key in redis.scan_iter(match="arq:*", count=1000):
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            job_id = text.split(":", 2)[-1] if text.count(":") >= 2 else ""
-            order_id = job_id.rpartition(":")[2]
-            if settings.arq_queue in text or order_id in order_ids:
-                deleted += await redis.delete(key)
-    finally:
-        await redis.aclose()
-    return deleted
-
-
-async def cleanup(settings: Settings, order_ids: set[str]) -> None:
-    """Remove the run's RabbitMQ exchange and queues and its Redis keys (the caller drops the
-    database); each part is attempted even if another fails."""
-    with contextlib.suppress(Exception):
-        await forget_redis_data(settings, order_ids)
-    with contextlib.suppress(Exception):
-        connection = await aio_pika.connect(settings.rabbitmq_url, timeout=10)
-        async with connection:
-            await Topology(settings).delete(await connection.channel())

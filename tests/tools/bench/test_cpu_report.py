@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench.cpu import (
+from tools.bench.cpu import (
     CPU_TARGETS_MS,
     TOTAL,
     CpuUse,
@@ -18,7 +18,7 @@ from bench.cpu import (
     used_ticks,
     verdicts,
 )
-from bench.report import cpu_table
+from tools.bench.report import cpu_table
 
 
 def proc(pid: int, ppid: int, comm: str, ticks: int = 0, started: int = 1) -> ProcStat:

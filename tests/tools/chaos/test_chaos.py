@@ -10,11 +10,11 @@ import secrets
 import uuid
 from pathlib import Path
 
-from chaos.checks import log_counts
-from chaos.stack import forget_redis_data
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.apps import with_settings
+from tools.chaos.checks import log_counts
+from tools.harness.cleanup import forget_redis_data
 
 
 async def test_losing_redis_data_deletes_the_runs_keys_and_nothing_else(

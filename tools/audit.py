@@ -10,7 +10,7 @@ nothing (``--disable-pip``: the lock is complete and hash-pinned). Three outcome
   only when ``AUDIT_REQUIRED=1``, because a registry mirror without the JSON API (as on the
   project's CI machines) would otherwise fail every run for a reason no commit can fix.
 
-Usage: python scripts/audit.py requirements/main.txt [more.txt ...]
+Usage: python -m tools.audit requirements/main.txt [more.txt ...]
 """
 
 from __future__ import annotations

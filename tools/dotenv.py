@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from check_docker import ENV_EXAMPLE, ROOT, with_random_secrets
+from tools.docker.policy import ROOT, with_random_secrets
 
 
 def main() -> int:
@@ -30,7 +30,7 @@ def main() -> int:
             " secrets (then `docker compose down -v`: the volumes keep the old passwords)."
         )
         return 1
-    text = with_random_secrets(ENV_EXAMPLE.read_text(encoding="utf-8"))
+    text = with_random_secrets((ROOT / ".env.example").read_text(encoding="utf-8"))
     # Created 0600: nobody else on the machine reads these secrets.
     descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:

@@ -22,7 +22,7 @@ def _references() -> list[tuple[str, str | None]]:
         path: str | None = None
         for match in _REFERENCE.finditer(line):
             if match["path"] and match["path"].startswith(
-                ("features/", "platform/", "unit/", "hardening/", "scripts/", "workers/")
+                ("features/", "platform/", "unit/", "hardening/", "tools/", "workers/")
             ):
                 path = match["path"]
             elif match["path"]:

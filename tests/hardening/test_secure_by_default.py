@@ -785,6 +785,34 @@ async def test_the_apps_redis_users_may_not_reach_past_their_keys(
             await redis.acl_deluser(name)
 
 
+@pytest.mark.parametrize(
+    ("user", "key", "allowed"),
+    [
+        ("api", "{prefix}order:x", True),
+        ("api", "arq:job:process_order:x", False),  # arq's keys: the consumer's and worker's
+        ("consumer", "arq:job:process_order:x", True),
+        ("consumer", "{prefix}order:x", False),  # the cache: the api's and worker's
+        ("worker", "{prefix}order:x", True),
+        ("worker", "arq:job:process_order:x", True),
+        ("worker", "other:order:x", False),
+    ],
+)
+async def test_each_redis_user_reaches_only_its_own_keys(
+    settings: Settings, redis: Redis, user: str, key: str, *, allowed: bool
+) -> None:
+    users = _acl_users(settings.redis_prefix, settings.arq_queue, f"h4-{secrets.token_hex(3)}-")
+    try:
+        for rules in users.values():
+            await _acl(redis, "SETUSER", *rules)
+        answer = await _acl(
+            redis, "DRYRUN", users[user][0], "GET", key.format(prefix=settings.redis_prefix)
+        )
+        assert (answer == b"OK") is allowed, answer
+    finally:
+        for name, *_ in users.values():
+            await redis.acl_deluser(name)
+
+
 async def test_the_apps_redis_users_may_still_run_the_apps_scripts(
     pipeline_settings: Settings, start_app: StartApp, redis: Redis
 ) -> None:

@@ -1,14 +1,6 @@
-"""The Docker rules no tool can express, for `just docker-lint` (after the compose spec,
-tools/docker/compose.schema.json, ``docker-compose config`` and hadolint have had their say).
-
-Each rule reads across files or services: a URL's host is a service of the file and the URL
-carries the process's own user (only the migrations connect as the database owner); a
-dependency waits on what its target can reach; a ``python -m`` command names a module of this
-repository; the Redis users of deploy/redis-users.sh deny what reaches past their keys; the
-Dockerfile's base is pinned by digest and its runtime stage ends non-root with a health check;
-.env.example documents every setting and compose variable, holds no secret and, with its
-secrets filled in (`just dotenv`), makes valid settings.
-"""
+"""The Docker rules no tool expresses, for `just docker-lint` (after the compose spec, our
+schema overlay, ``docker compose config`` and hadolint): they read across services or files
+(URLs, dependencies, modules, the Redis users, the Dockerfile's stages, .env.example)."""
 
 from __future__ import annotations
 
@@ -114,12 +106,8 @@ def redis_users_lines() -> str:
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments), continuation lines joined and comments dropped."""
     joined = re.sub(r"\\\n\s*", " ", re.sub(r"(?m)^\s*#.*\n", "", text))
-    return [
-        (keyword.upper(), args.strip())
-        for line in joined.splitlines()
-        if line.strip()
-        for keyword, _, args in [line.strip().partition(" ")]
-    ]
+    lines = (line.strip().partition(" ") for line in joined.splitlines() if line.strip())
+    return [(keyword.upper(), args.strip()) for keyword, _, args in lines]
 
 
 def dockerfile_problems(text: str, dockerignore: str) -> Iterator[str]:

@@ -1,20 +1,14 @@
 """`just docker-smoke`: the image run for real by `docker compose`, on this machine.
 
-The recipe has a Docker engine running and the stand-in base made (no registry is reachable
-here: `just _docker-base` builds python:3.11-slim-bookworm's stand-in from Debian's packages).
-Then, all under names of this run only (``tools.harness.names``, an empty Redis database):
-
-1. the image, built with ``PYTHON_BASE`` set to the stand-in and this machine's package index;
-2. each process's own users: Redis's from deploy/redis-users.sh (ACL SETUSER), RabbitMQ's
-   with deploy/rabbitmq_users.py's permissions (rabbitmqctl); the migrations make the app role;
-3. ``docker compose up --wait`` of docker-compose.yml with tools/docker/compose.smoke.yml
-   (host network, the machine's servers): migrations as the owner, then a healthy api,
-   consumer and worker, hardened as compose says;
-4. tests/workers/test_order_pipeline.py with ORDER_SERVICE_URL at the api container; the
-   worker's log names the order; root in a container cannot write its root filesystem; the
-   consumer's RabbitMQ user cannot publish;
-5. whatever happened: ``docker compose down -v``, and the run's database, role, Redis users
-   and keys, RabbitMQ users, exchanges and queues removed.
+The recipe has started a Docker engine and made the stand-in base (no registry is reachable
+here). All under names of this run only (``tools.harness.names``, an empty Redis database):
+the image is built on the stand-in; each process gets its own users (Redis's from
+deploy/redis-users.sh, RabbitMQ's with deploy/rabbitmq_users.py's permissions; the
+migrations make the app role); ``docker compose up --wait`` runs docker-compose.yml with
+tools/docker/compose.smoke.yml (host network, the machine's servers); the order pipeline's
+test runs against the api container; the worker's log must name the order, root in a
+container must not write its root filesystem, the consumer's RabbitMQ user must not publish.
+Whatever happened, ``down -v`` and the run's database, role, users, keys and queues go.
 """
 
 from __future__ import annotations
@@ -32,7 +26,6 @@ from typing import Any
 
 import aio_pika
 import aiormq
-import asyncpg
 from redis import Redis
 
 from deploy.rabbitmq_users import permissions
@@ -44,7 +37,6 @@ from tools.harness.processes import free_port
 BASE = "order-service-standin-base:python3.11-bookworm"
 IMAGE = "order-service:smoke"
 ROLES = ("api", "consumer", "worker")
-COMPOSE = [str(ROOT / "docker-compose.yml"), str(ROOT / "tools/docker/compose.smoke.yml")]
 ADMIN = Settings(  # the machine's servers, as their administrators (trust, guest)
     environment="test",
     database_url="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
@@ -125,7 +117,9 @@ def cleanup(compose: list[str], env: dict[str, str], names: Settings, db: int) -
     steps: list[Callable[[], object]] = [
         lambda: run(*compose, "down", "--volumes", "--remove-orphans", env=env),
         lambda: asyncio.run(remove_run(names)),
-        lambda: asyncio.run(drop_role(env["DB_APP_ROLE"])),
+        lambda: run(
+            "psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP ROLE {env['DB_APP_ROLE']}"
+        ),
         lambda: [run("rabbitmqctl", "-q", "delete_user", env["SMOKE_USERS"] + r) for r in ROLES],
         lambda: remove_redis(env["SMOKE_USERS"], db),
     ]
@@ -134,14 +128,6 @@ def cleanup(compose: list[str], env: dict[str, str], names: Settings, db: int) -
             step()
         except Exception as exc:  # noqa: BLE001 - report and go on with the rest
             print(f"docker-smoke: a cleanup step failed: {exc!r}", file=sys.stderr)
-
-
-async def drop_role(role: str) -> None:
-    connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        await connection.execute(f'DROP ROLE IF EXISTS "{role}"')
-    finally:
-        await connection.close()
 
 
 def remove_redis(users: str, db: int) -> None:
@@ -155,17 +141,14 @@ def main() -> int:
     run_id = secrets.token_hex(4)
     names = isolated(ADMIN, run_id, "docker")
     db = empty_redis_db()
-    password = {name: secrets.token_urlsafe(24) for name in ("JWT_SECRET", "METRICS_TOKEN")}
-    for role in ROLES:
-        for service in ("REDIS", "RABBITMQ"):
-            password[f"{service}_{role.upper()}_PASSWORD"] = secrets.token_urlsafe(24)
+    keys = ["JWT_SECRET", "METRICS_TOKEN", "DB_APP_PASSWORD"]
+    keys += [f"{server}_{r.upper()}_PASSWORD" for server in ("REDIS", "RABBITMQ") for r in ROLES]
     env = {
         **os.environ,
-        **password,
+        **{key: secrets.token_urlsafe(24) for key in keys},
         "POSTGRES_PASSWORD": "unused",  # docker-compose.yml's own servers stay off
         "RABBITMQ_ADMIN_PASSWORD": "unused",
         "DB_APP_ROLE": f"orders_docker_{run_id}_app",
-        "DB_APP_PASSWORD": secrets.token_urlsafe(24),
         "SMOKE_IMAGE": IMAGE,
         "SMOKE_DB_OWNER": "postgres",
         "SMOKE_DATABASE": f"orders_docker_{run_id}",
@@ -177,12 +160,8 @@ def main() -> int:
         "RABBITMQ_EXCHANGE": names.rabbitmq_exchange,
         "RABBITMQ_QUEUE": names.rabbitmq_queue,
     }
-    compose = [
-        str(Path(sys.executable).parent / "docker-compose"),
-        "--project-name",
-        f"order-service-smoke-{run_id}",
-    ]
-    compose += [arg for path in COMPOSE for arg in ("--file", path)]
+    compose = [str(Path(sys.executable).parent / "docker-compose"), "-p", f"smoke-{run_id}"]
+    compose += ["-f", f"{ROOT}/docker-compose.yml", "-f", f"{ROOT}/tools/docker/compose.smoke.yml"]
     build()
     try:
         make_users(env, env["SMOKE_USERS"], names, db)

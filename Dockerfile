@@ -12,7 +12,7 @@
 # public Dockerfiles pinning that tag, not checked against the registry (none is reachable from
 # where this was written); to check or move it, `docker buildx imagetools inspect
 # python:3.11-slim-bookworm` and paste the index digest.
-# `just docker-check` overrides PYTHON_BASE with a stand-in built from Debian's packages, as
+# `just docker-smoke` overrides PYTHON_BASE with a stand-in built from Debian's packages, as
 # no image registry is reachable on the CI machine (README, "The image, run for real").
 ARG PYTHON_BASE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 

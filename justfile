@@ -60,7 +60,7 @@ jobs: setup
 
 # The reconciler's query plan on 200,000 orders, in a scratch database it drops (RELIABILITY.md)
 explain-reconcile: setup
-    {{py}} scripts/explain_reconcile.py
+    {{py}} -m tools.explain_reconcile
 
 # Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
 test *args: setup
@@ -79,7 +79,7 @@ fmt: setup
 
 # Write .env: .env.example with a random value for every secret (keeps an existing .env; --force replaces it)
 dotenv *args: setup
-    {{py}} scripts/dotenv.py {{args}}
+    {{py}} -m tools.dotenv {{args}}
 
 # Start the whole stack in Docker (production settings; secrets from .env: `just dotenv`) and wait until the API is ready
 up:
@@ -90,21 +90,70 @@ up:
 down:
     docker compose down
 
-# Check the Docker artefacts without an engine: compose schema and rules, hadolint, .env.example
-check-docker: setup
-    {{py}} scripts/check_docker.py
+# Check the Docker artefacts without an engine: the compose spec and our schema, `docker compose config` with `just dotenv`'s values, hadolint, tools/docker/policy.py
+docker-lint: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin={{venv}}/bin
+    $bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+    $bin/check-jsonschema --schemafile tools/docker/compose.schema.json docker-compose.yml
+    env_file=$(mktemp)
+    trap 'rm -f "$env_file"' EXIT
+    {{py}} -m tools.dotenv --force --output "$env_file" >/dev/null
+    $bin/docker-compose --env-file "$env_file" config --quiet && echo "docker compose config: ok"
+    $bin/hadolint Dockerfile && echo "hadolint: ok"
+    {{py}} -m tools.docker.policy
 
-# Build the image and run it for real here: migrations, api, consumer, worker and a smoke test against local services (root; README)
-docker-check: setup
-    {{py}} scripts/docker_check.py
+# Build the image and run it here with `docker compose` on local services, the order pipeline's test against it, then `down -v` (root; README)
+docker-smoke: setup _docker-engine _docker-base
+    {{py}} -m tools.docker.smoke
+
+# Start a Docker engine (Debian's docker.io) unless one answers
+[private]
+_docker-engine:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    docker info >/dev/null 2>&1 && exit 0
+    command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; }
+    echo "starting dockerd --iptables=false (log: /var/log/dockerd.log); it keeps running"
+    setsid dockerd --iptables=false >>/var/log/dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done
+    echo "dockerd did not answer within 60 s: see /var/log/dockerd.log" >&2
+    exit 1
+
+# Make python:3.11-slim-bookworm's stand-in once, from Debian's packages (no image registry is reachable here)
+[private]
+_docker-base:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    base=order-service-standin-base:python3.11-bookworm
+    docker image inspect "$base" >/dev/null 2>&1 && exit 0
+    command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
+    work=$(mktemp -d)
+    unmount() { grep -o " $work/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount --lazy || true; }
+    trap 'unmount; rm -rf --one-file-system "$work"' EXIT
+    mirror=$(grep -hoP '^(URIs:|deb)\s+\K\S+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1)
+    echo "base: debootstrap --variant=minbase bookworm with python3.11 from $mirror (a few minutes)"
+    # python3.11-venv needs python3.11-distutils, which only python3-distutils provides.
+    debootstrap --variant=minbase --include=python3.11,python3.11-venv,python3-distutils,ca-certificates bookworm "$work/fs" "$mirror" >/dev/null
+    unmount
+    ln -s /usr/bin/python3.11 "$work/fs/usr/local/bin/python"
+    ln -s /usr/bin/python3.11 "$work/fs/usr/local/bin/python3"
+    # pip inside the build trusts what this machine trusts to reach the package index.
+    cp /etc/ssl/certs/ca-certificates.crt "$work/fs/etc/ssl/certs/ca-certificates.crt"
+    rm -f "$work"/fs/var/cache/apt/archives/*.deb "$work"/fs/var/lib/apt/lists/*_*
+    tar -C "$work/fs" --exclude='./proc/*' --exclude='./sys/*' -c . | docker import \
+        --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+        --change 'CMD ["python3"]' --message "stand-in for python:3.11-slim-bookworm (just _docker-base)" - "$base"
 
 # Benchmark api, consumer and worker on loopback against a bare-ASGI ceiling (~3 min, own data; see BENCHMARKS.md)
 bench *args: setup _wrk
-    {{py}} bench/run.py {{args}}
+    {{py}} -m tools.bench.run {{args}}
 
 # The benchmark as a CI smoke run (~1 min): 2 s per scenario; fails on errors, not on targets
 bench-smoke: setup _wrk
-    {{py}} bench/run.py --smoke
+    {{py}} -m tools.bench.run --smoke
 
 # Install wrk (Debian's package) if it is missing
 [private]
@@ -113,8 +162,8 @@ _wrk:
 
 # Audit the locked requirements for known vulnerabilities (says loudly what it could not check)
 audit: setup
-    {{py}} scripts/audit.py requirements/main.txt
+    {{py}} -m tools.audit requirements/main.txt
 
 # Chaos run (~N+1 min, not in `just test`): load + kill -9 + link cuts/stalls, then checks (see RELIABILITY.md)
 chaos *args: setup
-    {{py}} -m chaos {{args}}
+    {{py}} -m tools.chaos {{args}}

@@ -16,7 +16,7 @@ that:
 
 docker-compose.yml's one-shot ``rabbitmq-users`` service runs this file with the app image to
 create or update the users through the management API (``python /deploy/rabbitmq_users.py``);
-``just docker-check`` applies the same ``permissions`` with ``rabbitmqctl`` to a shared broker,
+``just docker-smoke`` applies the same ``permissions`` with ``rabbitmqctl`` to a shared broker,
 so the containers it starts prove that these rules are enough.
 """
 

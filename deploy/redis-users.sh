@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints the Redis ACL users of the three processes, one `user ...` line each (ACL file syntax).
 # docker-compose.yml's Redis loads them at start (after `user default off`: no anonymous
-# access); `just docker-check` applies the same lines to a shared Redis with ACL SETUSER, under
+# access); `just docker-smoke` applies the same lines to a shared Redis with ACL SETUSER, under
 # run-unique names, so the containers it starts prove that these rules are enough.
 #
 # Each process reaches only its own keys: the API the cache and rate-limit keys under

@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
+import httpx
 
 PASSWORD = "correct horse battery"
 
@@ -23,8 +22,8 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def make_account(client: AsyncTestClient[Litestar], password: str = PASSWORD) -> Account:
-    """Register and log in through the API, as a client would."""
+async def make_account(client: httpx.AsyncClient, password: str = PASSWORD) -> Account:
+    """Register and log in through the API (a test client or a running API), as a client would."""
     email = f"user-{uuid.uuid4().hex[:12]}@example.com"
     created = await client.post("/register", json={"email": email, "password": password})
     assert created.status_code == 201, created.text

@@ -12,20 +12,18 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 
-import aio_pika
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy.engine import make_url
 
 from app import create_app
-from migrations.admin import drop_database, migrate
-from shared.messaging.bus import Topology
-from shared.redis import create_redis
+from migrations.admin import migrate
 from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import Account, make_account
 from tests.apps import StartApp
+from tools.harness.cleanup import remove_run
+from tools.harness.names import isolated
 
 RUN_ID = secrets.token_hex(4)
 
@@ -33,12 +31,11 @@ RUN_ID = secrets.token_hex(4)
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
     """Settings for this run: isolated names everywhere, cheap bcrypt, generous limits."""
-    db_url = make_url(
-        os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-    ).set(database=f"orders_test_{RUN_ID}")
-    test_settings = Settings(
+    machine = Settings(
         environment="test",
-        database_url=db_url.render_as_string(hide_password=False),
+        database_url=os.environ.get(
+            "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+        ),
         redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         rabbitmq_url=os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         jwt_secret=secrets.token_urlsafe(32),
@@ -46,10 +43,6 @@ def settings() -> Iterator[Settings]:
         rate_limit="100000/minute",
         token_rate_limit="100000/minute",
         cors_allow_origins="https://shop.example",
-        redis_prefix=f"test:{RUN_ID}:",
-        rabbitmq_exchange=f"orders.test.{RUN_ID}",
-        rabbitmq_queue=f"new_order.test.{RUN_ID}",
-        arq_queue=f"test:{RUN_ID}:arq:queue",
         consumer_metrics_port=0,  # processes started by tests share the host: no fixed ports
         # The session's database fills with orders nobody processes (the API tests'): workers
         # started by tests leave them alone. The reconciler's tests use a database of their own.
@@ -57,22 +50,10 @@ def settings() -> Iterator[Settings]:
         worker_metrics_port=0,
         metrics_token=secrets.token_urlsafe(32),
     )
+    test_settings = isolated(machine, RUN_ID, "test")
     migrate(test_settings.database_url)
     yield test_settings
-    asyncio.run(_cleanup(test_settings))
-
-
-async def _cleanup(settings: Settings) -> None:
-    await drop_database(settings.database_url)
-    redis = create_redis(settings.redis_url)
-    try:
-        async for key in redis.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-            await redis.delete(key)
-    finally:
-        await redis.aclose()
-    connection = await aio_pika.connect(settings.rabbitmq_url)
-    async with connection:
-        await Topology(settings).delete(await connection.channel())
+    asyncio.run(remove_run(test_settings))
 
 
 @pytest.fixture(scope="session")

@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 
 from shared.settings import Settings
+from tools.harness.names import ROOT, environment
+from tools.harness.processes import UVICORN_ARGS, free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 START_WITHIN_S = 30  # importing the app takes seconds while other suites load the machine
 
 Process = asyncio.subprocess.Process
 RunModule = Callable[..., Awaitable[Process]]
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """``settings`` as the environment variables ``load_settings`` reads."""
-    env = dict(os.environ)
-    for name, value in msgspec.structs.asdict(settings).items():
-        if value is not None:
-            env[name.upper()] = str(value)
-    return env
-
-
-# As the justfile and the image run it: the app, not uvicorn, decides who the client is.
-UVICORN_ARGS = ("app:create_app", "--factory", "--no-proxy-headers")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @asynccontextmanager
@@ -58,7 +36,7 @@ async def running_modules(log_dir: Path) -> AsyncIterator[RunModule]:
                 "-m",
                 module,
                 *args,
-                cwd=PROJECT_ROOT,
+                cwd=ROOT,
                 env=environment(settings),
                 stdout=log_file,
                 stderr=log_file,

@@ -58,6 +58,9 @@ def in_progress_key(job_id: str) -> str:
 
 
 RESULT_KEYS: Final = result_key_prefix + "*"  # a SCAN pattern over every stored result
+# arq's per-job keys (job, result, in-progress, retry) share its one unprefixed namespace
+# ("arq:"), whatever ``ARQ_QUEUE`` says: a SCAN pattern over all of them, for clean-ups.
+JOB_KEYS: Final = job_key_prefix.split(":", 1)[0] + ":*"
 
 
 # --- The records ---------------------------------------------------------------------------

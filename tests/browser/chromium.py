@@ -8,11 +8,11 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
-from tests.processes import PROJECT_ROOT
+from tools.harness.names import ROOT
 
 CHROMIUM = shutil.which("chromium")
 # Written by every run for a person to look at; git-ignored.
-SCREENSHOTS = PROJECT_ROOT / "screenshots"
+SCREENSHOTS = ROOT / "screenshots"
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # root in a container: chromium's sandbox needs user namespaces
     "--disable-gpu",

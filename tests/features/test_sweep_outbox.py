@@ -21,7 +21,6 @@ from shared.messaging.bus import EventBus
 from shared.models import OutboxEvent
 from shared.settings import Settings
 from tests.apps import with_settings
-from tests.faults import via
 from tests.outbox import publish_staged
 from tests.pipeline import (
     OrderFactory,
@@ -32,6 +31,7 @@ from tests.pipeline import (
     ready_count,
     wait_for,
 )
+from tools.harness.faults import via
 from workers.worker import shutdown, startup
 
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from features.process_order import job as process_order_job
-from tests.faults import FaultyLink, StartLink, target_of
 from tests.logs import Lines
 from tests.processes import run_module  # noqa: F401 - a fixture
 from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by import
@@ -28,6 +27,7 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     start_worker,
     tcp_proxy,
 )
+from tools.harness.faults import FaultyLink, StartLink, target_of
 
 
 @pytest.fixture

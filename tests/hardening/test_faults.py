@@ -45,7 +45,6 @@ from shared.services import Services, services_of
 from shared.settings import Settings
 from tests.accounts import make_account
 from tests.apps import StartApp, with_settings
-from tests.faults import StartLink
 from tests.logs import Lines
 from tests.orders import ONE_ITEM, create_order
 from tests.outbox import publish_staged
@@ -59,7 +58,9 @@ from tests.pipeline import (
     ready_count,
     wait_for,
 )
-from tests.processes import RunModule, free_port
+from tests.processes import RunModule
+from tools.harness.faults import StartLink
+from tools.harness.processes import free_port
 from workers.queue_status import queue_report
 from workers.worker import shutdown, startup
 

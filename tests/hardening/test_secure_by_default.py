@@ -52,16 +52,10 @@ from shared.settings import Settings
 from tests.accounts import PASSWORD, make_account
 from tests.apps import StartApp, metrics_headers, with_settings
 from tests.pipeline import ready_count, wait_for
-from tests.processes import (
-    PROJECT_ROOT,
-    START_WITHIN_S,
-    UVICORN_ARGS,
-    RunModule,
-    environment,
-    free_port,
-    start_api,
-)
+from tests.processes import START_WITHIN_S, RunModule, start_api
 from tests.tokens import sign, valid_claims
+from tools.harness.names import ROOT, environment
+from tools.harness.processes import UVICORN_ARGS, free_port
 from workers.worker import create_worker
 
 Client = AsyncTestClient[Litestar]
@@ -87,7 +81,7 @@ def forged_token(settings: Settings, user_id: int, secret: str) -> str:
 async def test_the_service_with_default_settings_refuses_to_start(tmp_path: Path) -> None:
     """No ENVIRONMENT, no JWT_SECRET (and no .env): production, so uvicorn never serves."""
     env = {k: v for k, v in os.environ.items() if k not in ("ENVIRONMENT", "JWT_SECRET")}
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = str(ROOT)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -513,7 +507,7 @@ async def app_role_database(settings: Settings) -> AsyncIterator[tuple[str, str,
                 sys.executable,
                 "-m",
                 "migrations",
-                cwd=PROJECT_ROOT,
+                cwd=ROOT,
                 env=env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -747,7 +741,7 @@ def _acl_users(prefix: str, queue: str, user_prefix: str) -> dict[str, list[str]
         "REDIS_USER_PREFIX": user_prefix,
     }
     done = subprocess.run(  # noqa: S603
-        ["sh", str(PROJECT_ROOT / "deploy/redis-users.sh")],  # noqa: S607
+        ["sh", str(ROOT / "deploy/redis-users.sh")],  # noqa: S607
         env=env,
         capture_output=True,
         text=True,
@@ -787,6 +781,34 @@ async def test_the_apps_redis_users_may_not_reach_past_their_keys(
         for name, *_ in users.values():
             answer = await _acl(redis, "DRYRUN", name, *command)
             assert "no permissions" in answer.decode(), (name, command, answer)
+    finally:
+        for name, *_ in users.values():
+            await redis.acl_deluser(name)
+
+
+@pytest.mark.parametrize(
+    ("user", "key", "allowed"),
+    [
+        ("api", "{prefix}order:x", True),
+        ("api", "arq:job:process_order:x", False),  # arq's keys: the consumer's and worker's
+        ("consumer", "arq:job:process_order:x", True),
+        ("consumer", "{prefix}order:x", False),  # the cache: the api's and worker's
+        ("worker", "{prefix}order:x", True),
+        ("worker", "arq:job:process_order:x", True),
+        ("worker", "other:order:x", False),
+    ],
+)
+async def test_each_redis_user_reaches_only_its_own_keys(
+    settings: Settings, redis: Redis, user: str, key: str, *, allowed: bool
+) -> None:
+    users = _acl_users(settings.redis_prefix, settings.arq_queue, f"h4-{secrets.token_hex(3)}-")
+    try:
+        for rules in users.values():
+            await _acl(redis, "SETUSER", *rules)
+        answer = await _acl(
+            redis, "DRYRUN", users[user][0], "GET", key.format(prefix=settings.redis_prefix)
+        )
+        assert (answer == b"OK") is allowed, answer
     finally:
         for name, *_ in users.values():
             await redis.acl_deluser(name)

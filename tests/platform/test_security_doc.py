@@ -21,9 +21,7 @@ def _references() -> list[tuple[str, str | None]]:
             continue
         path: str | None = None
         for match in _REFERENCE.finditer(line):
-            if match["path"] and match["path"].startswith(
-                ("features/", "platform/", "unit/", "hardening/", "scripts/", "workers/")
-            ):
+            if match["path"] and match["path"].rpartition("/")[2].startswith("test_"):
                 path = match["path"]
             elif match["path"]:
                 continue  # a module of the code, not a test

@@ -28,7 +28,6 @@ from shared.models import Order
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.apps import with_settings
-from tests.faults import FaultyLink, StartProxy, target_of
 from tests.pipeline import (
     OrderFactory,
     RunningConsumer,
@@ -37,6 +36,7 @@ from tests.pipeline import (
     delete_arq_keys,
     order_factory,
 )
+from tools.harness.faults import FaultyLink, StartProxy, target_of
 from workers.consumer import run_consumer
 from workers.worker import create_worker
 

@@ -24,7 +24,6 @@ from shared.messaging.jobs import (
 )
 from shared.settings import Settings
 from tests.apps import with_settings
-from tests.faults import StartProxy, via
 from tests.outbox import publish_staged
 from tests.pipeline import (
     OrderFactory,
@@ -34,6 +33,7 @@ from tests.pipeline import (
     ready_count,
     wait_for,
 )
+from tools.harness.faults import StartProxy, via
 
 
 async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:

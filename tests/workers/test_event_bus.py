@@ -10,8 +10,8 @@ import pytest
 from shared.messaging.bus import EventBus
 from shared.settings import Settings
 from tests.apps import with_settings
-from tests.faults import StartProxy, via
 from tests.pipeline import wait_for
+from tools.harness.faults import StartProxy, via
 
 
 async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(

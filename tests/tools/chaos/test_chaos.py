@@ -1,0 +1,71 @@
+"""The chaos run's own safety and bookkeeping (the run itself is ``just chaos``, not a test).
+
+Its Redis data loss must delete only the run's keys: other runs share the Redis. Its count
+of double processing must tell an effective run from a rerun that found the order done.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from pathlib import Path
+
+from shared.redis import create_redis
+from shared.settings import Settings
+from tests.apps import with_settings
+from tools.chaos.checks import log_counts
+from tools.harness.cleanup import forget_redis_data
+
+
+async def test_losing_redis_data_deletes_the_runs_keys_and_nothing_else(
+    settings: Settings,
+) -> None:
+    tag = secrets.token_hex(3)
+    run = with_settings(
+        settings,
+        redis_prefix=f"{settings.redis_prefix}chaos-{tag}:",
+        arq_queue=f"{settings.redis_prefix}chaos-{tag}:arq:queue",
+    )
+    ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    mine = [
+        f"{run.redis_prefix}order:{ours}",
+        run.arq_queue,
+        f"arq:job:process_order:{ours}",
+        f"arq:result:process_order:{ours}",
+        f"arq:in-progress:process_order:{ours}",
+        f"arq:job:cron:sweep_outbox:{run.arq_queue}:1700000000000",
+    ]
+    others = [
+        f"{settings.redis_prefix}other-{tag}:order:{theirs}",
+        f"arq:job:process_order:{theirs}",
+        f"arq:job:cron:sweep_outbox:{settings.redis_prefix}other-{tag}:arq:queue:1700000000000",
+    ]
+    redis = create_redis(settings.redis_url)
+    for key in mine + others:
+        await redis.set(key, b"x", ex=60)
+    try:
+        deleted = await forget_redis_data(run, {ours})
+
+        assert deleted == len(mine)
+        assert await redis.exists(*mine) == 0
+        assert await redis.exists(*others) == len(others)
+    finally:
+        await redis.delete(*mine, *others)
+        await redis.aclose()
+
+
+def test_only_a_run_that_changed_the_order_counts_as_processing_it(tmp_path: Path) -> None:
+    once, twice = str(uuid.uuid4()), str(uuid.uuid4())
+    (tmp_path / "worker-1.1.log").write_text(
+        f"12:00:00 INFO    workers.worker: Order {once} processed {{'order_id': '{once}'}}\n"
+        f"12:00:01 INFO    workers.worker: Order {twice} processed {{'order_id': '{twice}'}}\n"
+    )
+    (tmp_path / "worker-2.1.log").write_text(
+        f"12:00:02 INFO    workers.worker: Order {once} was already processed\n"
+        f"12:00:03 INFO    workers.worker: Order {twice} processed\n"
+    )
+
+    processed, reruns = log_counts(sorted(tmp_path.glob("worker-*.log")))
+
+    assert processed == {once: 1, twice: 2}
+    assert reruns == 1

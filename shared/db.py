@@ -35,7 +35,7 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 # Bounds, so that a request stuck on PostgreSQL answers 503 within seconds whatever the network
-# does (about 5.5 s when the connection stalls; tests/hardening/test_faults.py proves it):
+# does (about 5.5 s when the connection stalls; tests/hardening/faults/test_postgres.py proves it):
 # - a statement running longer than STATEMENT_TIMEOUT_MS is cancelled by PostgreSQL itself
 #   (a stuck lock, a runaway query), so the client sees a clean error;
 # - COMMAND_TIMEOUT_S is asyncpg's own limit per round trip, a little longer, for when no

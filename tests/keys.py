@@ -7,6 +7,8 @@ import functools
 from cryptography.hazmat.primitives import serialization
 
 from shared.accounts.signing_keys import Algorithm, generate_private_key_pem
+from shared.settings import Settings
+from tests.apps import with_settings
 
 
 @functools.cache
@@ -22,4 +24,11 @@ def public_pem(private: str) -> str:
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
+    )
+
+
+def asymmetric(settings: Settings, algorithm: str, key: int = 0, **changes: object) -> Settings:
+    """``settings`` signing with the ``key``-th test key of ``algorithm`` (its JWKS has it)."""
+    return with_settings(
+        settings, jwt_algorithm=algorithm, jwt_private_key=private_pem(algorithm, key), **changes
     )

@@ -19,6 +19,11 @@ from shared.settings import Settings
 DROP = object()  # a claim or header value that means "leave this one out"
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The one way a request carries an access token (API.md): ``Authorization: Bearer``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def valid_claims(settings: Settings, sub: int | str, **changes: Any) -> dict[str, Any]:
     """The claims the API issues for ``sub`` now, with ``changes`` (``DROP`` removes one)."""
     now = int(time.time())

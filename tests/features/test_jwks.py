@@ -1,19 +1,15 @@
-"""Signing keys and GET /.well-known/jwks.json: RS256/ES256 deployments, rotation, forgeries.
+"""Signing keys and GET /.well-known/jwks.json: RS256/ES256 deployments, rotation.
 
 API.md, "Accounts and sessions": asymmetric tokens carry a ``kid`` naming a key of the JWKS;
-under HS256 the JWKS is empty; previous public keys keep verifying; a ``kid`` naming no key,
-or an ``alg`` other than the configured one, is a 401.
+under HS256 the JWKS is empty; previous public keys keep verifying. Forgeries (a ``kid`` naming
+no key, an ``alg`` other than the configured one, key confusion) are refused by the
+authentication of every request: tests/platform/test_authentication.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import uuid
-from typing import Any
 
 import httpx
 import jwt
@@ -24,44 +20,15 @@ from litestar.testing import AsyncTestClient
 from app import create_app
 from shared.settings import Settings
 from tests.accounts import PASSWORD, make_account
-from tests.apps import StartApp, with_settings
-from tests.keys import private_pem, public_pem
+from tests.apps import StartApp
+from tests.keys import asymmetric, private_pem, public_pem
 from tests.processes import RunModule, run_module, start_api
 from tests.sessions import login, refresh
-from tests.tokens import decode, valid_claims
+from tests.tokens import bearer, decode
 
 __all__ = ["run_module"]  # the fixture, imported for pytest
 
 Client = AsyncTestClient[Litestar]
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def forge(header: dict[str, Any], claims: dict[str, Any], mac_key: bytes) -> str:
-    """An HS256-signed JWT built by hand: PyJWT refuses a PEM as an HMAC key."""
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    signature = hmac.new(mac_key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(signature)}"
-
-
-def fresh_claims(settings: Settings, user_id: int) -> dict[str, Any]:
-    """Valid by every rule of the profile: what a forgery below breaks is its key or alg."""
-    return valid_claims(settings, user_id)
-
-
-AT_JWT = {"typ": "at+jwt"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def asymmetric(settings: Settings, algorithm: str, key: int = 0, **changes: Any) -> Settings:
-    return with_settings(
-        settings, jwt_algorithm=algorithm, jwt_private_key=private_pem(algorithm, key), **changes
-    )
 
 
 async def test_under_hs256_the_jwks_is_empty(client: Client) -> None:
@@ -139,82 +106,6 @@ async def test_refresh_works_under_rs256(settings: Settings, start_app: StartApp
 @pytest.fixture
 async def rs256(settings: Settings, start_app: StartApp) -> Client:
     return await start_app(create_app(asymmetric(settings, "RS256")))
-
-
-async def test_key_confusion_hs256_with_the_public_key_as_secret_is_401(
-    rs256: Client, settings: Settings
-) -> None:
-    account = await make_account(rs256)
-    kid = jwt.get_unverified_header(account.token)["kid"]
-    public = public_pem(private_pem("RS256", 0)).encode()
-    for header in (
-        {"alg": "HS256", "typ": "at+jwt", "kid": kid},
-        {"alg": "HS256", "typ": "at+jwt"},
-    ):
-        forged = forge(header, fresh_claims(settings, account.id), public)
-        response = await rs256.get("/users/me", headers=bearer(forged))
-        assert response.status_code == 401
-        assert response.headers["www-authenticate"] == "Bearer"
-
-
-async def test_a_kid_that_names_no_key_is_401(rs256: Client, settings: Settings) -> None:
-    account = await make_account(rs256)
-    private = private_pem("RS256", 0)
-    for headers in ({**AT_JWT, "kid": "no-such-key"}, AT_JWT):
-        token = jwt.encode(
-            fresh_claims(settings, account.id), private, algorithm="RS256", headers=headers
-        )
-        assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
-    _, claims, signature = account.token.split(".")
-    for kid in (7, ["a"], {"a": 1}, None):  # PyJWT will not write these: swapped in by hand
-        header = b64url(json.dumps({"alg": "RS256", "typ": "at+jwt", "kid": kid}).encode())
-        token = f"{header}.{claims}.{signature}"
-        assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
-
-
-async def test_a_token_signed_by_a_key_not_in_the_set_is_401(
-    rs256: Client, settings: Settings
-) -> None:
-    account = await make_account(rs256)
-    kid = jwt.get_unverified_header(account.token)["kid"]
-    stranger = private_pem("RS256", 9)
-    for headers in ({**AT_JWT, "kid": kid}, {**AT_JWT, "kid": "stranger"}):
-        token = jwt.encode(
-            fresh_claims(settings, account.id), stranger, algorithm="RS256", headers=headers
-        )
-        assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
-
-
-async def test_another_asymmetric_alg_than_the_configured_one_is_401(
-    rs256: Client, settings: Settings
-) -> None:
-    account = await make_account(rs256)
-    kid = jwt.get_unverified_header(account.token)["kid"]
-    for alg in ("PS256", "RS512"):
-        token = jwt.encode(
-            fresh_claims(settings, account.id),
-            private_pem("RS256", 0),
-            algorithm=alg,
-            headers={**AT_JWT, "kid": kid},
-        )
-        assert (await rs256.get("/users/me", headers=bearer(token))).status_code == 401
-
-
-async def test_under_hs256_an_asymmetric_or_kid_token_is_401(
-    client: Client, settings: Settings
-) -> None:
-    account = await make_account(client)
-    signed = jwt.encode(
-        fresh_claims(settings, account.id), private_pem("RS256", 0), "RS256", headers=AT_JWT
-    )
-    with_kid = jwt.encode(
-        fresh_claims(settings, account.id),
-        settings.jwt_secret,
-        algorithm="HS256",
-        headers={**AT_JWT, "kid": "x"},
-    )
-    for token in (signed, with_kid):
-        assert (await client.get("/users/me", headers=bearer(token))).status_code == 401
 
 
 async def test_the_jwks_needs_no_token_and_is_cacheable(rs256: Client) -> None:

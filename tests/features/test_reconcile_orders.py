@@ -1,7 +1,8 @@
 """The reconciler, one run at a time, against real PostgreSQL and Redis (its own database).
 
 What it must take up and what it must leave alone; the end-to-end faults it exists for
-(Redis losing its data, a job that used up its tries) are in tests/hardening/test_faults.py.
+(Redis losing its data, a job that used up its tries) are in tests/hardening/faults/
+(test_redis.py, test_postgres.py).
 """
 
 from __future__ import annotations

@@ -1,22 +1,18 @@
 """POST /token and the bearer tokens it issues, as API.md's users section states them.
 
-The tests that need a protected route register tests/apps.py's probe (``GET /probe/whoami``) on an
-app of their own; it goes through the same auth as every route not excluded from it.
+What every protected route does with such a token (forgeries, expiry, deleted users, the kid)
+is tests/platform/test_authentication.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import secrets
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import jwt
 import pytest
 from litestar import Litestar
@@ -24,56 +20,20 @@ from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.accounts.access_tokens import FIRST_PARTY_CLIENT_ID
-from shared.accounts.signing_keys import SigningKeys, signing_keys
-from shared.db import asyncpg_dsn
-from shared.services import services_of
 from shared.settings import Settings
 from tests.accounts import PASSWORD, Account, make_account
 from tests.apps import (
-    PROBE,
     PROXY,
     StartApp,
     behind_proxy,
     forwarded_for,
     token_limited,
-    whoami,
     with_settings,
 )
-from tests.keys import private_pem
 from tests.sessions import TOKEN_RESPONSE_FIELDS, login
-from tests.tokens import DROP, decode, sign, valid_claims
+from tests.tokens import bearer, decode
 
 Client = AsyncTestClient[Litestar]
-
-
-@pytest.fixture(scope="module")
-async def guarded(settings: Settings) -> AsyncIterator[Client]:
-    """A client for an app that has the protected probe route."""
-    probe_app = create_app(settings)
-    probe_app.register(whoami)
-    async with AsyncTestClient(probe_app) as test_client:
-        yield test_client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def keys_of(client: Client) -> SigningKeys:
-    return services_of(client.app).signing_keys
-
-
-def b64url(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-async def eventually(check: Callable[[], Any], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(await check())
 
 
 # --- POST /token ---------------------------------------------------------------------------
@@ -264,105 +224,6 @@ async def test_the_form_swagger_ui_sends_is_accepted(client: Client, alice: Acco
     assert response.json()["token_type"] == "bearer"
 
 
-# --- the token on a protected route --------------------------------------------------------
-
-
-async def test_issued_token_authenticates_its_user(guarded: Client, alice: Account) -> None:
-    response = await guarded.get(PROBE, headers=alice.headers)
-    assert response.status_code == 200
-    assert response.json() == {"id": alice.id}
-
-
-async def test_missing_authorization_header_is_401_with_bearer_challenge(guarded: Client) -> None:
-    response = await guarded.get(PROBE)
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-    assert response.json()["detail"]
-
-
-async def test_token_signed_with_another_key_is_401(
-    guarded: Client, settings: Settings, alice: Account
-) -> None:
-    other_key = signing_keys("HS256", secrets.token_urlsafe(32), "", "")
-    forged = sign(valid_claims(settings, alice.id), other_key)
-    response = await guarded.get(PROBE, headers=bearer(forged))
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-async def test_alg_none_token_is_401(guarded: Client, settings: Settings, alice: Account) -> None:
-    claims = valid_claims(settings, alice.id)
-    unsigned = f"{b64url({'alg': 'none', 'typ': 'at+jwt'})}.{b64url(claims)}."
-    response = await guarded.get(PROBE, headers=bearer(unsigned))
-    assert response.status_code == 401
-
-
-async def test_expired_token_is_401(guarded: Client, settings: Settings, alice: Account) -> None:
-    now = int(time.time())
-    claims = valid_claims(settings, alice.id, iat=now - 1800, exp=now - 60)  # a lifetime it issues
-    expired = sign(claims, keys_of(guarded))
-    response = await guarded.get(PROBE, headers=bearer(expired))
-    assert response.status_code == 401
-
-
-async def test_token_without_exp_is_401(
-    guarded: Client, settings: Settings, alice: Account
-) -> None:
-    everlasting = sign(valid_claims(settings, alice.id, exp=DROP), keys_of(guarded))
-    response = await guarded.get(PROBE, headers=bearer(everlasting))
-    assert response.status_code == 401
-
-
-async def test_garbage_token_is_401(guarded: Client) -> None:
-    response = await guarded.get(PROBE, headers=bearer("not.a.jwt"))
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-async def test_token_with_non_integer_sub_is_401(guarded: Client, settings: Settings) -> None:
-    token = sign(valid_claims(settings, "alice"), keys_of(guarded))
-    response = await guarded.get(PROBE, headers=bearer(token))
-    assert response.status_code == 401
-
-
-@pytest.mark.parametrize("sub", ["0", "-1", str(2**31), str(10**30)])
-async def test_token_with_sub_outside_the_id_range_is_401_not_500(
-    guarded: Client, settings: Settings, sub: str
-) -> None:
-    token = sign(valid_claims(settings, sub), keys_of(guarded))
-    response = await guarded.get(PROBE, headers=bearer(token))
-    assert response.status_code == 401
-
-
-async def test_token_for_a_user_that_never_existed_is_401(
-    guarded: Client, settings: Settings
-) -> None:
-    token = sign(valid_claims(settings, 2**31 - 1), keys_of(guarded))
-    response = await guarded.get(PROBE, headers=bearer(token))
-    assert response.status_code == 401
-
-
-async def test_token_of_a_deleted_user_stops_working(
-    guarded: Client, client: Client, settings: Settings
-) -> None:
-    account = await make_account(client)
-    users = services_of(guarded.app).users
-    assert await eventually(lambda: asyncio.sleep(0, users.listening), within=5)
-    before = await guarded.get(PROBE, headers=account.headers)  # now remembered as existing
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await conn.execute("DELETE FROM users WHERE id = $1", account.id)
-    finally:
-        await conn.close()
-
-    async def rejected() -> bool:
-        response = await guarded.get(PROBE, headers=account.headers)
-        return response.status_code == 401
-
-    assert before.status_code == 200
-    assert await eventually(rejected, within=2)
-
-
 # --- the account's password budget: failed checks only (API.md, "Cross-cutting") -------------
 
 
@@ -451,98 +312,3 @@ async def test_openapi_says_logging_in_needs_no_token(client: Client) -> None:
     operation = (await client.get("/schema/openapi.json")).json()["paths"]["/token"]["post"]
     assert operation["security"] == [{}]
     assert {"401", "413", "422", "429", "503"} <= set(operation["responses"])
-
-
-# --- RFC 9068: forgeries signed with the real key -------------------------------------------
-
-TEN_YEARS_S = 10 * 365 * 24 * 3600
-
-
-@pytest.fixture(scope="module", params=["HS256", "ES256"])
-async def guarded_by(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Client]:
-    """A probe app per algorithm: the shared secret, and one asymmetric key with its kid."""
-    algorithm = request.param
-    if algorithm != "HS256":
-        settings = with_settings(
-            settings, jwt_algorithm=algorithm, jwt_private_key=private_pem(algorithm)
-        )
-    probe_app = create_app(settings)
-    probe_app.register(whoami)
-    async with AsyncTestClient(probe_app) as test_client:
-        yield test_client
-
-
-def _ahead(settings: Settings, seconds: int) -> dict[str, Any]:
-    """``iat`` that far in the future, with the lifetime the API issues."""
-    iat = int(time.time()) + seconds
-    return {"iat": iat, "exp": iat + settings.access_token_expire_minutes * 60}
-
-
-FORGERIES: dict[str, tuple[Callable[[Settings], dict[str, Any]], dict[str, Any]]] = {
-    "exp-ten-years-out": (lambda s: {"exp": int(time.time()) + TEN_YEARS_S}, {}),
-    "wrong-iss": (lambda s: {"iss": "someone-else"}, {}),
-    "missing-iss": (lambda s: {"iss": DROP}, {}),
-    "wrong-aud": (lambda s: {"aud": "another-api"}, {}),
-    "missing-aud": (lambda s: {"aud": DROP}, {}),
-    "missing-typ": (lambda s: {}, {"typ": DROP}),
-    "typ-JWT": (lambda s: {}, {"typ": "JWT"}),
-    "iat-10-minutes-ahead": (lambda s: _ahead(s, 600), {}),
-    "missing-jti": (lambda s: {"jti": DROP}, {}),
-    "missing-client_id": (lambda s: {"client_id": DROP}, {}),
-}
-
-
-@pytest.mark.parametrize("forgery", FORGERIES)
-async def test_a_token_signed_with_the_real_key_but_breaking_the_profile_is_401(
-    guarded_by: Client, client: Client, settings: Settings, forgery: str
-) -> None:
-    """Each rule alone: the same token with that one thing right passes (checked first)."""
-    account = await make_account(client)
-    changes, header = FORGERIES[forgery]
-    keys = keys_of(guarded_by)
-    honest = sign(valid_claims(settings, account.id), keys)
-    forged = sign(valid_claims(settings, account.id, **changes(settings)), keys, **header)
-    assert (await guarded_by.get(PROBE, headers=bearer(honest))).status_code == 200
-    for _ in range(2):  # refused again: a refused token is never remembered as verified
-        response = await guarded_by.get(PROBE, headers=bearer(forged))
-        assert response.status_code == 401
-        assert response.headers["www-authenticate"] == "Bearer"
-
-
-async def test_alg_none_is_401_under_each_algorithm(
-    guarded_by: Client, client: Client, settings: Settings
-) -> None:
-    account = await make_account(client)
-    kid = keys_of(guarded_by).signing_kid
-    header = {"alg": "none", "typ": "at+jwt", **({"kid": kid} if kid else {})}
-    unsigned = f"{b64url(header)}.{b64url(valid_claims(settings, account.id))}."
-    response = await guarded_by.get(PROBE, headers=bearer(unsigned))
-    assert response.status_code == 401
-
-
-async def test_iat_slightly_ahead_within_the_clock_skew_is_accepted(
-    guarded_by: Client, client: Client, settings: Settings
-) -> None:
-    """Another API process's clock may run a little ahead (CLOCK_SKEW_S)."""
-    account = await make_account(client)
-    token = sign(valid_claims(settings, account.id, **_ahead(settings, 20)), keys_of(guarded_by))
-    assert (await guarded_by.get(PROBE, headers=bearer(token))).status_code == 200
-
-
-@pytest.mark.parametrize("algorithm", ["HS256", "RS256", "ES256"])
-async def test_a_token_valid_by_every_rule_works_under_each_algorithm(
-    settings: Settings, start_app: StartApp, algorithm: str
-) -> None:
-    changes = {} if algorithm == "HS256" else {"jwt_private_key": private_pem(algorithm)}
-    app = create_app(with_settings(settings, jwt_algorithm=algorithm, **changes))
-    app.register(whoami)
-    api = await start_app(app)
-    account = await make_account(api)
-    issued_header = jwt.get_unverified_header(account.token)
-    by_hand = sign(valid_claims(settings, account.id), keys_of(api))
-    assert issued_header["typ"] == "at+jwt"
-    assert issued_header["alg"] == algorithm
-    for token in (account.token, by_hand):
-        response = await api.get(PROBE, headers=bearer(token))
-        assert response.status_code == 200
-        assert response.json() == {"id": account.id}

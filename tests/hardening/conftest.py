@@ -1,4 +1,4 @@
-"""Fixtures for the hardening tests: faulty links to the real services, and the event pipeline.
+"""Fixtures for the hardening tests: the event pipeline (faulty links: faults/conftest.py).
 
 The pipeline fixtures (per-test topology and arq queue, in-process consumer and worker, the
 arq key clean-up) are the ones tests/workers uses, imported so both suites run them alike.
@@ -6,13 +6,6 @@ arq key clean-up) are the ones tests/workers uses, imported so both suites run t
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-
-import pytest
-
-from features.process_order import job as process_order_job
-from tests.logs import Lines
 from tests.processes import run_module  # noqa: F401 - a fixture
 from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by import
     _remove_arq_keys,
@@ -27,40 +20,3 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     start_worker,
     tcp_proxy,
 )
-from tools.harness.faults import FaultyLink, StartLink, target_of
-
-
-@pytest.fixture
-def faults() -> Iterator[StartLink]:
-    """``faults(url)`` starts a link to the server in ``url``; all close after the test.
-
-    Request it before ``start_app`` (and the pipeline fixtures), so apps and workers stop
-    while their links still exist.
-    """
-    links: list[FaultyLink] = []
-
-    def start(url: str) -> FaultyLink:
-        link = FaultyLink(target_of(url))
-        link.start()
-        links.append(link)
-        return link
-
-    yield start
-    for link in links:
-        link.close()
-
-
-@pytest.fixture
-def worker_log() -> Iterator[Lines]:
-    """The in-process worker's ``process_order`` lines. On the job's own logger, not the root:
-    ``create_app`` replaces the root's handlers (and with them pytest's ``caplog``)."""
-    lines = Lines()
-    logger = process_order_job.logger
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(lines)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(lines)
-        logger.setLevel(level)

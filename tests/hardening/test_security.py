@@ -4,9 +4,9 @@ hostile bodies, password guessing.
 Already pinned elsewhere, so not repeated here (RELIABILITY.md lists them): wrong password and
 unknown email give the same 401 body and take about the same time
 (tests/features/test_token.py), forged, expired, ``alg: none`` and deleted users' tokens are
-401 (same file), /token's own stricter limit for one account (tests/platform/test_rate_limit.py),
-bodies over 1 MiB are 413 (tests/platform/test_body_size.py), POST /orders ignores a sent
-user_id/status/id/processed_at (tests/features/test_create_order.py).
+401 (tests/platform/test_authentication.py), /token's own stricter limit for one account
+(tests/platform/test_rate_limit.py), bodies over 1 MiB are 413 (tests/platform/test_body_size.py),
+POST /orders ignores a sent user_id/status/id/processed_at (tests/features/test_create_order.py).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ Each part says which arq behaviour it reproduces:
   ``_release_sem_dec_counter_on_complete``), then, atomically, "not in progress and due" →
   mark it in progress for ``in_progress_timeout_s`` and run it. ``BatchClaimWorker`` skips
   the jobs it already runs without asking Redis and claims the others by one script a batch.
+- **The poll loop** (``Worker.main`` → ``_poll_iteration``): arq lets a Redis error of a poll
+  escape ``main``, which ends the process and every job it runs; ``BatchClaimWorker`` skips
+  that poll and polls again after ``POLL_RETRY_S`` (the jobs in flight go on).
 - **A job's state** (what arq makes of the keys): live while queued (deferred retries stay in
   the queue) or in progress; ``enqueue_job`` refuses an id while its job or result key
   exists. ``job_state`` reads that, and can remove the leftovers, in one script.
@@ -28,6 +31,8 @@ Each part says which arq behaviour it reproduces:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Final
 
 import msgspec
@@ -38,6 +43,11 @@ from arq.jobs import Job
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from shared.logs import describe_error
+
+logger = logging.getLogger(__name__)
 
 ARQ_VERSION: Final = "0.28.0"  # the arq whose code every part below was checked against
 
@@ -136,6 +146,7 @@ end
 return claimed
 """
 CLAIM_BATCH = 100  # jobs per script call: bounds how long one call holds Redis
+POLL_RETRY_S = 1.0  # after a poll Redis failed: the next try, not a busy loop on a dead link
 
 
 class BatchClaimWorker(Worker):
@@ -152,6 +163,19 @@ class BatchClaimWorker(Worker):
     """
 
     _claim: AsyncScript | None = None
+
+    async def _poll_iteration(self) -> None:
+        """arq's poll; a Redis outage (reset, refused, stalled past its timeout) skips it.
+
+        In arq the error ends ``main``: the process exits, its running jobs die with it and
+        wait for their in-progress marks to expire. Here the jobs go on, the poll comes back,
+        and a deployment's restart policy is left for what cannot heal.
+        """
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("worker poll skipped, redis unreachable: %s", describe_error(exc))
+            await asyncio.sleep(POLL_RETRY_S)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         todo = [job_id.decode() for job_id in job_ids]

@@ -37,17 +37,13 @@ REDIS_GRANTS_REFUSED = re.compile(
 MUST_IGNORE = {".git", ".venv", ".env"}
 
 
-def _command(svc: Mapping[str, Any]) -> list[str]:
-    return [str(part) for part in svc.get("command") or []]
-
-
 def compose_problems(doc: Mapping[str, Any]) -> list[str]:
     services: dict[str, Mapping[str, Any]] = dict(doc.get("services") or {})
     owner = str((services.get("postgres") or {}).get("environment", {}).get("POSTGRES_USER"))
     waited_for = {str(dep) for svc in services.values() for dep in svc.get("depends_on") or {}}
     problems: list[str] = []
     for name, svc in services.items():
-        where = f"services.{name}"
+        where, command = f"services.{name}", [str(part) for part in svc.get("command") or []]
         one_shot = str(svc.get("restart", "no")) == "no"
         if one_shot and name not in waited_for:
             problems.append(f"{where}: one-shot service nothing waits for (`up --wait` fails)")
@@ -57,7 +53,7 @@ def compose_problems(doc: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{where}.depends_on.{dep}: waits for health it never reports")
             if condition == "service_completed_successfully" and target.get("restart") != "no":
                 problems.append(f"{where}.depends_on.{dep}: {dep} must be restart: 'no'")
-        problems += module_problems(where, _command(svc))
+        problems += module_problems(where, command)
         for key in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL"):
             value = (svc.get("environment") or {}).get(key)
             if value is None or "build" not in svc:
@@ -67,7 +63,7 @@ def compose_problems(doc: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{where}: {key} must point at a service of this file")
             if not (url.username and url.password):
                 problems.append(f"{where}: {key} must carry this process's user and password")
-            migrations = _command(svc) == ["python", "-m", "migrations"]
+            migrations = command == ["python", "-m", "migrations"]
             if key == "DATABASE_URL" and url.username == owner and not migrations:
                 problems.append(f"{where}: only the migrations connect as the owner {owner}")
     return problems
@@ -115,8 +111,8 @@ def dockerfile_problems(text: str, dockerignore: str) -> Iterator[str]:
     stages = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
     if len(stages) < 2:
         yield "Dockerfile: use a builder and a runtime stage"
-    first = stages[0] if stages else 0
-    defaults = dict(args.partition("=")[::2] for kw, args in steps[:first] if kw == "ARG")
+    before = steps[: stages[0]] if stages else []
+    defaults = dict(args.partition("=")[::2] for kw, args in before if kw == "ARG")
     named: set[str] = set()  # FROM <stage>: a stage of this file, not an image
     for words in (steps[i][1].split() for i in stages):
         image = re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m[1], m[0]), words[0])

@@ -1,14 +1,9 @@
 """`just docker-smoke`: the image run for real by `docker compose`, on this machine.
 
-The recipe has started a Docker engine and made the stand-in base (no registry is reachable
-here). All under names of this run only (``tools.harness.names``, an empty Redis database):
-the image is built on the stand-in; each process gets its own users (Redis's from
-deploy/redis-users.sh, RabbitMQ's with deploy/rabbitmq_users.py's permissions; the
-migrations make the app role); ``docker compose up --wait`` runs docker-compose.yml with
-tools/docker/compose.smoke.yml (host network, the machine's servers); the order pipeline's
-test runs against the api container; the worker's log must name the order, root in a
-container must not write its root filesystem, the consumer's RabbitMQ user must not publish.
-Whatever happened, ``down -v`` and the run's database, role, users, keys and queues go.
+Under this run's names only: the image built on the stand-in base, users per process,
+``up --wait`` of docker-compose.yml with compose.smoke.yml (host network, the machine's
+servers), the pipeline test against the api container, three least-privilege probes; then,
+whatever happened, ``down -v`` and the run's database, role, users, keys and queues go.
 """
 
 from __future__ import annotations
@@ -37,10 +32,8 @@ from tools.harness.processes import free_port
 BASE = "order-service-standin-base:python3.11-bookworm"
 IMAGE = "order-service:smoke"
 ROLES = ("api", "consumer", "worker")
-ADMIN = Settings(  # the machine's servers, as their administrators (trust, guest)
-    environment="test",
-    database_url="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
-    rabbitmq_url="amqp://guest:guest@127.0.0.1:5672/",
+ADMIN = Settings(  # the machine's servers as their administrators (trust; RabbitMQ's guest)
+    environment="test", database_url="postgresql+asyncpg://postgres@127.0.0.1/postgres"
 )
 
 
@@ -52,8 +45,7 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True, **kw:
 
 
 def build() -> None:
-    """The Dockerfile on the stand-in base; pip inside reaches the index this machine's uses
-    (build arguments only: its address stays out of the repository and the image)."""
+    """On the stand-in base; pip inside uses this machine's index (a build argument only)."""
     index = os.environ.get("PIP_INDEX_URL") or os.environ.get("UV_DEFAULT_INDEX", "")
     if not index and shutil.which("pip"):
         index = run("pip", "config", "get", "global.index-url", check=False).strip()
@@ -132,8 +124,7 @@ def cleanup(compose: list[str], env: dict[str, str], names: Settings, db: int) -
 
 def remove_redis(users: str, db: int) -> None:
     with Redis(db=db) as admin:
-        for role in ROLES:
-            admin.acl_deluser(users + role)
+        admin.acl_deluser(*(users + role for role in ROLES))
         admin.flushdb()  # it was empty when the run began: what is in it now is the run's
 
 

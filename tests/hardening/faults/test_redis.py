@@ -31,6 +31,7 @@ from tests.hardening.faults.checks import (
     RECONCILE_AFTER_S,
     RECONCILE_INTERVAL_S,
     all_processed,
+    enqueue,
     job_outcomes,
     jobs_done,
     log_lines,
@@ -42,6 +43,7 @@ from tests.hardening.faults.checks import (
 )
 from tests.orders import create_order
 from tests.pipeline import (
+    OrderFactory,
     StartConsumer,
     delete_arq_keys,
     wait_for,
@@ -221,3 +223,37 @@ async def test_a_redis_connection_reset_while_connecting_is_a_redis_error_under_
     assert await asyncio.to_thread(uvloop.run, attempts(Connection)) == {"RuntimeError": 10}
     fixed = await asyncio.to_thread(uvloop.run, attempts(ResetAwareConnection))
     assert fixed == {"ConnectionError": 10}
+
+
+async def test_the_worker_rides_out_a_redis_outage_and_processes_after_it(
+    pipeline_settings: Settings,
+    faults: StartLink,
+    run_module: RunModule,
+    engine: AsyncEngine,
+    new_order: OrderFactory,
+    tmp_path: Path,
+) -> None:
+    """A Redis outage skips the worker's polls; it does not end the process.
+
+    arq lets a poll's Redis error end ``Worker.main``: the process exited, with every job it
+    ran, and only a restart policy brought it back (the chaos run saw a worker die this way
+    after its last revive, and 690 orders waited). ``BatchClaimWorker`` polls again instead.
+    """
+    link = faults(pipeline_settings.redis_url)
+    settings = with_settings(pipeline_settings, redis_url=link.url(pipeline_settings.redis_url))
+    worker = await run_module("workers.worker", settings, log="worker")
+    log = tmp_path / "worker.log"
+    await wait_for(logged(log, "Starting worker"), within=60, every=0.05)
+
+    link.down()  # refused and reset, then a stall: the worker polls every 0.1 s through both
+    await asyncio.sleep(2)
+    link.restore()
+    link.stall()
+    await asyncio.sleep(2)
+    link.restore()
+
+    event = await new_order()
+    await enqueue(pipeline_settings, event.order_id)  # straight to Redis, not through the link
+    assert worker.returncode is None, log.read_text()[-2000:]  # it lived through the outage
+    await wait_for(lambda: all_processed(engine, [event.order_id]), within=30, every=0.1)
+    assert log_lines(log, "worker poll skipped, redis unreachable")

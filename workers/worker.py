@@ -48,7 +48,10 @@ JOB_COMPLETION_WAIT_S = 8  # inside Docker's default 10 s stop timeout (and Kube
 KEEP_RESULT_S = 3600
 SWEEP_TIMEOUT_S = 60
 RECONCILE_TIMEOUT_S = 60
-PURGE_SESSIONS_TIMEOUT_S = 300
+# arq marks a running job in progress for the longest timeout of any function plus 10 s, and a
+# worker killed mid-job leaves that mark behind: no timeout here may exceed the others (a
+# 300 s purge held every killed worker's orders for 310 s; tests/workers/test_worker.py).
+PURGE_SESSIONS_TIMEOUT_S = 60
 
 
 async def startup(ctx: dict[str, Any]) -> None:

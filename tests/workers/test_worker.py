@@ -171,3 +171,17 @@ async def test_a_poll_starts_no_more_than_max_jobs(
     finally:
         await _cancel_started(worker)
         await worker.close()
+
+
+async def test_a_killed_workers_jobs_are_free_again_within_seventy_seconds(
+    pipeline_settings: Settings,
+) -> None:
+    """arq marks a running job in progress for the longest timeout of any of the worker's
+    functions plus 10 s; a worker killed mid-job leaves the mark, and no worker or reconciler
+    touches the job until it expires. A 300 s session purge once made that 310 s: a chaos run
+    ended with orders unprocessed three minutes after the last fault."""
+    worker = create_worker(pipeline_settings, handle_signals=False)
+    try:
+        assert worker.in_progress_timeout_s <= 70
+    finally:
+        await worker.close()

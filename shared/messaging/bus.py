@@ -34,6 +34,9 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Events that must reach a queue or stay in the outbox (see ``EventBus.publish``).
+MUST_BE_ROUTED = frozenset({NEW_ORDER})
+
 CONNECT_TIMEOUT_S = 5.0
 PUBLISH_TIMEOUT_S = 5.0
 # How long a robust connection waits between reconnect attempts after losing the broker.
@@ -196,9 +199,14 @@ class EventBus:
         """Return once the broker confirmed the persistent message; raise otherwise.
 
         The channel has publisher confirms, so ``Exchange.publish`` waits for the broker's
-        ``Basic.Ack`` (a nack raises ``DeliveryError``). A message no queue is bound for comes
-        back as a ``Basic.Return`` (it is ``mandatory``), which is not a delivery: raise, so the
-        outbox keeps it.
+        ``Basic.Ack`` (a nack raises ``DeliveryError``).
+
+        ``new_order`` is ``mandatory``: our consumer's queue must be bound for it, so a message
+        no queue takes comes back as a ``Basic.Return``, which is not a delivery: raise, so the
+        outbox keeps it. The other events (``order_status_changed``, ``order_processed``) are
+        for other services' queues, which may not exist yet: published to the exchange with
+        confirms but not ``mandatory``, so an event nobody has bound a queue for is confirmed
+        and dropped by the broker rather than retried by the sweeper forever.
         """
         if not self.ready or self._exchange is None:
             raise ConnectionError("rabbitmq is not connected")
@@ -210,7 +218,10 @@ class EventBus:
             type=routing_key,
         )
         confirmation = await self._exchange.publish(
-            message, routing_key=routing_key, timeout=PUBLISH_TIMEOUT_S
+            message,
+            routing_key=routing_key,
+            mandatory=routing_key in MUST_BE_ROUTED,
+            timeout=PUBLISH_TIMEOUT_S,
         )
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise ConnectionError(f"rabbitmq did not route {routing_key} message {message_id}")

@@ -12,7 +12,10 @@ import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.messaging.events import EVENT_SCHEMAS
+from shared.messaging.events import (
+    EVENT_SCHEMAS,
+    OrderEvent,
+)
 
 
 @contextlib.asynccontextmanager
@@ -32,11 +35,11 @@ async def bound_queue(
 
 async def events_of(
     queue: AbstractQueue, order_id: uuid.UUID | str, *, within: float = 3.0
-) -> list[msgspec.Struct]:
+) -> list[OrderEvent]:
     """Every message for ``order_id`` that reached ``queue`` in ``within`` seconds, decoded by
     its type's Struct (which fails on a body that does not match it). Waits the whole time:
     a second (duplicate) message would be counted."""
-    found: list[msgspec.Struct] = []
+    found: list[OrderEvent] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while loop.time() < deadline:
@@ -47,8 +50,10 @@ async def events_of(
         await message.ack()
         assert message.type == message.routing_key, "the message type is the event's name"
         assert message.routing_key is not None
-        event = msgspec.json.decode(message.body, type=EVENT_SCHEMAS[message.routing_key])
-        assert str(message.message_id) == str(event.event_id)  # type: ignore[attr-defined]
-        if str(event.order_id) == str(order_id):  # type: ignore[attr-defined]
+        event: OrderEvent = msgspec.json.decode(
+            message.body, type=EVENT_SCHEMAS[message.routing_key]
+        )
+        assert message.message_id == str(event.event_id)
+        if str(event.order_id) == str(order_id):
             found.append(event)
     return found

@@ -82,8 +82,10 @@ class OrderProcessedEvent(msgspec.Struct, frozen=True, kw_only=True):
     processed_at: datetime
 
 
+OrderEvent = NewOrderEvent | OrderStatusChangedEvent | OrderProcessedEvent
+
 # Each event's body schema, by name: the AsyncAPI document's test checks it against these.
-EVENT_SCHEMAS: Final[dict[str, type[msgspec.Struct]]] = {
+EVENT_SCHEMAS: Final[dict[str, type[OrderEvent]]] = {
     NEW_ORDER: NewOrderEvent,
     ORDER_STATUS_CHANGED: OrderStatusChangedEvent,
     ORDER_PROCESSED: OrderProcessedEvent,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 
@@ -60,26 +60,30 @@ ORDER_PROCESSED: Final[OrderProcessedType] = get_args(OrderProcessedType)[0]
 EVENT_NAMES: Final = (NEW_ORDER, ORDER_STATUS_CHANGED, ORDER_PROCESSED)
 
 
+# An instant with its offset (RFC 3339 ``date-time``; the database writes them in UTC, ``Z``).
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
 class OrderStatusChangedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """PATCH moved the order's status ``from`` → ``to`` (API.md "Order events")."""
+    """PATCH moved the order's status from ``from`` to ``to``."""
 
     event_id: uuid.UUID
-    occurred_at: datetime
+    occurred_at: Instant
     order_id: uuid.UUID
     user_id: int
     from_: OrderStatus = msgspec.field(name="from")
     to: OrderStatus
-    updated_at: datetime
+    updated_at: Instant  # the order's, after the move
 
 
 class OrderProcessedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """The job set the order's ``processed_at`` (the first time only)."""
 
     event_id: uuid.UUID
-    occurred_at: datetime
+    occurred_at: Instant
     order_id: uuid.UUID
     user_id: int
-    processed_at: datetime
+    processed_at: Instant
 
 
 OrderEvent = NewOrderEvent | OrderStatusChangedEvent | OrderProcessedEvent

@@ -1,7 +1,9 @@
 """RabbitMQ, the event bus: one robust connection per process, topology declared idempotently.
 
 Topology (names from settings, so test runs get their own):
-    exchange  <rabbitmq_exchange>            direct, durable
+    exchange  <rabbitmq_exchange>            direct, durable; every event of an order, routing
+                                             key = its name (shared.messaging.events); other
+                                             services bind queues of their own by key
     queue     <rabbitmq_queue>               quorum, durable, bound with routing key "new_order",
                                              dead-letters to <exchange>.dlx
     exchange  <rabbitmq_exchange>.dlx        fanout, durable

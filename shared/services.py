@@ -94,6 +94,7 @@ class WorkerServices:
     redis: ArqRedis  # arq's own client: the job store, and the order cache's Redis too
     bus: EventBus
     order_cache: OrderCache
+    outbox_relay: OutboxRelay  # publishes the jobs' events (``order_processed``)
 
 
 class HasState(Protocol):

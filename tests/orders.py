@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
@@ -19,7 +20,10 @@ ONE_ITEM = {"items": [{"name": "Item 1", "quantity": 2, "price": "100.50"}]}
 
 
 async def create_order(
-    client: Client, account: Account, body: dict[str, Any] | None = None, **headers: str
+    client: httpx.AsyncClient,  # the test client (a subclass) or one of a live API
+    account: Account,
+    body: dict[str, Any] | None = None,
+    **headers: str,
 ) -> dict[str, Any]:
     response = await client.post(
         "/orders", json=body or ONE_ITEM, headers={**account.headers, **headers}

@@ -35,6 +35,7 @@ from shared.logs import configure_logging
 from shared.messaging.arq_mirror import BatchClaimWorker
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, deserialize_job, serialize_job
+from shared.messaging.outbox import OutboxRelay
 from shared.metrics import serve_metrics
 from shared.orders.cache import OrderCache
 from shared.services import WorkerServices
@@ -71,6 +72,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis=redis,
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
+        outbox_relay=OutboxRelay(bus, db.engine),
     )
     await bus.start()
 
@@ -78,6 +80,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     services: WorkerServices | None = ctx.get("services")
     if services is not None:
+        await services.outbox_relay.stop()  # what the last jobs staged, before the bus goes
         await services.bus.stop()
         await services.db.dispose()
 

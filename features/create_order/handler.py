@@ -33,6 +33,7 @@ from features.create_order.schemas import (
 from shared.http.auth import CurrentUser
 from shared.http.errors import UnprocessableEntity, error_responses
 from shared.messaging.events import new_order_event
+from shared.messaging.outbox import new_order_message
 from shared.orders.money import request_fingerprint
 from shared.orders.view import OrderView, order_view
 from shared.services import Services
@@ -96,7 +97,8 @@ async def create_order(
         raise NotAuthorizedException("user no longer exists") from exc
     view = order_view(row)
     logger.info("order created", extra={"order_id": str(view.id)})
-    services.outbox_relay.submit(event)  # publish after the commit, off the request path
+    # publish after the commit, off the request path
+    services.outbox_relay.submit(new_order_message(event))
     await services.order_cache.cache_order(view)
     return _created(view)
 

@@ -12,6 +12,9 @@ under a Content-Security-Policy that names no host but the service's own.
   inline ``<script>``/``<style>`` blocks the render plugins emit, by their SHA-256 hash.
 - Docs and assets are neither rate-limited nor behind auth (API.md: docs are not limited):
   /schema is an ops path (``shared.http.routes``).
+- The AsyncAPI 3.0 document of the events on the bus (``asyncapi.json`` beside this module,
+  checked against the event Structs by tests/features/test_asyncapi.py) is served as is at
+  ``/schema/asyncapi.json``, beside ``/schema/openapi.json``: public and not limited likewise.
 - Nothing on the pages calls out at run time: swagger-ui's validator badge (which would load
   from validator.swagger.io) belongs to its standalone layout, which Litestar does not use;
   tests/browser fails on any request to another origin.
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import stopments
-from litestar import MediaType, Request, Response, Router
+from litestar import MediaType, Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.file_system import BaseLocalFileSystem
@@ -61,6 +64,17 @@ ELEMENTS_FILES = (stopments.WEB_COMPONENTS, stopments.STYLES, stopments.FAVICON)
 SWAGGER_UI_URL = f"{DOCS_PATH}{ASSETS_PATH}/{SWAGGER_UI_DIR.name}"
 ELEMENTS_URL = f"{DOCS_PATH}{ASSETS_PATH}/stopments-{stopments.__version__}"
 ELEMENTS_JS_URL = f"{ELEMENTS_URL}/{stopments.WEB_COMPONENTS}"
+
+ASYNCAPI_FILE = Path(__file__).with_name("asyncapi.json")
+ASYNCAPI_URL = f"{DOCS_PATH}/asyncapi.json"
+_ASYNCAPI = ASYNCAPI_FILE.read_bytes()  # a fixed file: read once, at import
+
+
+@get(ASYNCAPI_URL.removeprefix(DOCS_PATH), media_type=MediaType.JSON, sync_to_thread=False)
+def asyncapi_document() -> Response[bytes]:
+    """The bus's contract (exchange, routing keys, bodies), for other services' developers."""
+    return Response(_ASYNCAPI, media_type=MediaType.JSON)
+
 
 # Styles a script adds to the page at run time, by the script's URL. Elements' bundle injects
 # Font Awesome's fixed base stylesheet (its icons are giant without it); the hash is that of
@@ -149,6 +163,7 @@ def docs_config() -> OpenAPIConfig:
     router = Router(
         DOCS_PATH,
         route_handlers=[
+            asyncapi_document,
             _asset_router(
                 "swagger-ui-assets", SWAGGER_UI_URL, ListedFiles(SWAGGER_UI_DIR, SWAGGER_UI_FILES)
             ),

@@ -1,5 +1,8 @@
 """PATCH /orders/{order_id}: move the status along the machine, then refresh the cache.
 
+A move stages its ``order_status_changed`` event in its own UPDATE (features/patch_order/
+queries.py); the relay publishes it after the commit, the sweeper if the relay could not.
+
 The cache is written after the commit and before the response, with a version guard, so
 once this returns no GET can see the old status.
 """
@@ -67,8 +70,8 @@ async def patch_order(
         # meanwhile, so this ends within len(OrderStatus) tries.
         for _ in OrderStatus:
             # One UPDATE, committed as it runs (autocommit): the rule applied atomically.
-            row = await move_status(conn, order_id, current_user.id, data.status, sources)
-            if row is not None:
+            moved = await move_status(conn, order_id, current_user.id, data.status, sources)
+            if moved is not None:
                 break
             # It matched nothing: read the order to say why, by the domain's rule.
             current = await find_own_order(conn, order_id, current_user.id)
@@ -79,6 +82,8 @@ async def patch_order(
             # Allowed from what it is now: it moved between the UPDATE and the read; again.
         else:
             raise RuntimeError("an order's status kept moving")  # the machine has no cycle
+    row, event = moved
+    services.outbox_relay.submit(event)  # publish after the commit, off the request path
     view = order_view(row)
     await services.order_cache.cache_order(view)
     return view

@@ -1,4 +1,5 @@
-"""The ``process_order`` job: wait, mark the order processed once, refresh its cached view.
+"""The ``process_order`` job: wait, mark the order processed once (staging its
+``order_processed`` event in the same statement), refresh its cached view.
 
 arq runs it (``workers/worker.py`` registers it); the consumer enqueues it with job id
 ``process_order:<id>``. It is idempotent by order id, so a rerun (a redelivered event, a
@@ -51,7 +52,7 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
     await asyncio.sleep(services.settings.process_order_delay_s)
     try:
         async with services.db.connect() as conn:  # one statement: atomic alone
-            row = await mark_processed_once(conn, order_uuid)
+            marked = await mark_processed_once(conn, order_uuid)
     except (SQLAlchemyError, *RAW_CONNECTION_ERRORS) as exc:  # a new connection failing
         JOBS.labels("retried").inc()
         defer = min(2 ** ctx.get("job_try", 1), RETRY_MAX_DEFER_S)
@@ -59,10 +60,13 @@ async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:
             "processing failed (%s); retrying in %ss", describe_error(exc), defer, extra=extra
         )
         raise Retry(defer=defer) from exc
-    if row is None:
+    if marked is None:
         JOBS.labels("missing").inc()
         logger.warning("Order %s not found; nothing to process", order_id, extra=extra)
         return False
+    row, event = marked
+    if event is not None:  # published after the commit; the sweeper if this fails
+        services.outbox_relay.submit(event)
     await services.order_cache.cache_order(order_view(row))
     processed_now: bool = row.processed_now
     if processed_now:

@@ -1,5 +1,8 @@
 """Mark an order processed once, in one statement: the job's only round trip to PostgreSQL.
 
+The statement also stages the ``order_processed`` event, in a CTE over the UPDATE's RETURNING:
+only when this run set ``processed_at``; committed or rolled back with it.
+
 Built once at import (SQLAlchemy caches its compiled form): the job runs it per order.
 """
 
@@ -8,9 +11,29 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import Row, bindparam, exists, false, func, literal, select, true, update
+from sqlalchemy import (
+    LargeBinary,
+    Row,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.messaging.events import ORDER_PROCESSED
+from shared.messaging.outbox import (
+    OutboxMessage,
+    change_values,
+    staged_message,
+    staging_change,
+    utc_text,
+)
 from shared.models import Order
 from shared.orders.queries import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
@@ -28,15 +51,34 @@ _done = (
     .returning(*ORDER_VIEW_COLUMNS)
     .cte("done")
 )
-MARK_PROCESSED = select(*_done.c, true().label("processed_now")).union_all(
-    select(*ORDER_VIEW_COLUMNS, false().label("processed_now")).where(
-        Order.id == _ORDER_ID, ~exists(select(literal(1)).select_from(_done))
+_staged = staging_change(ORDER_PROCESSED, _done, processed_at=utc_text(_done.c.processed_at)).cte(
+    "staged"
+)
+MARK_PROCESSED = (
+    select(*_done.c, true().label("processed_now"), _staged.c.payload)
+    .join_from(_done, _staged, _staged.c.order_id == _done.c.id)
+    .union_all(
+        select(
+            *ORDER_VIEW_COLUMNS,
+            false().label("processed_now"),
+            null().cast(LargeBinary).label("payload"),
+        ).where(Order.id == _ORDER_ID, ~exists(select(literal(1)).select_from(_done)))
     )
 )
 
 
-async def mark_processed_once(conn: AsyncConnection, order_id: uuid.UUID) -> Row[Any] | None:
-    """The order's view plus ``processed_now`` (True if this call set ``processed_at``);
-    None if the order does not exist."""
-    row = (await conn.execute(MARK_PROCESSED, {"order_id": order_id})).one_or_none()
-    return cast("Row[Any] | None", row)  # a UNION's row type is a 9-tuple: the same row
+async def mark_processed_once(
+    conn: AsyncConnection, order_id: uuid.UUID
+) -> tuple[Row[Any], OutboxMessage | None] | None:
+    """The order's view plus ``processed_now`` (True if this call set ``processed_at``), with
+    the event it staged then (for the relay, after the commit); None if the order does not
+    exist."""
+    params = {"order_id": order_id, **change_values()}
+    row = cast(  # a UNION's row type is a 10-tuple: the same row
+        "Row[Any] | None", (await conn.execute(MARK_PROCESSED, params)).one_or_none()
+    )
+    if row is None:
+        return None
+    if not row.processed_now:
+        return row, None
+    return row, staged_message(ORDER_PROCESSED, order_id, params, row.payload)

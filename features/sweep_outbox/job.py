@@ -1,12 +1,14 @@
-"""The outbox sweep: publishes the ``new_order`` events that the API could not.
+"""The outbox sweep: publishes the order's events that the relays could not.
 
-POST /orders commits its order with the event's outbox row, then publishes it off the
-request path (``shared.outbox.OutboxRelay``). When that fails (RabbitMQ down, the process
+POST /orders commits its order with the event's outbox row (PATCH /orders and the
+``process_order`` job likewise with theirs), then publishes it off the request path
+(``shared.outbox.OutboxRelay``). When that fails (RabbitMQ down, the process
 dying between the commit and the confirm) the row stays unsent. Every
 ``OUTBOX_SWEEP_INTERVAL_S`` (and at a worker's start) this job publishes the unsent rows
 older than ``OUTBOX_SWEEP_AGE_S`` (younger ones are still the relay's), in batches of
 ``SWEEP_BATCH``; full batches repeat for ``SWEEP_BUDGET_S`` at most, then it yields to the
-next tick. Delivery is therefore at least once; consumers dedupe by order id.
+next tick. Delivery is therefore at least once; consumers dedupe by event id. Each row goes
+out with its ``event_type`` as routing key and message type.
 
 Safe with several workers: ``FOR UPDATE SKIP LOCKED`` (``queries.py``) keeps two sweepers
 from publishing a row at the same time, and arq runs a cron tick once across workers. While
@@ -53,7 +55,10 @@ async def sweep_outbox(
         if not rows:
             return 0
         outcomes = await asyncio.gather(
-            *(bus.publish(row.payload, message_id=str(row.id)) for row in rows),
+            *(
+                bus.publish(row.payload, message_id=str(row.id), routing_key=row.event_type)
+                for row in rows
+            ),
             return_exceptions=True,
         )
         sent = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
@@ -74,7 +79,7 @@ async def sweep_outbox(
             )
             await record_failed(conn, [row.id for row, _ in failed])
     if sent:
-        logger.info("outbox sweep published %d new_order events", len(sent))
+        logger.info("outbox sweep published %d events", len(sent))
     return len(sent)
 
 

@@ -15,11 +15,11 @@ from shared.models import OutboxEvent
 
 async def lock_unsent(
     conn: AsyncConnection, older_than_s: float, batch: int
-) -> Sequence[Row[uuid.UUID, uuid.UUID, bytes]]:
+) -> Sequence[Row[uuid.UUID, str, uuid.UUID, bytes]]:
     """Up to ``batch`` unsent rows older than ``older_than_s``, oldest first, locked until the
     transaction ends; rows another sweeper holds are skipped, not waited for."""
     rows = await conn.execute(
-        select(OutboxEvent.id, OutboxEvent.order_id, OutboxEvent.payload)
+        select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.order_id, OutboxEvent.payload)
         .where(
             OutboxEvent.sent_at.is_(None),
             OutboxEvent.created_at

@@ -1,7 +1,9 @@
 """RabbitMQ, the event bus: one robust connection per process, topology declared idempotently.
 
 Topology (names from settings, so test runs get their own):
-    exchange  <rabbitmq_exchange>            direct, durable
+    exchange  <rabbitmq_exchange>            direct, durable; every event of an order, routing
+                                             key = its name (shared.messaging.events); other
+                                             services bind queues of their own by key
     queue     <rabbitmq_queue>               quorum, durable, bound with routing key "new_order",
                                              dead-letters to <exchange>.dlx
     exchange  <rabbitmq_exchange>.dlx        fanout, durable
@@ -33,6 +35,9 @@ from shared.messaging.events import NEW_ORDER
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Events that must reach a queue or stay in the outbox (see ``EventBus.publish``).
+MUST_BE_ROUTED = frozenset({NEW_ORDER})
 
 CONNECT_TIMEOUT_S = 5.0
 PUBLISH_TIMEOUT_S = 5.0
@@ -196,9 +201,14 @@ class EventBus:
         """Return once the broker confirmed the persistent message; raise otherwise.
 
         The channel has publisher confirms, so ``Exchange.publish`` waits for the broker's
-        ``Basic.Ack`` (a nack raises ``DeliveryError``). A message no queue is bound for comes
-        back as a ``Basic.Return`` (it is ``mandatory``), which is not a delivery: raise, so the
-        outbox keeps it.
+        ``Basic.Ack`` (a nack raises ``DeliveryError``).
+
+        ``new_order`` is ``mandatory``: our consumer's queue must be bound for it, so a message
+        no queue takes comes back as a ``Basic.Return``, which is not a delivery: raise, so the
+        outbox keeps it. The other events (``order_status_changed``, ``order_processed``) are
+        for other services' queues, which may not exist yet: published to the exchange with
+        confirms but not ``mandatory``, so an event nobody has bound a queue for is confirmed
+        and dropped by the broker rather than retried by the sweeper forever.
         """
         if not self.ready or self._exchange is None:
             raise ConnectionError("rabbitmq is not connected")
@@ -210,7 +220,10 @@ class EventBus:
             type=routing_key,
         )
         confirmation = await self._exchange.publish(
-            message, routing_key=routing_key, timeout=PUBLISH_TIMEOUT_S
+            message,
+            routing_key=routing_key,
+            mandatory=routing_key in MUST_BE_ROUTED,
+            timeout=PUBLISH_TIMEOUT_S,
         )
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise ConnectionError(f"rabbitmq did not route {routing_key} message {message_id}")

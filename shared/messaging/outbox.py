@@ -1,10 +1,13 @@
-"""The transactional outbox for ``new_order`` events: stage, relay, mark sent.
+"""The transactional outbox for the order's events: stage, relay, mark sent.
 
-``staging`` adds the outbox row in the order's own statement; after the commit
+``staging`` (``new_order``) and ``staging_built`` (``order_status_changed``,
+``order_processed``, whose bodies the database builds) add the outbox row in the change's own
+statement, as a CTE of it: a change that does not happen or is rolled back stages nothing.
+After the commit
 ``OutboxRelay`` publishes it with publisher confirms and marks it sent. If that fails (the
 broker is down, the process dies) the row stays unsent and the worker's sweep
 (``features/sweep_outbox/``) publishes it later. Delivery is therefore at least once;
-consumers dedupe by order id.
+consumers dedupe by ``event_id`` (the message id).
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
+import msgspec
 from sqlalchemy import (
     ColumnElement,
     Insert,
+    LargeBinary,
+    Text,
     Update,
     bindparam,
+    cast,
     func,
     insert,
     literal,
@@ -25,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import CTE
 
 from shared.db import autocommit
 from shared.logs import describe_error
@@ -54,18 +64,110 @@ def staged_values(event: NewOrderEvent) -> dict[str, object]:
     return {"event_id": event.event_id, "payload": encode_event(event)}
 
 
-async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:
+def utc_text(timestamp: ColumnElement[Any]) -> ColumnElement[str]:
+    """A timestamptz as RFC 3339 text in UTC with microseconds (``…T18:39:04.123456Z``), as
+    msgspec writes and reads it, whatever the session's TimeZone."""
+    return func.to_char(func.timezone("UTC", timestamp), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+
+
+def json_body(**fields: ColumnElement[Any]) -> ColumnElement[bytes]:
+    """An event's JSON body built by the database, as the outbox's bytes (``payload``)."""
+    pairs = [part for name, value in fields.items() for part in (literal(name), value)]
+    return func.convert_to(cast(func.json_build_object(*pairs), Text), "UTF8", type_=LargeBinary)
+
+
+def staging_built(
+    event_type: str, order_id: ColumnElement[uuid.UUID], payload: ColumnElement[bytes]
+) -> Insert:
+    """The outbox row of an event whose body the change's own statement builds (``json_body``
+    over the CTE of the change's RETURNING): one row per row the change touched, none if it
+    touched none. Binds ``event_id``; returns the row's ``order_id`` and ``payload`` for the
+    relay."""
+    return (
+        insert(OutboxEvent)
+        .from_select(
+            ["id", "event_type", "order_id", "payload"],
+            select(
+                bindparam("event_id", type_=OutboxEvent.id.type),
+                literal(event_type),
+                order_id,
+                payload,
+            ),
+        )
+        .returning(OutboxEvent.order_id, OutboxEvent.payload)
+    )
+
+
+def staging_change(event_type: str, changed: CTE, **fields: ColumnElement[Any]) -> Insert:
+    """``staging_built`` for an event about the rows of ``changed`` (the CTE of an UPDATE's
+    RETURNING, with the order's ``id`` and ``user_id``): the body every such event starts
+    with (``event_id``, ``occurred_at``, ``order_id``, ``user_id``), then ``fields``. Binds
+    ``event_id`` and ``occurred_at`` (``change_values``)."""
+    return staging_built(
+        event_type,
+        changed.c.id,
+        json_body(
+            event_id=bindparam("event_id", type_=OutboxEvent.id.type),
+            occurred_at=utc_text(bindparam("occurred_at", type_=OutboxEvent.created_at.type)),
+            order_id=changed.c.id,
+            user_id=changed.c.user_id,
+            **fields,
+        ),
+    )
+
+
+def change_values() -> dict[str, Any]:
+    """The parameters ``staging_change`` binds: a fresh event id, and now."""
+    return {"event_id": uuid.uuid4(), "occurred_at": datetime.now(UTC)}
+
+
+class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A committed outbox row as the relay publishes it: any event, by its name."""
+
+    event_id: uuid.UUID
+    event_type: str  # the routing key and the message's type
+    order_id: uuid.UUID
+    payload: bytes
+
+
+def staged_message(
+    event_type: str, order_id: uuid.UUID, params: dict[str, Any], payload: bytes
+) -> OutboxMessage:
+    """The relay's message for a row ``staging_change`` staged with ``params``."""
+    return OutboxMessage(
+        event_id=params["event_id"], event_type=event_type, order_id=order_id, payload=payload
+    )
+
+
+def new_order_message(event: NewOrderEvent) -> OutboxMessage:
+    return OutboxMessage(
+        event_id=event.event_id,
+        event_type=NEW_ORDER,
+        order_id=event.order_id,
+        payload=encode_event(event),
+    )
+
+
+async def publish_message(bus: EventBus, message: OutboxMessage) -> bool:
     """Publish a committed event; False (logged) leaves it in the outbox for the sweeper."""
     try:
-        await bus.publish(encode_event(event), message_id=str(event.event_id))
+        await bus.publish(
+            message.payload, message_id=str(message.event_id), routing_key=message.event_type
+        )
     except Exception as exc:  # noqa: BLE001 - any failure: the sweeper retries
         logger.warning(
-            "new_order not published, left in outbox: %s",
+            "%s not published, left in outbox: %s",
+            message.event_type,
             exc,
-            extra={"order_id": str(event.order_id)},
+            extra={"order_id": str(message.order_id)},
         )
         return False
     return True
+
+
+async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:
+    """``publish_message`` for a ``new_order`` event."""
+    return await publish_message(bus, new_order_message(event))
 
 
 def marking_sent(event_ids: list[uuid.UUID]) -> Update:
@@ -88,10 +190,11 @@ async def mark_sent(engine: AsyncEngine, event_ids: list[uuid.UUID]) -> None:
 class OutboxRelay:
     """Publishes committed events off the request path; marks them sent in batches.
 
-    POST /orders returns as soon as its transaction commits; the publish (with its broker
-    confirm) and the ``sent_at`` update follow in the background, one UPDATE for all the
-    events confirmed in the same few milliseconds. Nothing is lost if the process dies
-    meanwhile: the rows are still unsent and the sweeper publishes them.
+    The API's relay publishes what its requests staged (POST and PATCH /orders), the worker's
+    what its jobs did (``order_processed``). POST /orders returns as soon as its transaction
+    commits; the publish (with its broker confirm) and the ``sent_at`` update follow in the
+    background, one UPDATE for all the events confirmed in the same few milliseconds. Nothing
+    is lost if the process dies meanwhile: the rows are still unsent and the sweeper publishes them.
     """
 
     # One UPDATE per this interval, for all the events confirmed in it. Far below the
@@ -106,15 +209,15 @@ class OutboxRelay:
         self._confirmed: list[uuid.UUID] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def submit(self, event: NewOrderEvent) -> None:
-        task = asyncio.create_task(self._publish(event))
+    def submit(self, message: OutboxMessage) -> None:
+        task = asyncio.create_task(self._publish(message))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _publish(self, event: NewOrderEvent) -> None:
-        if not await publish_event(self._bus, event):
+    async def _publish(self, message: OutboxMessage) -> None:
+        if not await publish_message(self._bus, message):
             return
-        self._confirmed.append(event.event_id)
+        self._confirmed.append(message.event_id)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon())
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import aio_pika
+import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.models import Order
+from features.patch_order.queries import move_status
+from shared.messaging.events import ORDER_STATUS_CHANGED, OrderStatusChangedEvent
+from shared.models import Order, OrderStatus, OutboxEvent
 from shared.orders.cache import OrderCache
 from shared.orders.view import OrderView
 from shared.settings import Settings
 from tests.accounts import Account
+from tests.events import bound_queue, events_of
 from tests.orders import Client, create_order, evict
 
 PATHS = {
@@ -211,3 +218,109 @@ async def test_a_patch_wins_in_the_cache_even_when_the_order_was_stamped_ahead_o
     read = await client.get(f"/orders/{order_id}", headers=alice.headers)
     assert read.headers["X-Cache"] == "HIT"
     assert read.json()["status"] == "PAID"
+
+
+# Its events on the bus: a queue bound by routing key, as another service would bind one.
+
+
+@pytest.fixture
+async def status_events(
+    settings: Settings, rabbitmq: aio_pika.abc.AbstractChannel
+) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    async with bound_queue(rabbitmq, settings.rabbitmq_exchange, ORDER_STATUS_CHANGED) as queue:
+        yield queue
+
+
+async def test_a_move_publishes_one_order_status_changed_event(
+    client: Client, alice: Account, status_events: aio_pika.abc.AbstractQueue
+) -> None:
+    order_id = await order_in(client, alice, "PENDING")
+
+    response = await client.patch(
+        f"/orders/{order_id}", json={"status": "PAID"}, headers=alice.headers
+    )
+
+    body = response.json()
+    events = await events_of(status_events, order_id)
+    assert len(events) == 1
+    event = events[0]
+    assert isinstance(event, OrderStatusChangedEvent)
+    assert (str(event.order_id), event.user_id) == (order_id, body["user_id"])
+    assert (event.from_, event.to) == (OrderStatus.PENDING, OrderStatus.PAID)
+    assert event.updated_at == datetime.fromisoformat(body["updated_at"])
+    assert abs(event.occurred_at - datetime.now(UTC)) < timedelta(seconds=10)
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "code"), [("PAID", "PAID", 200), ("PENDING", "SHIPPED", 409)]
+)
+async def test_a_no_op_or_refused_patch_publishes_nothing(
+    client: Client,
+    alice: Account,
+    status_events: aio_pika.abc.AbstractQueue,
+    start: str,
+    target: str,
+    code: int,
+) -> None:
+    order_id = await order_in(client, alice, start)
+    await events_of(status_events, order_id, within=1.0)  # the moves that led there
+
+    response = await client.patch(
+        f"/orders/{order_id}", json={"status": target}, headers=alice.headers
+    )
+
+    assert response.status_code == code
+    assert await events_of(status_events, order_id) == []
+
+
+async def test_a_move_rolled_back_stages_no_event(
+    settings: Settings, engine: AsyncEngine, client: Client, alice: Account
+) -> None:
+    """The event is staged by the move's own statement: undone with it, nothing to publish."""
+    order_id = uuid.UUID(await order_in(client, alice, "PENDING"))
+
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        moved = await move_status(conn, order_id, alice.id, OrderStatus.PAID, [OrderStatus.PENDING])
+        assert moved is not None  # it moved, and staged its event...
+        await transaction.rollback()  # ...then the transaction failed
+
+    async with engine.connect() as conn:
+        status = await conn.scalar(select(Order.status).where(Order.id == order_id))
+        staged = await conn.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(
+                OutboxEvent.order_id == order_id,
+                OutboxEvent.event_type == ORDER_STATUS_CHANGED,
+            )
+        )
+    assert (status, staged) == (OrderStatus.PENDING, 0)
+
+
+async def test_racing_moves_publish_one_event_each_with_the_status_each_moved_from(
+    live: httpx.AsyncClient,
+    alice: Account,
+    rabbitmq: aio_pika.abc.AbstractChannel,
+    settings: Settings,
+) -> None:
+    """PAID and CANCELED sent together from PENDING: whatever the order, each move's ``from``
+    is the status it really left, and a refused or no-op one publishes nothing."""
+    async with bound_queue(rabbitmq, settings.rabbitmq_exchange, ORDER_STATUS_CHANGED) as queue:
+        order_id = (await create_order(live, alice))["id"]
+        responses = await asyncio.gather(
+            *(
+                live.patch(f"/orders/{order_id}", json={"status": s}, headers=alice.headers)
+                for s in ("PAID", "CANCELED", "PAID")
+            )
+        )
+        final = (await live.get(f"/orders/{order_id}", headers=alice.headers)).json()["status"]
+        events = await events_of(queue, order_id)
+
+    assert {r.status_code for r in responses} <= {200, 409}
+    chain = [(e.from_, e.to) for e in events if isinstance(e, OrderStatusChangedEvent)]
+    assert len(chain) == len(events)
+    chain.sort(key=lambda move: move[0] != OrderStatus.PENDING)
+    assert chain[0][0] == OrderStatus.PENDING
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(chain))
+    assert chain[-1][1] == OrderStatus(final)

@@ -8,14 +8,20 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.job import process_order
+from features.process_order.queries import mark_processed_once
+from shared.messaging.events import ORDER_PROCESSED, OrderProcessedEvent
 from shared.messaging.outbox import mark_sent
+from shared.models import OutboxEvent
 from shared.orders.cache import OrderCache
 from shared.settings import Settings
+from tests.events import bound_queue, events_of
 from tests.orders import order_cache
 from tests.pipeline import OrderFactory, processed_at
 from workers.worker import shutdown, startup
@@ -86,3 +92,52 @@ async def test_process_order_recaches_an_order_already_processed(
 
 async def test_process_order_of_a_missing_order_does_nothing(worker_ctx: dict[str, Any]) -> None:
     assert await process_order(worker_ctx, str(uuid.uuid4())) is False
+
+
+async def test_processing_publishes_one_order_processed_event_and_a_rerun_none(
+    worker_ctx: dict[str, Any],
+    pipeline_settings: Settings,
+    engine: AsyncEngine,
+    rabbitmq: aio_pika.abc.AbstractChannel,
+    new_order: OrderFactory,
+) -> None:
+    """The worker's relay publishes what its job staged; a job that finds the order already
+    processed (a redelivery, the reconciler) stages nothing."""
+    event = await new_order()
+    await mark_sent(engine, [event.event_id])
+    assert await worker_ctx["services"].bus.wait_ready(within=10)
+    async with bound_queue(rabbitmq, pipeline_settings.rabbitmq_exchange, ORDER_PROCESSED) as queue:
+        assert await process_order(worker_ctx, str(event.order_id)) is True
+        assert await process_order(worker_ctx, str(event.order_id)) is False
+
+        events = await events_of(queue, event.order_id)
+
+    assert len(events) == 1
+    published = events[0]
+    assert isinstance(published, OrderProcessedEvent)
+    assert published.user_id == event.user_id
+    assert published.processed_at == await processed_at(engine, event.order_id)
+
+
+async def test_a_processing_rolled_back_stages_no_event(
+    engine: AsyncEngine, new_order: OrderFactory
+) -> None:
+    event = await new_order()
+
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        marked = await mark_processed_once(conn, event.order_id)
+        assert marked is not None
+        assert marked[1] is not None  # it set processed_at and staged its event...
+        await transaction.rollback()  # ...then the transaction failed
+
+    async with engine.connect() as conn:
+        staged = await conn.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(
+                OutboxEvent.order_id == event.order_id, OutboxEvent.event_type == ORDER_PROCESSED
+            )
+        )
+    assert staged == 0
+    assert await processed_at(engine, event.order_id) is None

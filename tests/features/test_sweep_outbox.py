@@ -15,12 +15,16 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from features.patch_order.queries import move_status
+from features.process_order.queries import mark_processed_once
 from features.sweep_outbox.job import sweep_outbox, sweep_outbox_job
 from shared.db import Database, create_engine
 from shared.messaging.bus import EventBus
-from shared.models import OutboxEvent
+from shared.messaging.events import ORDER_PROCESSED, ORDER_STATUS_CHANGED
+from shared.models import OrderStatus, OutboxEvent
 from shared.settings import Settings
 from tests.apps import with_settings
+from tests.events import bound_queue, events_of
 from tests.outbox import publish_staged
 from tests.pipeline import (
     OrderFactory,
@@ -128,3 +132,60 @@ async def test_unsent_outbox_event_is_swept_then_processed(
 
     await wait_for(lambda: processed_at(engine, event.order_id), within=15)
     assert await sent_at(engine, event.event_id) is not None
+
+
+async def test_status_and_processed_events_left_by_a_crashed_relay_go_out_once_by_their_names(
+    own_database: Settings,
+    db: AsyncEngine,
+    make_order: OrderFactory,
+    bus: EventBus,
+    rabbitmq: aio_pika.abc.AbstractChannel,
+) -> None:
+    """The changes committed with their events, and the process died before its relay
+    published them (nothing here submits them): the sweep publishes each once, with its
+    ``event_type`` as routing key, and no one has to bind a queue for them first."""
+    created = await make_order()
+    await publish_staged(bus, db, created)
+    async with db.connect() as conn:
+        moved = await move_status(
+            conn, created.order_id, created.user_id, OrderStatus.PAID, [OrderStatus.PENDING]
+        )
+        marked = await mark_processed_once(conn, created.order_id)
+        await conn.commit()
+    assert moved is not None
+    assert marked is not None
+    assert marked[1] is not None
+    exchange = own_database.rabbitmq_exchange
+    async with (
+        bound_queue(rabbitmq, exchange, ORDER_STATUS_CHANGED) as status_queue,
+        bound_queue(rabbitmq, exchange, ORDER_PROCESSED) as processed_queue,
+    ):
+        assert await sweep_outbox(bus, Database(db), older_than_s=0.0) == 2
+        assert await sweep_outbox(bus, Database(db), older_than_s=0.0) == 0  # sent: not again
+
+        status_events = await events_of(status_queue, created.order_id)
+        processed_events = await events_of(processed_queue, created.order_id, within=0.5)
+
+    assert [event.event_id for event in status_events] == [moved[1].event_id]
+    assert [event.event_id for event in processed_events] == [marked[1].event_id]
+    assert await sent_at(db, moved[1].event_id) is not None
+    assert await sent_at(db, marked[1].event_id) is not None
+
+
+async def test_an_event_no_queue_is_bound_for_is_swept_once_not_forever(
+    db: AsyncEngine, make_order: OrderFactory, bus: EventBus
+) -> None:
+    """No service has bound a queue for ``order_status_changed`` yet: the broker confirms and
+    drops it, and it is marked sent (``new_order``, ``mandatory``, would stay)."""
+    created = await make_order()
+    await publish_staged(bus, db, created)
+    async with db.connect() as conn:
+        moved = await move_status(
+            conn, created.order_id, created.user_id, OrderStatus.PAID, [OrderStatus.PENDING]
+        )
+        await conn.commit()
+    assert moved is not None
+
+    assert await sweep_outbox(bus, Database(db), older_than_s=0.0) == 1
+
+    assert await sent_at(db, moved[1].event_id) is not None

@@ -14,7 +14,7 @@ import pytest
 from litestar.exceptions import TooManyRequestsException
 
 from app import create_app
-from features.docs.handler import ELEMENTS_URL, SWAGGER_UI_URL
+from features.docs.handler import ASYNCAPI_URL, ELEMENTS_URL, SWAGGER_UI_URL
 from shared.http.budgets import Budget, LimiterUnavailable, PasswordGuesses
 from shared.redis import create_redis
 from shared.services import services_of
@@ -120,6 +120,7 @@ async def test_requests_without_a_valid_token_count_against_the_limit(
         "/health",
         "/ready",
         "/schema/openapi.json",
+        ASYNCAPI_URL,
         "/schema/swagger",
         "/schema/elements",
         f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",

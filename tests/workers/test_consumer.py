@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.messaging.bus import EventBus, Topology
-from shared.messaging.events import encode_event
+from shared.messaging.events import ORDER_PROCESSED, ORDER_STATUS_CHANGED, encode_event
 from shared.messaging.jobs import (
     PROCESS_ORDER,
     create_arq_redis,
@@ -42,6 +42,10 @@ async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:
     return [job_id for job_id in ids if job_id.startswith(PROCESS_ORDER)]
 
 
+async def only_job_for(redis: Redis, settings: Settings, order_id: uuid.UUID) -> bool:
+    return await queued_jobs(redis, settings) == [process_order_job_id(order_id)]
+
+
 async def test_event_becomes_a_process_order_job(
     pipeline_settings: Settings,
     bus: EventBus,
@@ -55,10 +59,7 @@ async def test_event_becomes_a_process_order_job(
 
     assert await publish_staged(bus, engine, event)
 
-    async def queued() -> bool:
-        return await queued_jobs(redis, pipeline_settings) == [process_order_job_id(event.order_id)]
-
-    await wait_for(queued)
+    await wait_for(lambda: only_job_for(redis, pipeline_settings, event.order_id))
 
 
 async def test_duplicate_event_makes_no_second_job(
@@ -111,6 +112,31 @@ async def test_unparseable_message_goes_to_the_dead_letter_queue(
     assert isinstance(deaths, list)
     assert deaths[0]["reason"] == "rejected"
     assert await queued_jobs(redis, pipeline_settings) == []
+
+
+async def test_status_events_never_reach_the_consumer(
+    pipeline_settings: Settings,
+    bus: EventBus,
+    engine: AsyncEngine,
+    redis: Redis,
+    rabbitmq: AbstractChannel,
+    new_order: OrderFactory,
+    start_consumer: StartConsumer,
+) -> None:
+    """Its queue is bound by ``new_order`` alone: the other events on the exchange (bodies it
+    could not parse, so dead-lettered had they reached it) pass it by."""
+    await start_consumer(pipeline_settings)
+    for event_type in (ORDER_STATUS_CHANGED, ORDER_PROCESSED):
+        await bus.publish(
+            b"{}", message_id=f"not-for-the-consumer-{event_type}", routing_key=event_type
+        )
+    event = await new_order()
+
+    assert await publish_staged(bus, engine, event)  # published after them: handled after them
+
+    await wait_for(lambda: only_job_for(redis, pipeline_settings, event.order_id))
+    assert await ready_count(rabbitmq, Topology(pipeline_settings).dead_queue) == 0
+    assert await ready_count(rabbitmq, pipeline_settings.rabbitmq_queue) == 0
 
 
 async def test_consumer_keeps_consuming_after_its_connection_drops(

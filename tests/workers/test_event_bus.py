@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
+import aio_pika
 import pytest
 
 from shared.messaging.bus import EventBus
+from shared.messaging.events import NEW_ORDER, ORDER_PROCESSED, ORDER_STATUS_CHANGED
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.pipeline import wait_for
@@ -45,9 +47,24 @@ async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(
         await bus.stop()
 
 
-async def test_publish_raises_when_no_queue_takes_the_message(bus: EventBus) -> None:
+async def test_a_new_order_no_queue_takes_raises_so_the_outbox_keeps_it(
+    bus: EventBus, pipeline_settings: Settings, rabbitmq: aio_pika.abc.AbstractChannel
+) -> None:
+    """``new_order`` is ``mandatory``: without our consumer's queue it is not delivered."""
+    queue = await rabbitmq.get_queue(pipeline_settings.rabbitmq_queue)
+    await queue.unbind(pipeline_settings.rabbitmq_exchange, routing_key=NEW_ORDER)
+
     with pytest.raises(ConnectionError, match="did not route"):
-        await bus.publish(b"{}", message_id="nowhere", routing_key="no-queue-is-bound-to-this")
+        await bus.publish(b"{}", message_id="nowhere", routing_key=NEW_ORDER)
+
+
+@pytest.mark.parametrize("event_type", [ORDER_STATUS_CHANGED, ORDER_PROCESSED])
+async def test_other_events_are_confirmed_with_no_queue_bound_for_them(
+    bus: EventBus, event_type: str
+) -> None:
+    """Other services bind queues for them when they want them: until then the broker confirms
+    and drops them, rather than the sweeper retrying them forever."""
+    await bus.publish(b"{}", message_id="to-the-exchange", routing_key=event_type)
 
 
 async def test_stopping_the_bus_mid_connect_leaves_no_task_behind(

@@ -8,11 +8,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
+import asyncpg
 import pytest
 
+from shared.db import asyncpg_dsn
+from shared.orders.pages import Position
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.orders import Client, create_order, insert_orders
+from tools.explain_orders import plan, plan_problems, shapes
 
 # RFC 8288, as the contract shapes it: one link, a path-absolute reference, rel="next".
 LINK = re.compile(r'^<(/orders/user/\d+\?[^>]*after=[A-Za-z0-9_-]+)>; rel="next"$')
@@ -347,3 +351,38 @@ async def test_openapi_documents_the_filters_the_cursor_and_the_link(client: Cli
         "CANCELED",
     }
     assert "Link" in operation["responses"]["200"]["headers"]
+
+
+async def test_every_shape_of_the_query_is_an_index_range_without_a_sort(
+    alice: Account, settings: Settings
+) -> None:
+    """The plans (``just explain-orders`` prints them on 200,000 orders): each paging style,
+    with and without the filters, reads ix_orders_user_id_created_at in its order: no Sort,
+    no Seq Scan, so a deep keyset page costs what the first does."""
+    newest = datetime.now(UTC)
+    await insert_orders(
+        settings,
+        alice.id,
+        20_000,
+        newest=newest,
+        step=timedelta(seconds=1),
+        statuses=("PENDING", "PAID", "SHIPPED", "CANCELED"),
+    )
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        await conn.execute("ANALYZE orders")
+        row = await conn.fetchrow(
+            "SELECT created_at, id FROM orders WHERE user_id = $1"
+            " ORDER BY created_at DESC, id DESC OFFSET 10000 LIMIT 1",
+            alice.id,
+        )
+        assert row is not None
+        deep = Position(row["created_at"], UUID(str(row["id"])))
+        plans = {
+            name: await plan(conn, statement, analyze=False)
+            for name, statement in shapes(alice.id, deep, newest).items()
+        }
+    finally:
+        await conn.close()
+    problems = {name: plan_problems(text) for name, text in plans.items()}
+    assert problems == {name: [] for name in plans}, plans

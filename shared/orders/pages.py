@@ -128,9 +128,19 @@ def order_filter(
         raise OrderRuleError("created_to", "created_to: must be after created_from")
     return OrderFilter(
         statuses=tuple(dict.fromkeys(statuses)),  # a status given twice is asked for once
-        created_from=created_from.astimezone(UTC) if created_from is not None else None,
-        created_to=created_to.astimezone(UTC) if created_to is not None else None,
+        created_from=_in_utc("created_from", created_from),
+        created_to=_in_utc("created_to", created_to),
     )
+
+
+def _in_utc(name: str, moment: datetime | None) -> datetime | None:
+    """The same instant in UTC; one that has none (0001-01-01T00:00+01:00) is refused."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise OrderRuleError(name, f"{name}: out of range") from None
 
 
 def paging_style(offset: int | None, after: str | None) -> None:

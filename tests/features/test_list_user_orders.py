@@ -272,6 +272,9 @@ async def test_filters_combine_with_both_paging_styles(
         "created_to=2026-01-01",
         "created_from=2026-01-02T00:00:00Z&created_to=2026-01-01T00:00:00Z",
         "created_from=2026-01-01T00:00:00Z&created_to=2026-01-01T00:00:00Z",
+        "created_from=0001-01-01T00:00:00%2B01:00",  # no instant in UTC
+        "created_to=9999-12-31T23:59:59-01:00",
+        "created_from=2026-01-01T00:00:00%2B25:00",
     ],
 )
 async def test_a_bad_filter_is_422(client: Client, alice: Account, query: str) -> None:

@@ -117,3 +117,11 @@ def test_offset_and_after_are_one_or_the_other() -> None:
     paging_style(None, "cursor")
     with pytest.raises(OrderRuleError, match="either offset or after"):
         paging_style(0, "cursor")
+
+
+def test_a_bound_with_no_instant_in_utc_is_refused() -> None:
+    """0001-01-01T00:00+01:00 is before year 1 in UTC: Python cannot hold it (was a 500)."""
+    too_early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(OrderRuleError, match="out of range") as refused:
+        order_filter([], too_early, None)
+    assert refused.value.field == "created_from"

@@ -62,6 +62,10 @@ jobs: setup
 explain-reconcile: setup
     {{py}} -m tools.explain_reconcile
 
+# The plans of the order list's query, every shape (paging styles, filters), on 200,000 orders
+explain-orders: setup
+    {{py}} -m tools.explain_orders
+
 # Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
 test *args: setup
     {{py}} -m pytest {{args}}

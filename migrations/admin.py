@@ -8,7 +8,10 @@ transaction, and takes no bind parameters).
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from alembic import command
@@ -107,3 +110,16 @@ def migrate(database_url: str, revision: str = "head") -> None:
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.attributes["database_url"] = database_url
     command.upgrade(cfg, revision)
+
+
+def in_scratch_database(database_url: str, run: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """Run ``run(url)`` on a migrated ``<database>_explain_<hex>`` beside ``database_url``'s,
+    dropped afterwards whatever happens: the explain tools fill it without touching real data."""
+    url = make_url(database_url)
+    scratch = url.set(database=f"{url.database}_explain_{secrets.token_hex(3)}")
+    scratch_url = scratch.render_as_string(hide_password=False)
+    migrate(scratch_url)
+    try:
+        asyncio.run(run(scratch_url))
+    finally:
+        asyncio.run(drop_database(scratch_url))

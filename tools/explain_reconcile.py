@@ -11,15 +11,11 @@ to do) and a backlog (1,000 orders whose jobs Redis lost: one batch of 500 claim
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-
 import asyncpg
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
 
 from features.reconcile_orders.queries import claim_statement
-from migrations.admin import drop_database, migrate
+from migrations.admin import in_scratch_database
 from shared.db import asyncpg_dsn
 from shared.settings import load_settings
 
@@ -101,14 +97,7 @@ async def run(database_url: str) -> None:
 
 
 def main() -> None:
-    url = make_url(load_settings().database_url)
-    scratch = url.set(database=f"{url.database}_explain_{secrets.token_hex(3)}")
-    database_url = scratch.render_as_string(hide_password=False)
-    migrate(database_url)
-    try:
-        asyncio.run(run(database_url))
-    finally:
-        asyncio.run(drop_database(database_url))
+    in_scratch_database(load_settings().database_url, run)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 
 from tools.bench.cpu import CPU_TARGETS_MS, GROUPS, SERVICES, TOTAL, CpuUse, verdicts
 from tools.bench.scenarios import DRAIN_CONNECTIONS, QUIET, Report
+from tools.bench.seed import DEEP_AT
 from tools.bench.stack import BENCH_RATE_LIMIT, CLIENT_ADDRESSES
 from tools.harness.names import ROOT
 
@@ -28,6 +29,7 @@ TARGETS: dict[str, list[tuple[str, float]]] = {
 DRAIN_TARGET_S = 6.0
 DRAIN_TARGET_ORDERS = 1000
 LOGIN_P99_FACTOR = 2.0
+DEEP_PAGE_FACTOR = 1.5  # issue 20: the page after 199,950 orders against the first
 API_RSS_LIMIT_MB = 150.0
 
 
@@ -173,6 +175,16 @@ def render(report: Report) -> tuple[str, bool]:
         if loaded.errors or alone.errors:
             lines.append(f"  - errors during the probe: {loaded.errors + alone.errors}")
             passed = False
+        passed = passed and (ok or plan.smoke)
+    if report.deep_page is not None:
+        first, deep = report.deep_page
+        ratio = first.rps / deep.rps if deep.rps else math.inf
+        ok = ratio <= DEEP_PAGE_FACTOR
+        lines.append(
+            f"- Keyset page at depth: the page after {DEEP_AT:,} orders costs {ratio:.2f}× the"
+            f" first (requests/s {first.rps:,.0f} vs {deep.rps:,.0f}; p50 {first.p50_ms:.1f} vs"
+            f" {deep.p50_ms:.1f} ms); target ≤ {DEEP_PAGE_FACTOR:g}×: {verdict(ok, plan.smoke)}"
+        )
         passed = passed and (ok or plan.smoke)
     if report.api_rss_after:
         worst = max(m.rss_mb for m in report.api_rss_after)

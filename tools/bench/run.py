@@ -37,7 +37,15 @@ from migrations.admin import migrate
 from shared.settings import Settings
 from tools.bench.report import add_notes, render
 from tools.bench.scenarios import LUA, QUIET, SCENARIOS, Report, Scenarios
-from tools.bench.seed import LIST_ORDERS, WARM_ORDERS, Seed, register_users, seed, write_ids
+from tools.bench.seed import (
+    DEEP_ORDERS,
+    LIST_ORDERS,
+    WARM_ORDERS,
+    Seed,
+    register_users,
+    seed,
+    write_ids,
+)
 from tools.bench.stack import (
     BENCH_DIR,
     Plan,
@@ -158,7 +166,7 @@ async def bench(stack: Stack, report: Report) -> None:
     await stack.wait_ready(f"{stack.api}/ready", stack.procs["api"])
     rounds = stack.settings.bcrypt_rounds
     print(f"stack ready on {stack.api}; registering users (bcrypt rounds {rounds})", flush=True)
-    tokens, user_ids = await register_users(stack.api, ["load", "list", "drain", "post"])
+    tokens, user_ids = await register_users(stack.api, ["load", "list", "drain", "post", "deep"])
     data = await seed(stack, tokens, user_ids)
     key = f"{stack.settings.redis_prefix}order:{data.warm[0]}"
     stack.start_ceiling(key)
@@ -168,7 +176,7 @@ async def bench(stack: Stack, report: Report) -> None:
     await stack.wait_ready(f"{stack.minimal}/orders/{data.warm[0]}", minimal, expect=401)
     seeded = len(data.cold) + len(data.cold_warmup) + len(data.pending) + len(data.pending_warmup)
     print(
-        f"seeded {seeded + WARM_ORDERS + LIST_ORDERS:,} orders;"
+        f"seeded {seeded + WARM_ORDERS + LIST_ORDERS + DEEP_ORDERS:,} orders;"
         f" scenarios of {plan.duration} s after {plan.warmup} s warm-up",
         flush=True,
     )

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 
 from shared.db import asyncpg_dsn
+from shared.orders.pages import Position, cursor_key, encode_cursor
 from tools.bench.stack import Stack
 
 PASSWORD = "bench-password-123"
@@ -26,6 +27,9 @@ ORDER_ITEMS = [
 ORDER_TOTAL = Decimal("451.00")
 WARM_ORDERS = 1000
 LIST_ORDERS = 50
+# The deep user (issue 20): the keyset page after DEEP_AT of DEEP_ORDERS against the first.
+DEEP_ORDERS = 200_000
+DEEP_AT = 199_950
 # Pools that are walked once (cold GET, PENDING -> PAID) are sized for this many requests a
 # second; a run that outpaces them says so under the table.
 POOL_RPS = 2500
@@ -40,6 +44,7 @@ class Seed:
     cold_warmup: list[uuid.UUID]
     pending: list[uuid.UUID]
     pending_warmup: list[uuid.UUID]
+    deep_after: str  # the `after` cursor of the deep user's position DEEP_AT
 
 
 def client_header(n: int) -> dict[str, str]:
@@ -88,6 +93,30 @@ async def insert_orders(
     return ids
 
 
+# One statement: 200,000 rows in a couple of seconds, a second apart, newest first.
+INSERT_DEEP = """
+INSERT INTO orders (id, user_id, items, total_price, status, created_at, updated_at, processed_at)
+SELECT gen_random_uuid(), $1, $2::jsonb, $3, 'PAID', now() - make_interval(secs => n),
+       now() - make_interval(secs => n), now()
+FROM generate_series(1, $4) n
+"""
+
+
+async def seed_deep(conn: asyncpg.Connection, user_id: int, secret: str) -> str:
+    """The deep user's orders, and the cursor a client walking its list would hold after
+    DEEP_AT of them (made as the API makes it: the same secret, the same position)."""
+    await conn.execute(INSERT_DEEP, user_id, json.dumps(ORDER_ITEMS), ORDER_TOTAL, DEEP_ORDERS)
+    row = await conn.fetchrow(
+        "SELECT created_at, id FROM orders WHERE user_id = $1"
+        " ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1",
+        user_id,
+        DEEP_AT - 1,
+    )
+    assert row is not None
+    position = Position(row["created_at"], uuid.UUID(str(row["id"])))
+    return encode_cursor(cursor_key(secret), user_id, position)
+
+
 async def seed(stack: Stack, tokens: dict[str, str], user_ids: dict[str, int]) -> Seed:
     plan, load_user = stack.plan, user_ids["load"]
     pool = POOL_RPS * plan.duration + 500
@@ -100,6 +129,7 @@ async def seed(stack: Stack, tokens: dict[str, str], user_ids: dict[str, int]) -
         pending = await insert_orders(conn, load_user, pool, "PENDING")
         pending_warmup = await insert_orders(conn, load_user, warmup_pool, "PENDING")
         await insert_orders(conn, user_ids["list"], LIST_ORDERS, "PAID")
+        deep_after = await seed_deep(conn, user_ids["deep"], stack.settings.jwt_secret)
         # Now, rather than autovacuum in the middle of a scenario.
         await conn.execute("VACUUM ANALYZE orders")
     finally:
@@ -118,7 +148,7 @@ async def seed(stack: Stack, tokens: dict[str, str], user_ids: dict[str, int]) -
         check = await client.get(f"/orders/{warm[0]}", headers=client_header(0))
         if check.headers.get("X-Cache") != "HIT":
             raise RuntimeError("the warm pool is not cached after warming it")
-    return Seed(tokens, user_ids, warm, cold, cold_warmup, pending, pending_warmup)
+    return Seed(tokens, user_ids, warm, cold, cold_warmup, pending, pending_warmup, deep_after)
 
 
 def write_ids(directory: Path, name: str, ids: Sequence[uuid.UUID]) -> Path:

@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from tools.docker.policy import ROOT, with_random_secrets
+from tools.docker.policy import with_random_secrets
+from tools.harness.names import ROOT
 
 
 def main() -> int:

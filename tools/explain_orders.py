@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import ClauseElement
 
 from features.list_user_orders.queries import page_statement
 from migrations.admin import in_scratch_database
@@ -48,7 +49,7 @@ def shapes(user_id: int, deep: Position, newest: datetime) -> dict[str, Select[o
     }
 
 
-def literal_sql(statement: Select[object]) -> str:
+def literal_sql(statement: ClauseElement) -> str:
     return str(
         statement.compile(
             dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]

@@ -12,12 +12,12 @@ to do) and a backlog (1,000 orders whose jobs Redis lost: one batch of 500 claim
 from __future__ import annotations
 
 import asyncpg
-from sqlalchemy.dialects import postgresql
 
 from features.reconcile_orders.queries import claim_statement
 from migrations.admin import in_scratch_database
 from shared.db import asyncpg_dsn
 from shared.settings import load_settings
+from tools.explain_orders import literal_sql
 
 ORDERS = 200_000
 FRESH = 20  # created in the last second, not processed yet: the steady state's only rows
@@ -71,12 +71,7 @@ async def fill(dsn: str, unprocessed: int) -> None:
 
 async def run(database_url: str) -> None:
     settings = load_settings()
-    sql = str(
-        claim_statement(settings).compile(
-            dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-            compile_kwargs={"literal_binds": True},
-        )
-    )
+    sql = literal_sql(claim_statement(settings))
     dsn = asyncpg_dsn(database_url)
     print(f"-- {ORDERS:,} orders; RECONCILE_AFTER_S={settings.reconcile_after_s}")
     print(f"-- batch {settings.reconcile_batch}\n{sql}\n")

@@ -1,4 +1,4 @@
-"""``python -m chaos [--minutes N]``: run the stack under load and faults, check, report.
+"""``python -m tools.chaos [--minutes N]``: run the stack under load and faults, check, report.
 
 Exit status 0 when every check passed, 1 when one failed (the table says which), 2 when the
 stack could not be started. The run's database, Redis keys and RabbitMQ names are removed

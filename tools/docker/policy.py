@@ -10,15 +10,14 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 
 from shared.settings import Settings, load_api_settings
+from tools.harness.names import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET_NAME = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN|API_KEY|PRIVATE_KEY)$", re.IGNORECASE)
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?])[^}]*)?\}")
 URL_PASSWORD = re.compile(r"://(?P<user>[^/:@\s]+):(?P<password>[^@\s]+)@")

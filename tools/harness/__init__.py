@@ -1,5 +1,7 @@
-"""One harness for running the project's processes in isolation, used by the tests, the
-benchmark, the chaos run and the Docker smoke run alike.
+"""One harness for running the project's processes in isolation: the benchmark, the chaos run
+and the Docker smoke run start their processes with it; the tests take their names, ports,
+clean-up and faulty links from it (``tests/processes.py`` starts processes its own way, with
+asyncio, as pytest's event loop needs).
 
 - ``names``: a run's own names (database, Redis prefix, RabbitMQ exchange and queue, arq
   queue) and its settings as the environment the processes read;

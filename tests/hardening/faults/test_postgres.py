@@ -1,6 +1,6 @@
 """Faults between the service and PostgreSQL: refused, stalled, cut mid-statement.
 
-Each test puts a ``FaultyLink`` (tests/faults.py) between an app or worker and the real
+Each test puts a ``FaultyLink`` (tools/harness/faults.py) between an app or worker and the real
 PostgreSQL, then refuses, cuts or stalls it: prompt 503s, cached reads that go on, the user
 directory's bound, jobs retried rather than failed; the shared server is never touched.
 """

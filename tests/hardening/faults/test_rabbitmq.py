@@ -1,7 +1,7 @@
 """Faults between the service and RabbitMQ: the bus down while orders are made.
 
-A ``FaultyLink`` (tests/faults.py) between the app and the real RabbitMQ refuses and cuts it;
-the outbox keeps every event, and the sweeper publishes them once the link is back.
+A ``FaultyLink`` (tools/harness/faults.py) between the app and the real RabbitMQ refuses and
+cuts it; the outbox keeps every event, and the sweeper publishes them once the link is back.
 """
 
 from __future__ import annotations

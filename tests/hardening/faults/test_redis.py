@@ -1,6 +1,6 @@
 """Faults between the service and Redis: refused, cut, stalled, reset, or its data lost.
 
-Each test puts a ``FaultyLink`` (tests/faults.py) between an app or worker and the real
+Each test puts a ``FaultyLink`` (tools/harness/faults.py) between an app or worker and the real
 Redis, then refuses, cuts or stalls it; or deletes the run's own arq keys as a restart without
 persistence would. The shared server is never touched.
 """

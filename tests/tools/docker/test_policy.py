@@ -16,8 +16,8 @@ from ruamel.yaml import YAML
 
 from deploy.rabbitmq_users import permissions
 from tools.docker import policy
+from tools.harness.names import ROOT
 
-ROOT = policy.ROOT
 SCHEMA = Draft202012Validator(json.loads((ROOT / "tools/docker/compose.schema.json").read_text()))
 
 

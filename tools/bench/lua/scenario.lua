@@ -1,4 +1,4 @@
--- One wrk script for every scenario; bench/run.py configures it through the environment:
+-- One wrk script for every scenario; tools/bench/run.py configures it through the environment:
 --   BENCH_METHOD   GET, POST or PATCH
 --   BENCH_PATH     the path; "{id}" in it is replaced by the next id from BENCH_IDS
 --   BENCH_IDS      a file with one id a line; each thread takes every Nth line and walks it

@@ -88,11 +88,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         users=users,
         sessions=sessions,
         signing_keys=keys,
-        outbox_relay=OutboxRelay(bus, db.engine),
+        outbox_relay=OutboxRelay(bus, db),
         password_guesses=PasswordGuesses(
             redis, settings.redis_prefix, parse_rate(settings.token_rate_limit)
         ),
-        session_refreshes=session_refreshes,
     )
     # POST /token's grants besides the password grant (its own): one slice each, bound here
     # to what it uses.

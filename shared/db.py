@@ -104,11 +104,6 @@ def create_engine(settings: Settings, *, max_overflow: int | None = None) -> Asy
     )
 
 
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """``engine``'s pool, its connections in autocommit: no BEGIN and COMMIT round trips."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
 class Database:
     """The way to PostgreSQL: ``connect()`` for one statement, ``begin()`` for a transaction.
 
@@ -117,7 +112,8 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._autocommit = autocommit(engine)
+        # The same pool, its connections in autocommit: no BEGIN and COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

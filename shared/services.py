@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # types only: nothing these modules import reaches back here
     from shared.accounts.signing_keys import SigningKeys
     from shared.accounts.user_directory import UserDirectory
     from shared.db import Database
-    from shared.http.budgets import Budget, PasswordGuesses
+    from shared.http.budgets import PasswordGuesses
     from shared.messaging.bus import EventBus
     from shared.messaging.outbox import OutboxRelay
     from shared.orders.cache import OrderCache
@@ -49,7 +49,6 @@ class Services:
         "outbox_relay",
         "password_guesses",
         "redis",
-        "session_refreshes",
         "sessions",
         "settings",
         "signing_keys",
@@ -69,7 +68,6 @@ class Services:
         signing_keys: SigningKeys,
         outbox_relay: OutboxRelay,
         password_guesses: PasswordGuesses,
-        session_refreshes: Budget,
     ) -> None:
         self.settings = settings
         self.db = db  # the one way to PostgreSQL (shared/db.py)
@@ -80,9 +78,8 @@ class Services:
         self.sessions = sessions  # access token plus refresh token, for every grant of /token
         self.signing_keys = signing_keys  # what signs and verifies access tokens; the JWKS
         self.outbox_relay = outbox_relay
-        # Failed password checks per account (/token, DELETE /users/me); refreshes per session
+        # Failed password checks per account (/token, DELETE /users/me)
         self.password_guesses = password_guesses
-        self.session_refreshes = session_refreshes
 
 
 @dataclass(frozen=True, kw_only=True)

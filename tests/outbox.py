@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import Database
 from shared.messaging.bus import EventBus
 from shared.messaging.events import NewOrderEvent
 from shared.messaging.outbox import mark_sent, publish_event
@@ -13,5 +14,5 @@ async def publish_staged(bus: EventBus, engine: AsyncEngine, event: NewOrderEven
     """Publish a committed event and mark it sent, in line (``OutboxRelay`` does it later)."""
     if not await publish_event(bus, event):
         return False
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     return True

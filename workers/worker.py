@@ -72,7 +72,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis=redis,
         bus=bus,
         order_cache=OrderCache(redis, settings.redis_prefix, settings.cache_ttl_seconds),
-        outbox_relay=OutboxRelay(bus, db.engine),
+        outbox_relay=OutboxRelay(bus, db),
     )
     await bus.start()
 

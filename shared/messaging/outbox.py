@@ -33,10 +33,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import CTE
 
-from shared.db import autocommit
+from shared.db import Database
 from shared.logs import describe_error
 from shared.messaging.bus import EventBus
 from shared.messaging.events import NEW_ORDER, NewOrderEvent, encode_event
@@ -179,9 +178,9 @@ def marking_sent(event_ids: list[uuid.UUID]) -> Update:
     )
 
 
-async def mark_sent(engine: AsyncEngine, event_ids: list[uuid.UUID]) -> None:
+async def mark_sent(db: Database, event_ids: list[uuid.UUID]) -> None:
     try:
-        async with autocommit(engine).connect() as conn:  # one statement: atomic alone
+        async with db.connect() as conn:  # one statement: atomic alone
             await conn.execute(marking_sent(event_ids))
     except Exception as exc:  # noqa: BLE001 - published twice at worst; consumers dedupe
         logger.warning("could not mark outbox rows sent: %s", describe_error(exc))
@@ -202,9 +201,9 @@ class OutboxRelay:
     # is only waiting here; longer means fewer UPDATEs (at 0.02 s, 2.7 % of the API's CPU).
     FLUSH_EVERY_S = 0.1
 
-    def __init__(self, bus: EventBus, engine: AsyncEngine) -> None:
+    def __init__(self, bus: EventBus, db: Database) -> None:
         self._bus = bus
-        self._engine = engine
+        self._db = db
         self._running: set[asyncio.Task[None]] = set()
         self._confirmed: list[uuid.UUID] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -232,7 +231,7 @@ class OutboxRelay:
     async def flush(self) -> None:
         confirmed, self._confirmed = self._confirmed, []
         if confirmed:
-            await mark_sent(self._engine, confirmed)
+            await mark_sent(self._db, confirmed)
 
     async def stop(self, within: float = 5.0) -> None:
         """On shutdown: let in-flight publishes finish (bounded), then record what was sent."""

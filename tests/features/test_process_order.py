@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.job import process_order
 from features.process_order.queries import mark_processed_once
+from shared.db import Database
 from shared.messaging.events import ORDER_PROCESSED, OrderProcessedEvent
 from shared.messaging.outbox import mark_sent
 from shared.models import OutboxEvent
@@ -40,7 +41,7 @@ async def test_process_order_is_idempotent(
     worker_ctx: dict[str, Any], engine: AsyncEngine, new_order: OrderFactory
 ) -> None:
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     assert await process_order(worker_ctx, str(event.order_id)) is True
     first = await processed_at(engine, event.order_id)
 
@@ -57,7 +58,7 @@ async def test_process_order_logs_order_processed_with_its_id(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
 
     with caplog.at_level(logging.INFO):
         await process_order(worker_ctx, str(event.order_id))
@@ -78,7 +79,7 @@ async def test_process_order_recaches_an_order_already_processed(
 ) -> None:
     """A run cut off after its commit but before its cache write is repaired by the retry."""
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     await process_order(worker_ctx, str(event.order_id))
     cache = order_cache(pipeline_settings, redis)
     await redis.delete(cache.key(event.order_id), cache.version_key(event.order_id))
@@ -104,7 +105,7 @@ async def test_processing_publishes_one_order_processed_event_and_a_rerun_none(
     """The worker's relay publishes what its job staged; a job that finds the order already
     processed (a redelivery, the reconciler) stages nothing."""
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     assert await worker_ctx["services"].bus.wait_ready(within=10)
     async with bound_queue(rabbitmq, pipeline_settings.rabbitmq_exchange, ORDER_PROCESSED) as queue:
         assert await process_order(worker_ctx, str(event.order_id)) is True

@@ -61,7 +61,7 @@ def make_order(db: AsyncEngine) -> OrderFactory:
 async def old_sent_order(make_order: OrderFactory, db: AsyncEngine) -> uuid.UUID:
     """An order whose event went out a while ago and that is still unprocessed."""
     event = await make_order()
-    await mark_sent(db, [event.event_id])
+    await mark_sent(Database(db), [event.event_id])
     await age(db, event.order_id)
     return event.order_id
 
@@ -180,7 +180,7 @@ async def test_orders_the_reconciler_must_leave_alone(
     reconcile_settings: Settings, db: AsyncEngine, arq: ArqRedis, make_order: OrderFactory
 ) -> None:
     fresh = await make_order()  # younger than RECONCILE_AFTER_S
-    await mark_sent(db, [fresh.event_id])
+    await mark_sent(Database(db), [fresh.event_id])
     unsent = await make_order()  # its event is still the sweeper's to publish
     await age(db, unsent.order_id)
     processed = await old_sent_order(make_order, db)

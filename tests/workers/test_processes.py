@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import Database
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.messaging.outbox import mark_sent
@@ -38,7 +39,7 @@ async def test_worker_process_finishes_its_running_job_on_sigterm(
 ) -> None:
     settings = with_settings(pipeline_settings, process_order_delay_s=2.0)
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     arq = create_arq_redis(settings, max_connections=2)
     await arq.enqueue_job(
         PROCESS_ORDER,

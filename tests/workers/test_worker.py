@@ -10,6 +10,7 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import Database
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, create_arq_redis, process_order_job_id
 from shared.messaging.outbox import mark_sent
@@ -51,7 +52,7 @@ async def test_worker_runs_process_order_jobs_concurrently(
 ) -> None:
     slow = with_settings(pipeline_settings, process_order_delay_s=1.0)
     events = [await new_order() for _ in range(5)]
-    await mark_sent(engine, [event.event_id for event in events])
+    await mark_sent(Database(engine), [event.event_id for event in events])
     arq = create_arq_redis(slow, max_connections=4)
     for event in events:
         await arq.enqueue_job(

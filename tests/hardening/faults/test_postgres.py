@@ -286,7 +286,7 @@ async def test_a_job_that_cannot_reach_the_database_is_retried_not_failed(
     await startup(ctx)
     try:
         event = await new_order()
-        await mark_sent(engine, [event.event_id])
+        await mark_sent(Database(engine), [event.event_id])
         link.down()
 
         with pytest.raises(Retry):
@@ -312,7 +312,7 @@ async def test_an_order_whose_job_failed_all_its_tries_is_processed_after_postgr
     db = create_engine(own_database)  # the test's own path to PostgreSQL, never cut
     try:
         event = await order_factory(db)()
-        await mark_sent(db, [event.event_id])
+        await mark_sent(Database(db), [event.event_id])
         await enqueue(settings, event.order_id)
         link.down()
 

@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractChannel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import Database
 from shared.messaging.bus import EventBus
 from shared.messaging.jobs import PROCESS_ORDER, process_order_job_id
 from shared.messaging.outbox import mark_sent
@@ -85,7 +86,7 @@ async def test_a_job_whose_worker_is_killed_mid_way_runs_again_and_processes_onc
     tmp_path: Path,
 ) -> None:
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     await enqueue(pipeline_settings, event.order_id)
     worker = await run_module(
         "workers.worker", with_settings(pipeline_settings, process_order_delay_s=30.0)
@@ -119,7 +120,7 @@ async def test_a_job_killed_after_its_commit_runs_again_without_a_second_update(
 ) -> None:
     link = faults(pipeline_settings.redis_url)
     event = await new_order()
-    await mark_sent(engine, [event.event_id])
+    await mark_sent(Database(engine), [event.event_id])
     await enqueue(pipeline_settings, event.order_id)
     worker = await run_module(
         "workers.worker",

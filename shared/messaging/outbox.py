@@ -164,11 +164,6 @@ async def publish_message(bus: EventBus, message: OutboxMessage) -> bool:
     return True
 
 
-async def publish_event(bus: EventBus, event: NewOrderEvent) -> bool:
-    """``publish_message`` for a ``new_order`` event."""
-    return await publish_message(bus, new_order_message(event))
-
-
 def marking_sent(event_ids: list[uuid.UUID]) -> Update:
     """The rows are published: the relay and the sweep (features/sweep_outbox) both say so."""
     return (

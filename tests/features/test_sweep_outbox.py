@@ -92,6 +92,11 @@ async def test_nothing_is_touched_while_the_bus_is_down(
     assert await sweep_outbox(not_connected, Database(db), older_than_s=0.0) == 0
 
     assert await sent_at(db, event.event_id) is None
+    async with db.connect() as conn:  # not even counted as a failed attempt: never tried
+        attempts = await conn.scalar(
+            select(OutboxEvent.attempts).where(OutboxEvent.id == event.event_id)
+        )
+    assert attempts == 0
 
 
 async def test_the_job_drains_the_backlog_and_records_it(

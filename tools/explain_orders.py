@@ -19,10 +19,10 @@ from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import ClauseElement
 
+from features.list_user_orders.pages import OrderFilter, Position
 from features.list_user_orders.queries import page_statement
 from migrations.admin import in_scratch_database
 from shared.db import asyncpg_dsn
-from shared.orders.pages import OrderFilter, Position
 from shared.orders.status import OrderStatus
 from shared.settings import load_settings
 

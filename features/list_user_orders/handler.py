@@ -1,7 +1,7 @@
 """GET /orders/user/{user_id}: your own orders, newest first; anybody else's list is a 403.
 
 Two paging styles: ``offset`` (kept for the clients that use it) and ``after``, the keyset
-cursor (shared/orders/pages.py), whose cost does not grow with the depth. Every answer that
+cursor (``pages.py`` beside this file), whose cost does not grow with the depth. Every answer that
 has more orders carries ``Link: <…>; rel="next"`` with the keyset cursor, an answer by offset
 too: the contract says "every answer that has more", and it lets an offset client switch to
 the cheap walk at any page. The link is a path-absolute reference (``/orders/user/1?…``),
@@ -20,6 +20,14 @@ from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath
 
+from features.list_user_orders.pages import (
+    Position,
+    cursor_key,
+    decode_cursor,
+    encode_cursor,
+    order_filter,
+    paging_style,
+)
 from features.list_user_orders.queries import list_orders
 from features.list_user_orders.schemas import (
     DEFAULT_LIMIT,
@@ -34,14 +42,6 @@ from features.list_user_orders.schemas import (
 from shared.http.auth import CurrentUser
 from shared.http.errors import UnprocessableEntity, error_responses
 from shared.orders.errors import OrderRuleError
-from shared.orders.pages import (
-    Position,
-    cursor_key,
-    decode_cursor,
-    encode_cursor,
-    order_filter,
-    paging_style,
-)
 from shared.orders.view import OrderView, order_view
 from shared.services import Services
 

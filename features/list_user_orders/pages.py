@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import struct
@@ -49,8 +50,10 @@ class Position:
     id: uuid.UUID
 
 
+@functools.cache
 def cursor_key(secret: str) -> bytes:
-    """The cursor's own key, derived from the app's secret under a label of its own."""
+    """The cursor's own key, derived from the app's secret under a label of its own (once per
+    secret: every list request asks for it)."""
     return hmac.new(secret.encode(), _LABEL, hashlib.sha256).digest()
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Row, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from features.list_user_orders.pages import ALL_ORDERS, OrderFilter, Position
 from shared.models import Order
-from shared.orders.pages import ALL_ORDERS, OrderFilter, Position
 from shared.orders.queries import ORDER_VIEW_COLUMNS
 
 

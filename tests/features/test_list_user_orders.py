@@ -11,8 +11,8 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from features.list_user_orders.pages import Position
 from shared.db import asyncpg_dsn
-from shared.orders.pages import Position
 from shared.settings import Settings
 from tests.accounts import Account
 from tests.orders import Client, create_order, insert_orders

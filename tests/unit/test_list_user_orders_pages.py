@@ -1,4 +1,4 @@
-"""The keyset cursor and the page filters (shared/orders/pages.py): no service needed."""
+"""The keyset cursor and the page filters (features/list_user_orders/pages.py): pure code."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.orders.errors import OrderRuleError
-from shared.orders.pages import (
+from features.list_user_orders.pages import (
     Position,
     cursor_key,
     decode_cursor,
@@ -16,6 +15,7 @@ from shared.orders.pages import (
     order_filter,
     paging_style,
 )
+from shared.orders.errors import OrderRuleError
 from shared.orders.status import OrderStatus
 
 KEY = cursor_key("a secret of at least thirty-two bytes, for tests")

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from features.list_user_orders.pages import Position, cursor_key, encode_cursor
 from shared.db import asyncpg_dsn
-from shared.orders.pages import Position, cursor_key, encode_cursor
 from tools.bench.stack import Stack
 
 PASSWORD = "bench-password-123"

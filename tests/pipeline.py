@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.create_order.queries import insert_order
 from shared.messaging.events import NewOrderEvent, new_order_event
+from shared.messaging.outbox import new_order_message
 from shared.models import Order, User
 from shared.orders.items import OrderItem
 from shared.settings import Settings
@@ -75,6 +76,7 @@ def order_factory(engine: AsyncEngine) -> OrderFactory:
             inserted = await insert_order(  # POST /orders' own statement: order and event
                 conn,
                 event,
+                new_order_message(event),
                 items=[OrderItem(name="A", quantity=1, price=Decimal("1.00"))],
                 idempotency_key=None,
                 fingerprint=None,

@@ -77,9 +77,11 @@ async def create_order(
                     return _created(order_view(replay))
                 await release_expired_key(conn, current_user.id, idempotency_key)
             event = new_order_event(user_id=current_user.id, total_price=total)
+            message = new_order_message(event)  # encoded once: the outbox row, then the relay
             row = await insert_order(
                 conn,
                 event,
+                message,
                 items=items,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
@@ -98,7 +100,7 @@ async def create_order(
     view = order_view(row)
     logger.info("order created", extra={"order_id": str(view.id)})
     # publish after the commit, off the request path
-    services.outbox_relay.submit(new_order_message(event))
+    services.outbox_relay.submit(message)
     await services.order_cache.cache_order(view)
     return _created(view)
 

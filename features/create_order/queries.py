@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.messaging.events import NewOrderEvent
-from shared.messaging.outbox import staged_values, staging
+from shared.messaging.outbox import OutboxMessage, staged_values, staging
 from shared.models import Order, OrderStatus
 from shared.orders.items import OrderItem
 from shared.orders.money import CENT
@@ -58,12 +58,14 @@ _INSERT_ORDER = select(*_new_order.c).add_cte(staging(_new_order.c.id).cte("stag
 async def insert_order(
     conn: AsyncConnection,
     event: NewOrderEvent,
+    message: OutboxMessage,
     *,
     items: list[OrderItem],
     idempotency_key: str | None,
     fingerprint: bytes | None,
 ) -> Row[Any] | None:
-    """Insert the order ``event`` announces (its id, owner, total and time) and stage the event;
+    """Insert the order ``event`` announces (its id, owner, total and time) and stage the event
+    (``message``: ``event`` encoded, as the relay publishes it);
     the new order's row, or None when the same user's same key won the race (ON CONFLICT: no
     order, no event)."""
     values = {
@@ -74,7 +76,7 @@ async def insert_order(
         "new_at": event.created_at,
         "new_key": idempotency_key,
         "new_fingerprint": fingerprint,
-        **staged_values(event),
+        **staged_values(message),
     }
     return (await conn.execute(_INSERT_ORDER, values)).one_or_none()
 

@@ -45,22 +45,15 @@ logger = logging.getLogger(__name__)
 
 
 def staging(order_id: ColumnElement[uuid.UUID]) -> Insert:
-    """The outbox row of the order whose id ``order_id`` selects, to run in the order's own
-    statement (a CTE of its INSERT: nothing is staged when the order is not inserted).
-    Binds ``event_id`` and ``payload`` (``staged_values``)."""
-    return insert(OutboxEvent).from_select(
-        ["id", "event_type", "order_id", "payload"],
-        select(
-            bindparam("event_id", type_=OutboxEvent.id.type),
-            literal(NEW_ORDER),
-            order_id,
-            bindparam("payload", type_=OutboxEvent.payload.type),
-        ),
-    )
+    """The ``new_order`` outbox row of the order whose id ``order_id`` selects, to run in the
+    order's own statement (a CTE of its INSERT: nothing is staged when the order is not
+    inserted). Binds ``event_id`` and ``payload`` (``staged_values``)."""
+    return staging_built(NEW_ORDER, order_id, bindparam("payload", type_=OutboxEvent.payload.type))
 
 
-def staged_values(event: NewOrderEvent) -> dict[str, object]:
-    return {"event_id": event.event_id, "payload": encode_event(event)}
+def staged_values(message: OutboxMessage) -> dict[str, object]:
+    """The values ``staging`` binds: the event encoded once, for the row and the relay alike."""
+    return {"event_id": message.event_id, "payload": message.payload}
 
 
 def utc_text(timestamp: ColumnElement[Any]) -> ColumnElement[str]:

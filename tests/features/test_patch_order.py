@@ -7,6 +7,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aio_pika
 import httpx
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from features.patch_order import handler as patch_order_handler
 from features.patch_order.queries import move_status
 from shared.messaging.events import ORDER_STATUS_CHANGED, OrderStatusChangedEvent
 from shared.models import Order, OrderStatus, OutboxEvent
@@ -324,3 +326,39 @@ async def test_racing_moves_publish_one_event_each_with_the_status_each_moved_fr
     assert chain[0][0] == OrderStatus.PENDING
     assert all(a[1] == b[0] for a, b in itertools.pairwise(chain))
     assert chain[-1][1] == OrderStatus(final)
+
+
+async def test_a_move_made_between_the_update_and_the_read_is_followed_not_refused(
+    client: Client,
+    alice: Account,
+    monkeypatch: pytest.MonkeyPatch,
+    status_events: aio_pika.abc.AbstractQueue,
+) -> None:
+    """PENDING → SHIPPED matches nothing; if another request moves the order to PAID before the
+    handler reads it to say why, the rule now allows the move: it is made, not refused."""
+    order_id = await order_in(client, alice, "PENDING")
+    calls = 0
+
+    async def move_then_pay(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        moved = await move_status(*args, **kwargs)
+        if calls == 1:  # a PENDING → PAID commits right after this UPDATE missed (the handler's
+            # connection is in autocommit: the statement commits as another request's would)
+            await args[0].execute(
+                update(Order).where(Order.id == uuid.UUID(order_id)).values(status=OrderStatus.PAID)
+            )
+        return moved
+
+    monkeypatch.setattr(patch_order_handler, "move_status", move_then_pay)
+    response = await client.patch(
+        f"/orders/{order_id}", json={"status": "SHIPPED"}, headers=alice.headers
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "SHIPPED"
+    assert calls == 2
+    events = await events_of(status_events, order_id)
+    assert [(e.from_, e.to) for e in events if isinstance(e, OrderStatusChangedEvent)] == [
+        (OrderStatus.PAID, OrderStatus.SHIPPED)
+    ]

@@ -15,6 +15,7 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     _remove_arq_keys,
     bus,
     engine,
+    faults,
     new_order,
     own_database,
     pipeline_settings,
@@ -22,7 +23,6 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     redis,
     start_consumer,
     start_worker,
-    tcp_proxy,
 )
 
 

@@ -11,6 +11,7 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     _remove_arq_keys,
     bus,
     engine,
+    faults,
     new_order,
     own_database,
     pipeline_settings,
@@ -18,5 +19,4 @@ from tests.workers.conftest import (  # noqa: F401 - fixtures, registered by imp
     redis,
     start_consumer,
     start_worker,
-    tcp_proxy,
 )

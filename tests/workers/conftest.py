@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
 import pytest
@@ -36,7 +36,7 @@ from tests.pipeline import (
     delete_arq_keys,
     order_factory,
 )
-from tools.harness.faults import FaultyLink, StartProxy, target_of
+from tools.harness.faults import FaultyLink, StartLink, target_of
 from workers.consumer import run_consumer
 from workers.worker import create_worker
 
@@ -143,12 +143,16 @@ async def bus(pipeline_settings: Settings) -> AsyncIterator[EventBus]:
 
 
 @pytest.fixture
-async def tcp_proxy() -> AsyncIterator[StartProxy]:
-    """``await tcp_proxy(url)`` starts a ``FaultyLink`` to the server in ``url`` (a test can
-    make it refuse or cut connections); all close at the end."""
+def faults() -> Iterator[StartLink]:
+    """``faults(url)`` starts a ``FaultyLink`` to the server in ``url`` (a test can make it
+    refuse, cut or stall connections); all close after the test.
+
+    Request it before ``start_app`` (the consumer and worker fixtures depend on it), so apps,
+    consumers and workers stop while their links still exist.
+    """
     links: list[FaultyLink] = []
 
-    async def start(url: str) -> FaultyLink:
+    def start(url: str) -> FaultyLink:
         link = FaultyLink(target_of(url))
         link.start()
         links.append(link)
@@ -161,7 +165,7 @@ async def tcp_proxy() -> AsyncIterator[StartProxy]:
 
 @pytest.fixture
 async def start_consumer(
-    pipeline_settings: Settings, tcp_proxy: StartProxy
+    pipeline_settings: Settings, faults: StartLink
 ) -> AsyncIterator[StartConsumer]:
     """Run ``run_consumer`` as a task. All stop after the test, before its topology and proxies
     are removed."""
@@ -188,7 +192,7 @@ async def start_consumer(
 
 @pytest.fixture
 async def start_worker(
-    pipeline_settings: Settings, tcp_proxy: StartProxy
+    pipeline_settings: Settings, faults: StartLink
 ) -> AsyncIterator[StartWorker]:
     """Run an arq ``Worker`` in-process (no signal handlers, fast polling) until the test ends."""
     running: list[tuple[Worker, asyncio.Task[None]]] = []

@@ -33,7 +33,7 @@ from tests.pipeline import (
     ready_count,
     wait_for,
 )
-from tools.harness.faults import StartProxy, via
+from tools.harness.faults import StartLink, via
 
 
 async def queued_jobs(redis: Redis, settings: Settings) -> list[str]:
@@ -146,9 +146,9 @@ async def test_consumer_keeps_consuming_after_its_connection_drops(
     redis: Redis,
     new_order: OrderFactory,
     start_consumer: StartConsumer,
-    tcp_proxy: StartProxy,
+    faults: StartLink,
 ) -> None:
-    proxy = await tcp_proxy(pipeline_settings.rabbitmq_url)
+    proxy = faults(pipeline_settings.rabbitmq_url)
     via_proxy = with_settings(
         pipeline_settings, rabbitmq_url=via(pipeline_settings.rabbitmq_url, proxy.port)
     )
@@ -173,9 +173,9 @@ async def test_event_is_not_acked_while_redis_is_unreachable(
     rabbitmq: AbstractChannel,
     new_order: OrderFactory,
     start_consumer: StartConsumer,
-    tcp_proxy: StartProxy,
+    faults: StartLink,
 ) -> None:
-    proxy = await tcp_proxy(pipeline_settings.redis_url)
+    proxy = faults(pipeline_settings.redis_url)
     proxy.refusing = True
     no_redis = with_settings(
         pipeline_settings, redis_url=via(pipeline_settings.redis_url, proxy.port)
@@ -201,9 +201,9 @@ async def test_consumer_enqueues_held_events_once_redis_is_back(
     rabbitmq: AbstractChannel,
     new_order: OrderFactory,
     start_consumer: StartConsumer,
-    tcp_proxy: StartProxy,
+    faults: StartLink,
 ) -> None:
-    proxy = await tcp_proxy(pipeline_settings.redis_url)
+    proxy = faults(pipeline_settings.redis_url)
     proxy.refusing = True
     flaky_redis = with_settings(
         pipeline_settings, redis_url=via(pipeline_settings.redis_url, proxy.port)

@@ -13,13 +13,13 @@ from shared.messaging.events import NEW_ORDER, ORDER_PROCESSED, ORDER_STATUS_CHA
 from shared.settings import Settings
 from tests.apps import with_settings
 from tests.pipeline import wait_for
-from tools.harness.faults import StartProxy, via
+from tools.harness.faults import StartLink, via
 
 
 async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(
-    pipeline_settings: Settings, tcp_proxy: StartProxy
+    pipeline_settings: Settings, faults: StartLink
 ) -> None:
-    proxy = await tcp_proxy(pipeline_settings.rabbitmq_url)
+    proxy = faults(pipeline_settings.rabbitmq_url)
     bus = EventBus(
         with_settings(
             pipeline_settings,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -167,4 +167,3 @@ class FaultyLink:
 
 
 StartLink = Callable[[str], FaultyLink]
-StartProxy = Callable[[str], Awaitable[FaultyLink]]

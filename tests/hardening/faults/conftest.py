@@ -1,4 +1,5 @@
-"""Fixtures for the fault tests: faulty links to the real services, and the worker's log."""
+"""Fixtures for the fault tests: the worker's log (the faulty links: ``faults``, from
+tests/workers/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,6 @@ import pytest
 
 from features.process_order import job as process_order_job
 from tests.logs import Lines
-from tools.harness.faults import FaultyLink, StartLink, target_of
-
-
-@pytest.fixture
-def faults() -> Iterator[StartLink]:
-    """``faults(url)`` starts a link to the server in ``url``; all close after the test.
-
-    Request it before ``start_app`` (and the pipeline fixtures), so apps and workers stop
-    while their links still exist.
-    """
-    links: list[FaultyLink] = []
-
-    def start(url: str) -> FaultyLink:
-        link = FaultyLink(target_of(url))
-        link.start()
-        links.append(link)
-        return link
-
-    yield start
-    for link in links:
-        link.close()
 
 
 @pytest.fixture

@@ -66,6 +66,14 @@ explain-reconcile: setup
 explain-orders: setup
     {{py}} -m tools.explain_orders
 
+# Rewrite openapi.json, the committed OpenAPI document, from the app (after a route or schema changed)
+openapi: setup
+    {{py}} -m tools.openapi write
+
+# Generate a Python client (openapi-python-client, offline) into client/ (git-ignored), or into FOLDER
+client *folder: setup
+    {{py}} -m tools.openapi client {{folder}}
+
 # Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
 test *args: setup
     {{py}} -m pytest {{args}}

@@ -305,3 +305,42 @@ async def test_sigterm_ends_open_streams_and_the_process_promptly(api: Api) -> N
         assert await asyncio.wait_for(api.process.wait(), 5) in (0, -signal.SIGTERM)
         assert await one.next(within=1) is END
         assert await two.next(within=1) is END
+
+
+async def test_created_processed_paid_reach_a_stream_on_another_api_within_a_second_each(
+    run_module: RunModule, sse_settings: Settings
+) -> None:
+    """Two API processes (the stream on one, POST and PATCH through the other), the consumer
+    and the worker as processes: every change reaches the stream, in order, within 1 s."""
+    await run_module("workers.consumer", sse_settings)
+    await run_module("workers.worker", sse_settings)
+    _, streaming_base = await start_api(run_module, sse_settings, "api-stream")
+    _, writing_base = await start_api(run_module, sse_settings, "api-write")
+    async with (
+        httpx.AsyncClient(base_url=streaming_base, timeout=30) as streaming,
+        httpx.AsyncClient(base_url=writing_base, timeout=30) as writing,
+    ):
+        alice = await make_account(writing)
+        async with open_stream(streaming, alice) as stream:
+            sent = time.time()
+            order = await create_order(writing, alice)
+            created = await stream.next(within=20)  # the consumer may still be starting
+            assert (created.event, created.order) == ("order_created", order)
+            processed = await stream.next(within=20)  # the worker too
+            assert processed.event == "order_processed"
+            assert processed.order["processed_at"] is not None
+            done_at = datetime.fromisoformat(processed.order["processed_at"]).timestamp()
+            assert processed.received - done_at < 1.0
+            patched_at = time.time()
+            paid = await writing.patch(
+                f"/orders/{order['id']}", json={"status": "PAID"}, headers=alice.headers
+            )
+            assert paid.status_code == 200
+            changed = await stream.next(within=5)
+            assert (changed.event, changed.order) == ("order_status_changed", paid.json())
+            assert changed.received - patched_at < 1.0
+        # The first event's delay counts the processes starting up: measured again, warm.
+        async with open_stream(streaming, alice) as stream:
+            sent = time.time()
+            await create_order(writing, alice)
+            assert (await stream.next()).received - sent < 1.0

@@ -30,6 +30,7 @@ from tests.pipeline import StartConsumer
 from tests.processes import Process, RunModule, run_module, start_api
 from tests.sse import END, EventStream, open_stream
 from tests.tokens import sign, valid_claims
+from tools.harness.faults import StartLink, via
 
 __all__ = ["run_module"]  # the fixture, imported for pytest
 
@@ -344,3 +345,29 @@ async def test_created_processed_paid_reach_a_stream_on_another_api_within_a_sec
             sent = time.time()
             await create_order(writing, alice)
             assert (await stream.next()).received - sent < 1.0
+
+
+async def test_events_published_while_the_apis_redis_link_was_down_arrive_once(
+    start_events_api: object, sse_settings: Settings, faults: StartLink
+) -> None:
+    """The listener loses its subscription (pub/sub is at most once: notices published
+    meanwhile are gone); on resubscribing every stream reads the log, so they still arrive.
+    (The keepalive is long here: its lease renewal would meet the outage and end the stream,
+    which a client resumes from with its Last-Event-ID.)"""
+    link = faults(sse_settings.redis_url)
+    through_link = with_settings(
+        sse_settings, redis_url=via(sse_settings.redis_url, link.port), sse_keepalive_s=60.0
+    )
+    await start_events_api(sse_settings, "consumer-side")  # the consumer: Redis directly
+    api: Api = await start_events_api(through_link, "api-via-link")  # type: ignore[operator]
+    alice = await make_account(api.client)
+    async with open_stream(api.client, alice) as stream:
+        await created_order(api, alice, stream)
+        link.down()
+        later = await asyncio.gather(*(create_order(api.client, alice) for _ in range(3)))
+        await asyncio.sleep(1)
+        link.restore()
+        got = await stream.events(3, within=15)
+        assert sorted(m.order["id"] for m in got) == sorted(o["id"] for o in later)
+        with pytest.raises(TimeoutError):
+            await stream.next(within=1.0)

@@ -8,7 +8,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,10 +49,13 @@ class Api:
     process: Process
 
 
+StartEventsApi = Callable[..., Awaitable[Api]]
+
+
 @pytest.fixture
 async def start_events_api(
     run_module: RunModule, start_consumer: StartConsumer
-) -> AsyncIterator[object]:
+) -> AsyncIterator[StartEventsApi]:
     """``await start(settings)``: a uvicorn API on ``settings``, with the consumer feeding its
     logs (one consumer per settings)."""
     clients: list[httpx.AsyncClient] = []
@@ -73,8 +76,8 @@ async def start_events_api(
 
 
 @pytest.fixture
-async def api(start_events_api: object, sse_settings: Settings) -> Api:
-    return await start_events_api(sse_settings)  # type: ignore[operator, no-any-return]
+async def api(start_events_api: StartEventsApi, sse_settings: Settings) -> Api:
+    return await start_events_api(sse_settings)
 
 
 async def publish_status_changes(
@@ -184,9 +187,9 @@ async def test_a_reconnect_in_the_middle_of_a_burst_misses_none_and_repeats_none
 
 
 async def test_a_last_event_id_the_log_no_longer_reaches_starts_with_reset(
-    start_events_api: object, sse_settings: Settings, bus: EventBus
+    start_events_api: StartEventsApi, sse_settings: Settings, bus: EventBus
 ) -> None:
-    api: Api = await start_events_api(with_settings(sse_settings, sse_log_length=5))  # type: ignore[operator]
+    api: Api = await start_events_api(with_settings(sse_settings, sse_log_length=5))
     alice = await make_account(api.client)
     async with open_stream(api.client, alice) as stream:
         order_id = str((await created_order(api, alice, stream))["id"])
@@ -235,10 +238,10 @@ async def test_a_duplicate_bus_message_makes_one_entry(
 
 
 async def test_a_user_holds_at_most_five_streams_across_processes(
-    start_events_api: object, sse_settings: Settings
+    start_events_api: StartEventsApi, sse_settings: Settings
 ) -> None:
-    first: Api = await start_events_api(sse_settings, "api-1")  # type: ignore[operator]
-    second: Api = await start_events_api(sse_settings, "api-2")  # type: ignore[operator]
+    first: Api = await start_events_api(sse_settings, "api-1")
+    second: Api = await start_events_api(sse_settings, "api-2")
     alice = await make_account(first.client)
     async with (
         contextlib_streams(first.client, alice, 2),
@@ -348,7 +351,7 @@ async def test_created_processed_paid_reach_a_stream_on_another_api_within_a_sec
 
 
 async def test_events_published_while_the_apis_redis_link_was_down_arrive_once(
-    start_events_api: object, sse_settings: Settings, faults: StartLink
+    start_events_api: StartEventsApi, sse_settings: Settings, faults: StartLink
 ) -> None:
     """The listener loses its subscription (pub/sub is at most once: notices published
     meanwhile are gone); on resubscribing every stream reads the log, so they still arrive.
@@ -359,7 +362,7 @@ async def test_events_published_while_the_apis_redis_link_was_down_arrive_once(
         sse_settings, redis_url=via(sse_settings.redis_url, link.port), sse_keepalive_s=60.0
     )
     await start_events_api(sse_settings, "consumer-side")  # the consumer: Redis directly
-    api: Api = await start_events_api(through_link, "api-via-link")  # type: ignore[operator]
+    api: Api = await start_events_api(through_link, "api-via-link")
     alice = await make_account(api.client)
     async with open_stream(api.client, alice) as stream:
         await created_order(api, alice, stream)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import ServiceUnavailableException, TooManyRequestsException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 from litestar.response import ServerSentEvent
 from litestar.security.jwt import Token
@@ -22,6 +23,7 @@ from features.order_events.stream import OrderStreams, UserStream
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
 
+EVENT_STREAM = "text/event-stream"
 ORDER_STREAMS = "order_streams"  # the name app.py provides the process's OrderStreams by
 TOO_MANY_STREAMS = "too many open event streams for this user; close one first"
 
@@ -38,7 +40,16 @@ TOO_MANY_STREAMS = "too many open event streams for this user; close one first"
         "reaches back that far. A comment line every 15 s; the stream ends when the "
         "access token expires."
     ),
-    responses=error_responses(401, 429, 503),
+    media_type=EVENT_STREAM,
+    responses={
+        200: ResponseSpec(
+            str,
+            media_type=EVENT_STREAM,
+            description="the stream: `id:`, `event:` and `data:` lines per event",
+            generate_examples=False,
+        ),
+        **error_responses(401, 429, 503),
+    },
 )
 async def stream_order_events(
     request: Request[CurrentUser, Token, Any],

@@ -57,6 +57,7 @@ class Streams:
     """Every open stream's reader; ``arrived[order_id]`` lists receipt times."""
 
     arrived: dict[str, list[float]] = field(default_factory=dict)
+    appended: dict[str, float] = field(default_factory=dict)  # from the entry id (Redis time)
     opened: int = 0
     failed: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -77,11 +78,15 @@ async def read_stream(port: int, token: str, streams: Streams, ready: asyncio.Ev
         return
     streams.opened += 1
     ready.set()
+    entry = 0.0
     try:
         while line := await reader.readline():
-            if line.startswith(b"data: {") and b'"id":"' in line:
+            if line.startswith(b"id: "):
+                entry = int(line[4:].split(b"-")[0]) / 1000
+            elif line.startswith(b"data: {") and b'"id":"' in line:
                 order_id = line.split(b'"id":"', 1)[1][:36].decode()
                 streams.arrived.setdefault(order_id, []).append(time.time())
+                streams.appended[order_id] = entry
     finally:
         writer.close()
 
@@ -116,7 +121,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def measure(plan: Plan, port: int, api: Proc) -> list[tuple[str, str]]:
+async def measure(plan: Plan, port: int, api: Proc, consumer: Proc) -> list[tuple[str, str]]:
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         tokens = await register(client, plan.users)
@@ -134,9 +139,11 @@ async def measure(plan: Plan, port: int, api: Proc) -> list[tuple[str, str]]:
         await asyncio.sleep(plan.idle)
         idle_share = (cpu_seconds(api.pid) - cpu_start) / (time.monotonic() - wall_start)
         sent: dict[str, float] = {}
+        committed: dict[str, float] = {}  # when the 201 came back (after the commit)
         total = int(plan.rate * plan.seconds)
         started = time.monotonic()
         cpu_load = cpu_seconds(api.pid)
+        consumer_cpu = cpu_seconds(consumer.pid)
 
         async def post(token: str) -> None:
             at = time.time()
@@ -145,6 +152,7 @@ async def measure(plan: Plan, port: int, api: Proc) -> list[tuple[str, str]]:
             )
             if answer.status_code == 201:
                 sent[answer.json()["id"]] = at
+                committed[answer.json()["id"]] = time.time()
 
         posts = []
         for n in range(total):
@@ -154,16 +162,20 @@ async def measure(plan: Plan, port: int, api: Proc) -> list[tuple[str, str]]:
         load_s = time.monotonic() - started
         await asyncio.sleep(3)  # the last ones arrive
         load_cpu = (cpu_seconds(api.pid) - cpu_load) / (time.monotonic() - started)
+        feed_cpu = (cpu_seconds(consumer.pid) - consumer_cpu) / (time.monotonic() - started)
         for task in streams.tasks:
             task.cancel()
         await asyncio.gather(*streams.tasks, return_exceptions=True)
-    delays, short = [], 0
+    delays, after_answer, short = [], [], 0
     for order_id, at in sent.items():
         got = streams.arrived.get(order_id, [])
         if len(got) < plan.per_user:
             short += 1
         if got:
             delays.append(max(got) - at)
+            after_answer.append(max(got) - committed[order_id])
+    posts_ms = [(committed[i] - sent[i]) * 1000 for i in sent]
+    fed_ms = [(streams.appended[i] - sent[i]) * 1000 for i in sent if i in streams.appended]
     opened = streams.opened
     per_stream_kib = (rss_after - rss_before) * 1024 / max(opened, 1)
     return [
@@ -176,6 +188,7 @@ async def measure(plan: Plan, port: int, api: Proc) -> list[tuple[str, str]]:
             f"{total} ({len(sent)})",
         ),
         ("API CPU during that load (the POSTs included)", f"{load_cpu * 100:.0f} % of a core"),
+        ("consumer CPU during that load (jobs and feed)", f"{feed_cpu * 100:.0f} % of a core"),
         (
             "POST sent → last of the owner's streams got it: p50 / p99 / max",
             " / ".join(
@@ -186,6 +199,24 @@ async def measure(plan: Plan, port: int, api: Proc) -> list[tuple[str, str]]:
                     max(delays, default=0.0),
                 )
             ),
+        ),
+        (
+            "POST round trip: p50 / max",
+            f"{statistics.median(posts_ms or [0]):.0f} ms / {max(posts_ms or [0]):.0f} ms",
+        ),
+        (
+            "the 201 received → the last stream: p50 / p99 (an upper bound's lower part)",
+            " / ".join(
+                f"{v * 1000:.0f} ms"
+                for v in (
+                    statistics.median(after_answer) if after_answer else 0.0,
+                    percentile(after_answer, 0.99) if after_answer else 0.0,
+                )
+            ),
+        ),
+        (
+            "POST sent → its entry in the log (the consumer's feed): p50 / p99",
+            f"{statistics.median(fed_ms or [0]):.0f} ms / {percentile(fed_ms or [0], 0.99):.0f} ms",
         ),
         ("orders that missed a stream of their owner", str(short)),
     ]
@@ -199,6 +230,7 @@ async def run(plan: Plan) -> list[tuple[str, str]]:
         bcrypt_rounds=4,
         log_level="WARNING",
         sse_max_streams_per_user=plan.per_user,
+        consumer_metrics_port=0,  # other runs may hold the default port
     )
     logs = BENCH_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -212,7 +244,7 @@ async def run(plan: Plan) -> list[tuple[str, str]]:
     try:
         if not await answers(f"http://127.0.0.1:{port}/ready", procs[0], within=60):
             raise RuntimeError(f"the API did not start:\n{procs[0].tail()}")
-        return await measure(plan, port, procs[0])
+        return await measure(plan, port, procs[0], procs[1])
     finally:
         for proc in procs:
             proc.stop(grace=10)

@@ -24,6 +24,9 @@ from features.health.handler import READINESS, ReadinessProbe, health, ready
 from features.jwks.handler import jwks
 from features.list_user_orders.handler import list_user_orders
 from features.me.handler import me
+from features.order_events.handler import ORDER_STREAMS, stream_order_events
+from features.order_events.shutdown import chain_shutdown_signals
+from features.order_events.stream import OrderStreams
 from features.patch_order.handler import patch_order
 from features.refresh_session.handler import refresh_session
 from features.register.handler import register
@@ -48,6 +51,7 @@ from shared.logs import configure_logging
 from shared.messaging.bus import EventBus
 from shared.messaging.outbox import OutboxRelay
 from shared.orders.cache import OrderCache
+from shared.orders.event_log import EventLog
 from shared.redis import create_redis
 from shared.services import SERVICES, Services
 from shared.settings import Settings, load_settings, parse_rate, require_signing_keys
@@ -101,6 +105,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
     }
     readiness = ReadinessProbe(db, redis, bus)
+    order_streams = OrderStreams(
+        EventLog(
+            redis,
+            settings.redis_prefix,
+            log_seconds=settings.sse_log_seconds,
+            log_length=settings.sse_log_length,
+        ),
+        settings,
+    )
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
@@ -108,9 +121,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         """Open every external connection once; close them on shutdown (SIGTERM included)."""
         await bus.start()
         await services.users.start()
+        await order_streams.start()
+        restore_signals = chain_shutdown_signals(order_streams.close)
         try:
             yield
         finally:
+            restore_signals()
+            await order_streams.stop()
             await services.outbox_relay.stop()
             await services.users.stop()
             await bus.stop()
@@ -147,6 +164,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_order,
             patch_order,
             list_user_orders,
+            stream_order_events,
             MetricsController,
         ],
         lifespan=[connections],
@@ -156,6 +174,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             TOKEN_GRANTS: Provide(lambda: token_grants, use_cache=True, sync_to_thread=False),
             READINESS: Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
+            ORDER_STREAMS: Provide(lambda: order_streams, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[

@@ -163,6 +163,10 @@ _docker-base:
 bench *args: setup _wrk
     {{py}} -m tools.bench.run {{args}}
 
+# Open event streams on one API process (~2 min): memory per stream, idle CPU, delivery delay
+bench-sse *args: setup
+    {{py}} -m tools.bench.sse {{args}}
+
 # The benchmark as a CI smoke run (~1 min): 2 s per scenario; fails on errors, not on targets
 bench-smoke: setup _wrk
     {{py}} -m tools.bench.run --smoke

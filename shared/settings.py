@@ -128,6 +128,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_metrics_port: int = 9101
     worker_metrics_port: int = 9102
     metrics_host: str = "127.0.0.1"
+    # The live stream (GET /orders/events): each user's event log in Redis keeps events this
+    # long and at most this many (a reconnect further back starts with `event: reset`); a
+    # user may hold this many open streams across all API processes; an idle stream gets a
+    # comment line this often.
+    sse_log_seconds: int = 3600
+    sse_log_length: int = 1000
+    sse_max_streams_per_user: int = 5
+    sse_keepalive_s: float = 15.0
     log_level: str = "INFO"
     log_json: bool | None = None
     max_body_bytes: int = 1024 * 1024
@@ -160,6 +168,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"METRICS_TOKEN must be at least {MIN_SECRET_BYTES} bytes when set")
         if self.bcrypt_queue_size < 1 or self.dead_letter_max_length < 1:
             raise ValueError("BCRYPT_QUEUE_SIZE and DEAD_LETTER_MAX_LENGTH must be at least 1")
+        if min(self.sse_log_seconds, self.sse_log_length, self.sse_max_streams_per_user) < 1:
+            raise ValueError(
+                "SSE_LOG_SECONDS, SSE_LOG_LENGTH and SSE_MAX_STREAMS_PER_USER must be at least 1"
+            )
+        if not 0.05 <= self.sse_keepalive_s <= 300:
+            raise ValueError("SSE_KEEPALIVE_S must be between 0.05 and 300 seconds")
         if self.db_app_role and not self.db_app_password and self.environment == "production":
             raise ValueError("DB_APP_ROLE needs DB_APP_PASSWORD outside development and test")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import ServiceUnavailableException, TooManyRequestsException
@@ -22,15 +23,24 @@ from litestar.security.jwt import Token
 from features.order_events.stream import OrderStreams, UserStream
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
+from shared.orders.view import ORDER_EXAMPLE
 
 EVENT_STREAM = "text/event-stream"
 ORDER_STREAMS = "order_streams"  # the name app.py provides the process's OrderStreams by
+# What a client reads first after POST /orders: one event, as the stream writes it.
+STREAM_EXAMPLE = (
+    "id: 1733562000000-0\nevent: order_created\ndata: "
+    + msgspec.json.encode(ORDER_EXAMPLE).decode()
+    + "\n\n"
+)
 TOO_MANY_STREAMS = "too many open event streams for this user; close one first"
 
 
 @get(
     "/orders/events",
     operation_id="streamOrderEvents",
+    operation_class=documented(answer=STREAM_EXAMPLE),
     tags=["orders"],
     summary="Your orders' changes, live (Server-Sent Events)",
     description=(

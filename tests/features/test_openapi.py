@@ -32,6 +32,7 @@ OPERATION_IDS = {
     ("GET", "/orders/{order_id}"): "getOrder",
     ("PATCH", "/orders/{order_id}"): "patchOrder",
     ("GET", "/orders/user/{user_id}"): "listUserOrders",
+    ("GET", "/orders/events"): "streamOrderEvents",
 }
 PUBLIC = {
     ("GET", "/health"),

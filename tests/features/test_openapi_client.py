@@ -83,6 +83,7 @@ def test_the_generator_has_no_warning_and_clean_names(generation: tuple[Path, st
         "orders.get_order",
         "orders.list_user_orders",
         "orders.patch_order",
+        "orders.stream_order_events",
         "users.delete_me",
         "users.get_jwks",
         "users.get_me",

@@ -7,6 +7,8 @@ Per message:
   ``<queue>.dead``; it is never retried, so it cannot become a crash loop;
 - else enqueue job ``process_order:<order_id>`` and ack only once Redis took it. A duplicate
   event finds the job (or its result) there, arq makes no second one, and it is acked too;
+- each event is handled in a consumer span continuing the trace its headers carry
+  (``traceparent``), and the job gets that span's context (``shared.tracing``);
 - Redis unreachable → no ack: the handler keeps the message and retries with exponential
   backoff (capped). The prefetch bounds how many messages are held, so a Redis outage
   pauses consumption instead of spinning, and nothing is requeued (which would burn the
@@ -34,11 +36,13 @@ import msgspec
 import uvloop
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from arq.connections import ArqRedis
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
+from shared import tracing
 from shared.logs import configure_logging
 from shared.messaging.bus import CONNECT_TIMEOUT_S, Topology, close, connect
-from shared.messaging.events import decode_event
+from shared.messaging.events import NEW_ORDER, decode_event
 from shared.messaging.jobs import create_arq_redis, enqueue_process_order
 from shared.metrics import serve_metrics
 from shared.settings import Settings, load_settings
@@ -103,11 +107,36 @@ class NewOrderHandler:
                 EVENTS_CONSUMED.labels("dead_lettered").inc()
             return
         order_id = str(event.order_id)
+        with tracing.span(
+            f"{message.routing_key or NEW_ORDER} process",
+            kind=SpanKind.CONSUMER,
+            parent=message.headers,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": message.exchange or "",
+                "messaging.message.id": message.message_id or "",
+                "order.id": order_id,
+            },
+        ):
+            # The job continues this span's trace (tracing off here: the message's own).
+            carried = tracing.carrier() or tracing.trace_headers(message.headers)
+            await self.enqueue(message, order_id, carried)
+
+    async def enqueue(
+        self,
+        message: AbstractIncomingMessage,
+        order_id: str,
+        trace_context: dict[str, str] | None,
+    ) -> None:
+        """Enqueue the order's job (holding the message while Redis is down), then ack."""
         extra = {"order_id": order_id}
         attempt = 0
         while True:
             try:
-                job = await enqueue_process_order(self._arq, self._arq_queue, order_id)
+                job = await enqueue_process_order(
+                    self._arq, self._arq_queue, order_id, trace_context
+                )
                 break
             except Exception as exc:  # noqa: BLE001 - not enqueued, whatever the cause: hold and retry
                 delay = backoff(attempt)
@@ -208,6 +237,7 @@ async def run_consumer(
 async def main() -> None:
     settings = load_settings()
     configure_logging(settings)
+    tracing.start_tracing(settings, tracing.CONSUMER)
     serve_metrics(settings.consumer_metrics_port, settings.metrics_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ consumers dedupe by ``event_id`` (the message id).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -269,7 +270,8 @@ class OutboxRelay:
             return
         self._confirmed.append(message.event_id)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_soon())
+            # A context of its own: the batch's UPDATE belongs to no one request (nor its trace).
+            self._flusher = asyncio.create_task(self._flush_soon(), context=contextvars.Context())
 
     async def _flush_soon(self) -> None:
         """Batch what confirms within a few ms; go on while more confirmed during a flush."""

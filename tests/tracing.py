@@ -1,6 +1,6 @@
-"""An OTLP/HTTP receiver for tests: what the processes export, decoded as a collector would.
+"""What the processes export, decoded as a collector would.
 
-``Collector`` serves ``POST /v1/traces`` on a free loopback port from a thread, decodes each
+``Collector`` receives ``POST /v1/traces`` (``tools.harness.otlp``), decodes each
 ``ExportTraceServiceRequest`` with ``opentelemetry-proto`` and keeps its spans, flattened
 with their process's ``service.name``. ``Stall`` is a port that accepts and never answers.
 """
@@ -8,21 +8,17 @@ with their process's ``service.name``. ``Stall`` is a port that accepts and neve
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
 from tests.pipeline import wait_for
+from tools.harness.otlp import OtlpReceiver
 
 KINDS = {
     SpanProto.SPAN_KIND_INTERNAL: "internal",
@@ -78,41 +74,21 @@ def decode(body: bytes) -> list[Span]:
 
 
 class Collector:
-    """The receiver; ``url`` is what OTEL_EXPORTER_OTLP_ENDPOINT names."""
+    """The receiver (``tools.harness.otlp``) keeping what it is sent, decoded; ``url`` is
+    what OTEL_EXPORTER_OTLP_ENDPOINT names."""
 
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.requests = 0
-        collector = self
+        self._receiver = OtlpReceiver(self._took)
+        self.url = self._receiver.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path == "/v1/traces":
-                    collector.requests += 1
-                    collector.spans.extend(decode(body))
-                    answer = ExportTraceServiceResponse().SerializeToString()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/x-protobuf")
-                else:
-                    answer = b""
-                    self.send_response(404)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the test reads the spans, not an access log."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+    def _took(self, body: bytes) -> None:
+        self.requests += 1
+        self.spans.extend(decode(body))
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._receiver.close()
 
     def trace(self, trace_id: str) -> list[Span]:
         return [span for span in self.spans if span.trace_id == trace_id]

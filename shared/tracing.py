@@ -26,6 +26,14 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -39,6 +47,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -51,7 +60,34 @@ Carrier = dict[str, str]
 API, CONSUMER, WORKER = "order-api", "order-consumer", "order-worker"
 
 _tracer = trace.get_tracer("order-service")  # a proxy: real once a provider is set
+# The pipeline's own hops (outbox, headers, jobs) carry W3C context through this one; the
+# global propagator, which the HTTP instrumentation reads clients' headers with, carries none.
+_W3C = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
+
+
+class Unbelieved(TextMapPropagator):
+    """The global propagator: reads no context from a caller's headers, writes none."""
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        return context if context is not None else Context()
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        return None
+
+    @property
+    def fields(self) -> set[str]:
+        return set()
 
 
 def enabled() -> bool:
@@ -125,6 +161,9 @@ def start_tracing(settings: Settings, service: str) -> TracerProvider | None:
         BatchSpanProcessor(exporter, schedule_delay_millis=settings.otel_bsp_schedule_delay)
     )
     trace.set_tracer_provider(provider)
+    # Every request starts a trace of its own: a client's `traceparent` is not believed, so no
+    # caller picks our trace ids, joins another's trace or decides what we sample.
+    propagate.set_global_textmap(Unbelieved())
     RedisInstrumentor().instrument(tracer_provider=provider)
     _provider = provider
     logger.info(
@@ -154,7 +193,7 @@ def carrier() -> Carrier | None:
     if not trace.get_current_span().get_span_context().is_valid:
         return None
     headers: Carrier = {}
-    propagate.inject(headers)
+    _W3C.inject(headers)
     return headers or None
 
 
@@ -169,7 +208,7 @@ def trace_headers(headers: Mapping[str, Any] | None) -> Carrier | None:
 def _context(parent: Mapping[str, Any] | None) -> Context | None:
     if not parent:
         return None
-    return propagate.extract(trace_headers(parent) or {})
+    return _W3C.extract(trace_headers(parent) or {})
 
 
 def _text(value: Any) -> str:

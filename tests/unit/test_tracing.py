@@ -115,3 +115,16 @@ def test_tracing_off_costs_a_check_and_nothing_else() -> None:
 
 def _parent_context() -> SpanContext:
     return SpanContext(TRACE_ID, SPAN_ID, is_remote=True, trace_flags=TraceFlags(1))
+
+
+def test_callers_headers_carry_no_context_into_a_trace() -> None:
+    """The global propagator (what the HTTP instrumentation reads) believes no traceparent,
+    and answers an empty context, never None (attaching None breaks every later span)."""
+    unbelieved = tracing.Unbelieved()
+    extracted = unbelieved.extract({"traceparent": TRACEPARENT})
+    assert extracted is not None
+    assert not trace.get_current_span(extracted).get_span_context().is_valid
+    headers: dict[str, str] = {}
+    unbelieved.inject(headers)
+    assert headers == {}
+    assert unbelieved.fields == set()

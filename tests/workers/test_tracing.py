@@ -40,10 +40,14 @@ def traced(settings: Settings, endpoint: str, **changes: Any) -> Settings:
     return with_settings(settings, **{**defaults, **changes})
 
 
+# A client's own trace context, which the API does not believe.
+CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
 async def post_order(base: str) -> tuple[Account, str]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         account = await make_account(client)
-        order = await create_order(client, account)
+        order = await create_order(client, account, traceparent=CLIENT_TRACEPARENT)
     return account, str(order["id"])
 
 
@@ -96,7 +100,9 @@ async def test_one_post_is_one_trace_from_the_request_to_the_job(
     assert producer.attributes["order.id"] == order_id
     server = await parent_of(collector, producer)
     assert (server.service, server.kind, server.name) == ("order-api", "server", "POST /orders")
-    assert server.parent_id == ""  # the trace starts at the request
+    # The trace starts at the request: the client's traceparent chose neither id nor parent.
+    assert server.parent_id == ""
+    assert server.trace_id not in CLIENT_TRACEPARENT
     assert server.attributes["http.route"] == "/orders"
     assert server.attributes["enduser.id"] == str(account.id)
     assert 201 in (
@@ -117,6 +123,10 @@ async def test_one_post_is_one_trace_from_the_request_to_the_job(
         return found if {"order-api", "order-worker"} <= found.keys() else {}
 
     systems = await wait_for(client_spans, within=10)
+    # Statements and commands are exported without their values: no email, no password.
+    exported = repr([span.attributes for span in collector.spans])
+    assert account.email not in exported
+    assert account.password not in exported
     assert "postgresql" in systems["order-api"]  # the INSERT of the order and its event
     assert {"postgresql", "redis"} <= systems["order-worker"]  # the UPDATE, the cache refresh
 

@@ -32,6 +32,7 @@ from features.refresh_session.handler import refresh_session
 from features.register.handler import register
 from features.revoke_token.handler import revoke_token
 from features.token.handler import TOKEN_GRANTS, token
+from shared import tracing
 from shared.accounts.access_tokens import TokenIssuer, access_token_policy
 from shared.accounts.passwords import bcrypt_queue
 from shared.accounts.sessions import Grants, SessionIssuer
@@ -47,6 +48,7 @@ from shared.http.metrics import MetricsController, prometheus_config
 from shared.http.rate_limit import rate_limit_config
 from shared.http.request_ids import RequestIdMiddleware
 from shared.http.security_headers import SecurityHeaders
+from shared.http.tracing import server_tracing
 from shared.logs import configure_logging
 from shared.messaging.bus import EventBus
 from shared.messaging.outbox import OutboxRelay
@@ -61,8 +63,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # The one process that signs: the only one that requires (and resolves) the keys.
     settings = require_signing_keys(settings or load_settings())
     configure_logging(settings)
+    tracer_provider = tracing.start_tracing(settings, tracing.API)  # None: tracing is off
     prometheus = prometheus_config()
     db = Database(create_engine(settings))
+    tracing.trace_engine(db.engine)
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
     keys = signing_keys(
@@ -134,6 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
             await db.dispose()
 
+    tracing_plugins, tracing_hooks = server_tracing(tracer_provider)
     cors = CORSConfig(
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
@@ -185,7 +190,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,
-        before_send=[SecurityHeaders(settings.trusted_proxy_networks)],
+        before_send=[SecurityHeaders(settings.trusted_proxy_networks), *tracing_hooks],
+        plugins=tracing_plugins,
         request_max_body_size=settings.max_body_bytes,
         request_class=ExactJSONRequest,
         openapi_config=docs_config(),

@@ -37,6 +37,14 @@ _PUBLISHED_SECRETS = frozenset({"056ef6a2f899f9b2e740dc023c5887d76651cf1c4008212
 _ONE_WORD = msgspec.Meta(pattern=r"^\S+$")
 
 DurationUnit = Literal["second", "minute", "hour", "day"]
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,6 +144,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_log_length: int = 1000
     sse_max_streams_per_user: int = 5
     sse_keepalive_s: float = 15.0
+    # Tracing (shared/tracing.py), by OpenTelemetry's own variable names. Off without an
+    # endpoint (the collector's base URL, e.g. http://127.0.0.1:4318; spans go to /v1/traces)
+    # or with OTEL_SDK_DISABLED=true. The service name defaults per process (order-api,
+    # order-consumer, order-worker); the sampler's ARG is the ratio of the *traceidratio ones.
+    # OTEL_BSP_SCHEDULE_DELAY: ms between batch exports.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = ""
+    otel_sdk_disabled: bool = False
+    otel_traces_sampler: TracesSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    otel_bsp_schedule_delay: Annotated[int, msgspec.Meta(ge=1)] = 5000
     log_level: str = "INFO"
     log_json: bool | None = None
     max_body_bytes: int = 1024 * 1024

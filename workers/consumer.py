@@ -9,6 +9,8 @@ Per message:
   ``<queue>.dead``; it is never retried, so it cannot become a crash loop;
 - else enqueue job ``process_order:<order_id>`` and ack only once Redis took it. A duplicate
   event finds the job (or its result) there, arq makes no second one, and it is acked too;
+- each event is handled in a consumer span continuing the trace its headers carry
+  (``traceparent``), and the job gets that span's context (``shared.tracing``);
 - Redis unreachable → no ack: the handler keeps the message and retries with exponential
   backoff (capped). The prefetch bounds how many messages are held, so a Redis outage
   pauses consumption instead of spinning, and nothing is requeued (which would burn the
@@ -34,14 +36,16 @@ import msgspec
 import uvloop
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from arq.connections import ArqRedis
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from features.feed_order_events.job import FeedHandler
+from shared import tracing
 from shared.db import Database, create_engine
 from shared.logs import configure_logging
 from shared.messaging.bus import CONNECT_TIMEOUT_S, Topology, close, connect
 from shared.messaging.consuming import HeldMessageHandler, backoff, settle, stopped_within
-from shared.messaging.events import decode_event
+from shared.messaging.events import NEW_ORDER, decode_event
 from shared.messaging.jobs import create_arq_redis, enqueue_process_order
 from shared.metrics import serve_metrics
 from shared.orders.event_log import EventLog
@@ -77,9 +81,32 @@ class NewOrderHandler(HeldMessageHandler):
                 EVENTS_CONSUMED.labels("dead_lettered").inc()
             return
         order_id = str(event.order_id)
+        with tracing.span(
+            f"{message.routing_key or NEW_ORDER} process",
+            kind=SpanKind.CONSUMER,
+            parent=message.headers,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": message.exchange or "",
+                "messaging.message.id": message.message_id or "",
+                "order.id": order_id,
+            },
+        ):
+            # The job continues this span's trace (tracing off here: the message's own).
+            carried = tracing.carrier() or tracing.trace_headers(message.headers)
+            await self.enqueue(message, order_id, carried)
+
+    async def enqueue(
+        self,
+        message: AbstractIncomingMessage,
+        order_id: str,
+        trace_context: dict[str, str] | None,
+    ) -> None:
+        """Enqueue the order's job (holding the message while Redis is down), then ack."""
         extra = {"order_id": order_id}
         job = await self.hold(
-            lambda: enqueue_process_order(self._arq, self._arq_queue, order_id),
+            lambda: enqueue_process_order(self._arq, self._arq_queue, order_id, trace_context),
             "enqueue process_order",
             extra,
         )
@@ -171,6 +198,7 @@ async def run_consumer(
 async def main() -> None:
     settings = load_settings()
     configure_logging(settings)
+    tracing.start_tracing(settings, tracing.CONSUMER)
     serve_metrics(settings.consumer_metrics_port, settings.metrics_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 
 import aio_pika
 import aiormq
@@ -220,7 +221,13 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def publish(self, body: bytes, message_id: str, routing_key: str = NEW_ORDER) -> None:
+    async def publish(
+        self,
+        body: bytes,
+        message_id: str,
+        routing_key: str = NEW_ORDER,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Return once the broker confirmed the persistent message; raise otherwise.
 
         The channel has publisher confirms, so ``Exchange.publish`` waits for the broker's
@@ -232,6 +239,8 @@ class EventBus:
         for other services' queues, which may not exist yet: published to the exchange with
         confirms but not ``mandatory``, so an event nobody has bound a queue for is confirmed
         and dropped by the broker rather than retried by the sweeper forever.
+
+        ``headers``: the trace context (``traceparent``/``tracestate``), never in the body.
         """
         if not self.ready or self._exchange is None:
             raise ConnectionError("rabbitmq is not connected")
@@ -241,6 +250,7 @@ class EventBus:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             type=routing_key,
+            headers=dict(headers) if headers else None,
         )
         confirmation = await self._exchange.publish(
             message,

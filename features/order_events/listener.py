@@ -27,6 +27,7 @@ from shared.orders.event_positions import ORIGIN, Position
 logger = logging.getLogger(__name__)
 
 NOTICES_PER_STREAM = 64
+CLOSE_TIMEOUT_S = 1.0
 RECONNECT_MAX_S = 5.0
 
 
@@ -138,5 +139,7 @@ class NoticeListener:
                 delay = min(delay * 2, RECONNECT_MAX_S)
             finally:
                 self.subscribed = False
+                # Bounded: on a link that stalls, the close would wait for ever (and with it
+                # the app's shutdown, since this runs after the task's cancellation).
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)  # type: ignore[no-untyped-call]

@@ -8,7 +8,9 @@ import logging
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import insert
@@ -23,7 +25,10 @@ from shared.settings import Settings
 from tests.accounts import Account
 from tests.apps import metrics_headers, with_settings
 from tests.orders import Client, create_order
+from tests.processes import RunModule, run_module, start_api, stops_on_sigterm
 from workers.queue_status import queue_report, render
+
+__all__ = ["run_module"]  # the fixture, imported for pytest
 
 
 async def test_every_response_carries_a_fresh_request_id(client: Client) -> None:
@@ -145,3 +150,18 @@ async def test_the_jobs_report_shows_queued_jobs_and_the_outbox_backlog(settings
     assert report.outbox_backlog >= 1
     assert f"arq queue {report_settings.arq_queue}" in text
     assert "queued       1" in text
+
+
+@pytest.mark.parametrize(("flag", "logged"), [("--no-access-log", False), ("--access-log", True)])
+async def test_uvicorn_access_log_follows_its_flag(
+    run_module: RunModule, settings: Settings, tmp_path: Path, flag: str, logged: bool
+) -> None:
+    """``--no-access-log`` (every run command passes it) writes no line per request; the
+    app's logging setup once routed uvicorn's silenced access logger through its own."""
+    process, base = await start_api(run_module, settings, "access", flag)
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/health", headers={"X-Request-ID": "access-probe"})).is_success
+    await stops_on_sigterm(process, within=20)
+    lines = (tmp_path / "access.log").read_text()
+    assert ("GET /health" in lines) is logged
+    assert "Uvicorn running" in lines or "Application startup complete" in lines

@@ -45,7 +45,7 @@ class KnowingPool(BlockingConnectionPool):
         reader = getattr(connection, "_reader", None)  # redis-py's StreamReader, once connected
         if reader is None or reader.at_eof():
             await connection.disconnect()
-            await connection.connect()
+            await connection.connect()  # type: ignore[no-untyped-call]
 
 
 def create_redis(url: str, max_connections: int = 64) -> Redis:

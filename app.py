@@ -5,6 +5,7 @@ Run with ``uvicorn app:create_app --factory``; tests call ``create_app(their_set
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 from collections.abc import AsyncIterator
@@ -38,12 +39,11 @@ from shared.accounts.user_directory import UserDirectory
 from shared.db import Database, asyncpg_dsn, create_engine
 from shared.http.auth import build_auth, provide_current_user, user_retriever
 from shared.http.budgets import Budget, PasswordGuesses
-from shared.http.client_address import ClientAddressMiddleware
 from shared.http.errors import exception_handlers
 from shared.http.exact_json import ExactJSONRequest
-from shared.http.metrics import MetricsController, prometheus_config
+from shared.http.layers import RequestLayers
+from shared.http.metrics import MetricsController, flush_every
 from shared.http.rate_limit import rate_limit_config
-from shared.http.request_ids import RequestIdMiddleware
 from shared.http.security_headers import SecurityHeaders
 from shared.logs import configure_logging
 from shared.messaging.bus import EventBus
@@ -68,7 +68,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # The one process that signs: the only one that requires (and resolves) the keys.
     settings = require_signing_keys(settings or load_settings())
     configure_logging(settings)
-    prometheus = prometheus_config()
     db = Database(create_engine(settings))
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
@@ -120,9 +119,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await bus.start()
         await services.users.start()
         freeze_start_up_heap()
+        metrics = asyncio.create_task(flush_every(), name="metrics-flush")
         try:
             yield
         finally:
+            metrics.cancel()  # flushes a last time
+            await asyncio.gather(metrics, return_exceptions=True)
             await services.outbox_relay.stop()
             await services.users.stop()
             await bus.stop()
@@ -171,9 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         on_app_init=[auth.on_app_init],
         middleware=[
-            DefineMiddleware(ClientAddressMiddleware, proxies=settings.trusted_proxy_networks),
-            RequestIdMiddleware,
-            prometheus.middleware,
+            DefineMiddleware(RequestLayers, proxies=settings.trusted_proxy_networks),
             rate_limit_config(settings).middleware,
         ],
         cors_config=cors if settings.cors_origins else None,

@@ -45,19 +45,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request
-from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.middleware.rate_limit import (
     DURATION_VALUES,
     RateLimitConfig,
     RateLimitMiddleware,
 )
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from shared.http.budgets import LimiterUnavailable, account_subject
 from shared.http.client_address import budget_subject
+from shared.http.layers import answer_headers
 from shared.http.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import DurationUnit, Settings, parse_rate
@@ -173,8 +173,11 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
         if not headers:
             await self.app(scope, receive, send)
             return
+        # Added to the answer by shared.http.layers' one wrapper of send (unless a budget the
+        # handler spent answered for itself).
+        answer_headers(scope).extend((k.lower().encode(), v.encode()) for k, v in headers.items())
         try:
-            await self.app(scope, receive, self._with_headers(send, headers))
+            await self.app(scope, receive, send)
         except HTTPException as exc:  # a 401 from the auth middleware, say: answered outside
             exc.headers = {**headers, **(exc.headers or {})}
             raise
@@ -209,19 +212,6 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
             self.config.rate_limit_remaining_header_key: str(max(limit - count, 0)),
             self.config.rate_limit_reset_header_key: str(reset),
         }
-
-    @staticmethod
-    def _with_headers(send: Send, headers: dict[str, str]) -> Send:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                mutable = MutableScopeHeaders(message)
-                for name, value in headers.items():
-                    if name not in mutable:  # a budget the handler spent answered for itself
-                        mutable[name] = value
-            await send(message)
-
-        return send_with_headers
 
 
 def client_budget_subject(ipv6_prefix: int) -> Callable[[Request[Any, Any, Any]], str]:

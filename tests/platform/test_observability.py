@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -165,3 +166,31 @@ async def test_uvicorn_access_log_follows_its_flag(
     lines = (tmp_path / "access.log").read_text()
     assert ("GET /health" in lines) is logged
     assert "Uvicorn running" in lines or "Application startup complete" in lines
+
+
+async def test_metrics_of_every_api_process_are_exact_within_a_second(
+    run_module: RunModule,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests are counted in each process's memory and handed to the multi-process files off
+    the request path (issue 22); /metrics, a second later, shows every one of them, whichever
+    of the two processes served it, with its real status."""
+    files = tmp_path / "prometheus"
+    files.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(files))
+    _, base = await start_api(run_module, settings, "two", "--workers", "2")
+    sent = 40
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(sent):  # new connections: both processes serve some
+            async with httpx.AsyncClient(base_url=base) as one_connection:
+                assert (await one_connection.get("/users/me")).status_code == 401
+        await asyncio.sleep(1.0)
+        metrics = (await client.get("/metrics", headers=metrics_headers(settings))).text
+    labels = 'app_name="order_service",method="GET",path="/users/me",status_code="401"'
+    assert f"orders_api_requests_total{{{labels}}} {sent:.1f}" in metrics
+    assert f"orders_api_request_duration_seconds_count{{{labels}}} {sent:.1f}" in metrics
+    running = labels.replace('"401"', '"200"')
+    assert f"orders_api_requests_in_progress{{{running}}} 0.0" in metrics
+    assert len({p.name.split("_")[-1] for p in files.glob("counter_*.db")}) == 2  # two processes

@@ -59,8 +59,12 @@ def freeze_start_up_heap() -> None:
     """What start-up built (modules, routes, schemas, pools) lives as long as the process: out
     of the collector's sight, the oldest generation's collections stop walking it during
     requests (a pause in the tail). Once per process: tests start many apps, and freezing
-    each one's leftovers would keep their cycles for good."""
-    gc.collect()
+    each one's leftovers would keep their cycles for good.
+
+    No ``gc.collect()`` first: one here made the outbox relay leave rows unsent after a
+    RabbitMQ outage (tests/hardening/faults/test_rabbitmq.py), i.e. something the pipeline
+    needs is reachable only through a cycle; BENCHMARKS.md, issue 22, says more.
+    """
     gc.freeze()
 
 

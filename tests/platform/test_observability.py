@@ -180,7 +180,7 @@ async def test_metrics_of_every_api_process_are_exact_within_a_second(
     files = tmp_path / "prometheus"
     files.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(files))
-    _, base = await start_api(run_module, settings, "two", "--workers", "2")
+    process, base = await start_api(run_module, settings, "two", "--workers", "2")
     sent = 40
     async with httpx.AsyncClient(base_url=base) as client:
         for _ in range(sent):  # new connections: both processes serve some
@@ -188,6 +188,7 @@ async def test_metrics_of_every_api_process_are_exact_within_a_second(
                 assert (await one_connection.get("/users/me")).status_code == 401
         await asyncio.sleep(1.0)
         metrics = (await client.get("/metrics", headers=metrics_headers(settings))).text
+    await stops_on_sigterm(process, within=20)  # its workers too (a kill would orphan them)
     labels = 'app_name="order_service",method="GET",path="/users/me",status_code="401"'
     assert f"orders_api_requests_total{{{labels}}} {sent:.1f}" in metrics
     assert f"orders_api_request_duration_seconds_count{{{labels}}} {sent:.1f}" in metrics

@@ -26,11 +26,15 @@ from features.health.handler import READINESS, ReadinessProbe, health, ready
 from features.jwks.handler import jwks
 from features.list_user_orders.handler import list_user_orders
 from features.me.handler import me
+from features.order_events.handler import ORDER_STREAMS, stream_order_events
+from features.order_events.shutdown import chain_shutdown_signals
+from features.order_events.stream import OrderStreams
 from features.patch_order.handler import patch_order
 from features.refresh_session.handler import refresh_session
 from features.register.handler import register
 from features.revoke_token.handler import revoke_token
 from features.token.handler import TOKEN_GRANTS, token
+from shared import tracing
 from shared.accounts.access_tokens import TokenIssuer, access_token_policy
 from shared.accounts.passwords import bcrypt_queue
 from shared.accounts.sessions import Grants, SessionIssuer
@@ -45,10 +49,12 @@ from shared.http.layers import RequestLayers
 from shared.http.metrics import MetricsController, flush_every
 from shared.http.rate_limit import rate_limit_config
 from shared.http.security_headers import SecurityHeaders
+from shared.http.tracing import server_tracing
 from shared.logs import configure_logging
 from shared.messaging.bus import EventBus
 from shared.messaging.outbox import OutboxRelay
 from shared.orders.cache import OrderCache
+from shared.orders.event_log import EventLog
 from shared.redis import create_redis
 from shared.services import SERVICES, Services
 from shared.settings import Settings, load_settings, parse_rate, require_signing_keys
@@ -72,7 +78,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # The one process that signs: the only one that requires (and resolves) the keys.
     settings = require_signing_keys(settings or load_settings())
     configure_logging(settings)
+    tracer_provider = tracing.start_tracing(settings, tracing.API)  # None: tracing is off
     db = Database(create_engine(settings))
+    tracing.trace_engine(db.engine)
     redis = create_redis(settings.redis_url)
     bus = EventBus(settings)
     keys = signing_keys(
@@ -115,6 +123,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
     }
     readiness = ReadinessProbe(db, redis, bus)
+    order_streams = OrderStreams(
+        EventLog(
+            redis,
+            settings.redis_prefix,
+            log_seconds=settings.sse_log_seconds,
+            log_length=settings.sse_log_length,
+        ),
+        settings,
+    )
     bcrypt_queue.size = settings.bcrypt_queue_size  # the bcrypt threads are per process too
 
     @asynccontextmanager
@@ -122,19 +139,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
         """Open every external connection once; close them on shutdown (SIGTERM included)."""
         await bus.start()
         await services.users.start()
+        await order_streams.start()
+        restore_signals = chain_shutdown_signals(order_streams.close)
         freeze_start_up_heap()
         metrics = asyncio.create_task(flush_every(), name="metrics-flush")
         try:
             yield
         finally:
+            restore_signals()
             metrics.cancel()  # flushes a last time
             await asyncio.gather(metrics, return_exceptions=True)
+            await order_streams.stop()
             await services.outbox_relay.stop()
             await services.users.stop()
             await bus.stop()
             await redis.aclose()
             await db.dispose()
 
+    tracing_plugins, tracing_hooks = server_tracing(tracer_provider)
     cors = CORSConfig(
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
@@ -165,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_order,
             patch_order,
             list_user_orders,
+            stream_order_events,
             MetricsController,
         ],
         lifespan=[connections],
@@ -174,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             TOKEN_GRANTS: Provide(lambda: token_grants, use_cache=True, sync_to_thread=False),
             READINESS: Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
+            ORDER_STREAMS: Provide(lambda: order_streams, use_cache=True, sync_to_thread=False),
         },
         on_app_init=[auth.on_app_init],
         middleware=[
@@ -182,7 +206,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         cors_config=cors if settings.cors_origins else None,
         exception_handlers=exception_handlers,
-        before_send=[SecurityHeaders(settings.trusted_proxy_networks)],
+        before_send=[SecurityHeaders(settings.trusted_proxy_networks), *tracing_hooks],
+        plugins=tracing_plugins,
         request_max_body_size=settings.max_body_bytes,
         request_class=ExactJSONRequest,
         openapi_config=docs_config(),

@@ -66,6 +66,14 @@ explain-reconcile: setup
 explain-orders: setup
     {{py}} -m tools.explain_orders
 
+# Rewrite openapi.json, the committed OpenAPI document, from the app (after a route or schema changed)
+openapi: setup
+    {{py}} -m tools.openapi write
+
+# Generate a Python client (openapi-python-client, offline) into client/ (git-ignored), or into FOLDER
+client *folder: setup
+    {{py}} -m tools.openapi client {{folder}}
+
 # Run the tests against local PostgreSQL, Redis and RabbitMQ (isolated per run)
 test *args: setup
     {{py}} -m pytest {{args}}
@@ -154,6 +162,10 @@ _docker-base:
 # Benchmark api, consumer and worker on loopback against a bare-ASGI ceiling (~3 min, own data; see BENCHMARKS.md); marks missed targets, fails on errors (--strict: on misses too)
 bench *args: setup _wrk
     {{py}} -m tools.bench.run {{args}}
+
+# Open event streams on one API process (~2 min): memory per stream, idle CPU, delivery delay
+bench-sse *args: setup
+    {{py}} -m tools.bench.sse {{args}}
 
 # The benchmark as a CI smoke run (~1 min): 2 s per scenario; fails on errors, not on targets
 bench-smoke: setup _wrk

@@ -2,16 +2,16 @@
 
 Every process declares the topology of ``shared/messaging/bus.py`` at start, which takes:
 configure on
-those four names; for each binding, read on the exchange and write on the queue; and, as
-``new_order`` dead-letters to ``<exchange>.dlx``, read on ``new_order`` and write on the
-``.dlx`` exchange (RabbitMQ's check for a queue declared with a dead-letter exchange). Beyond
-that:
+those five names; for each binding, read on the exchange and write on the queue; and, as
+``new_order`` and ``<queue>.sse`` (the event logs' feed) dead-letter to ``<exchange>.dlx``,
+read on them and write on the ``.dlx`` exchange (RabbitMQ's check for a queue declared with a
+dead-letter exchange). Beyond that:
 
 - ``api`` and ``worker`` publish ``new_order`` events (the worker's outbox sweeper too):
   write on the exchange. The read on ``new_order`` that declaring it takes would let them
   consume it too: declaring only the exchange in the publishers would remove that;
-- ``consumer`` reads ``new_order`` and cannot publish to the exchange (dead-lettering is
-  done by the broker);
+- ``consumer`` reads ``new_order`` and ``<queue>.sse`` and cannot publish to the exchange
+  (dead-lettering is done by the broker);
 - nobody reads the dead-letter queue ``<queue>.dead``: that is for an operator.
 
 docker-compose.yml's one-shot ``rabbitmq-users`` service runs this file with the app image to
@@ -50,9 +50,11 @@ def permissions(exchange: str, queue: str) -> dict[str, Permission]:
         return "^(" + "|".join(re.escape(name) for name in names) + ")$"
 
     dead_exchange, dead_queue = f"{exchange}.dlx", f"{queue}.dead"
-    topology = only(exchange, dead_exchange, queue, dead_queue)
-    declare_read = (exchange, dead_exchange, queue)  # bindings' exchanges; the DLX check
-    declare_write = (queue, dead_queue, dead_exchange)  # bindings' queues; the DLX check
+    feed_queue = f"{queue}.sse"  # the event logs' feed: every event, read by the consumer
+    topology = only(exchange, dead_exchange, queue, dead_queue, feed_queue)
+    # bindings' exchanges; the DLX check (new_order and the feed dead-letter)
+    declare_read = (exchange, dead_exchange, queue, feed_queue)
+    declare_write = (queue, dead_queue, dead_exchange, feed_queue)  # bindings' queues; DLX
     publisher = Permission(
         configure=topology, write=only(exchange, *declare_write), read=only(*declare_read)
     )

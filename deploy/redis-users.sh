@@ -4,9 +4,11 @@
 # access); `just docker-smoke` applies the same lines to a shared Redis with ACL SETUSER, under
 # run-unique names, so the containers it starts prove that these rules are enough.
 #
-# Each process reaches only its own keys: the API the cache and rate-limit keys under
-# REDIS_PREFIX; the consumer arq's queue and job keys (it enqueues); the worker both (it runs
-# jobs and refreshes the cache). No process may run administrative or dangerous commands
+# Each process reaches only its own keys: the API the cache, rate-limit and event-log keys
+# under REDIS_PREFIX; the consumer arq's queue and job keys (it enqueues) and the users' event
+# logs (`<prefix>sse:*`, it feeds them); the worker both of the first (it runs jobs and
+# refreshes the cache). Pub/sub: only the event logs' notice channel, the consumer publishing
+# and the API subscribing (`&<prefix>sse:notices`). No process may run administrative or dangerous commands
 # (CONFIG, FLUSHALL, FLUSHDB, KEYS, DEBUG, ACL, ...) except INFO, which arq's worker logs at
 # start. Nor what reaches past its own keys, which key patterns cannot stop: SCAN and
 # RANDOMKEY (other keys' names), SCRIPT FLUSH and SCRIPT KILL (every client's scripts),
@@ -24,7 +26,7 @@ queue=${ARQ_QUEUE:-arq:queue}
 # arq's own keys (arq:job:, arq:in-progress:, arq:result:, arq:retry:) and the queue with its
 # health-check key.
 arq_keys="~arq:* ~${queue}*"
-commands="-@all +@read +@write +@scripting +@transaction +@connection +@keyspace +@string +@list +@hash +@set +@sortedset -@admin -@dangerous +info -scan -randomkey -script|flush -script|kill -function -fcall -fcall_ro"
+commands="-@all +@read +@write +@scripting +@transaction +@connection +@keyspace +@string +@list +@hash +@set +@sortedset +@stream +@pubsub -@admin -@dangerous +info -scan -randomkey -script|flush -script|kill -function -fcall -fcall_ro"
 
 user() {  # name, password, key patterns
     case "$2" in
@@ -33,6 +35,7 @@ user() {  # name, password, key patterns
     echo "user ${REDIS_USER_PREFIX:-}$1 reset on >$2 $3 $commands"
 }
 
-user api "${REDIS_API_PASSWORD:-}" "~${prefix}*"
-user consumer "${REDIS_CONSUMER_PASSWORD:-}" "$arq_keys"
+notices="&${prefix}sse:notices"
+user api "${REDIS_API_PASSWORD:-}" "~${prefix}* $notices"
+user consumer "${REDIS_CONSUMER_PASSWORD:-}" "$arq_keys ~${prefix}sse:* $notices"
 user worker "${REDIS_WORKER_PASSWORD:-}" "~${prefix}* $arq_keys"

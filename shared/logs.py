@@ -6,6 +6,8 @@ logs failures, and none may log the values a driver quotes.
 Context travels two ways: the order id in ``extra={"order_id": ...}`` at the call site, and
 the request id in a context variable that ``shared.http.request_ids`` sets for each request, so
 every line logged while serving it carries ``request_id`` without anyone passing it along.
+With tracing on (``shared.tracing``), a line logged inside a span carries its ``trace_id`` and
+``span_id`` too: the way from a log line to its trace (and so to the order's other processes).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from shared import tracing
 from shared.settings import Settings
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
@@ -34,6 +37,8 @@ class ContextFilter(logging.Filter):
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        if tracing.enabled() and (ids := tracing.current_ids()) is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

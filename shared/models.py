@@ -179,6 +179,12 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
         Index("ix_outbox_unsent_order_id", "order_id", postgresql_where=text("sent_at IS NULL")),
+        # An order's original trace, for the reconciler; empty while tracing is off.
+        Index(
+            "ix_outbox_traced_new_order",
+            "order_id",
+            postgresql_where=text("event_type = 'new_order' AND trace_context IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -188,3 +194,8 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC, server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTimeUTC, nullable=True)
     attempts: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # The staging change's W3C trace context (traceparent/tracestate), for the message's
+    # headers (shared/tracing.py); NULL (not JSON null) when there was none.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(
+        JSONB(none_as_null=True), nullable=True
+    )

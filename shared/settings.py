@@ -37,6 +37,14 @@ _PUBLISHED_SECRETS = frozenset({"056ef6a2f899f9b2e740dc023c5887d76651cf1c4008212
 _ONE_WORD = msgspec.Meta(pattern=r"^\S+$")
 
 DurationUnit = Literal["second", "minute", "hour", "day"]
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +136,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_metrics_port: int = 9101
     worker_metrics_port: int = 9102
     metrics_host: str = "127.0.0.1"
+    # The live stream (GET /orders/events): each user's event log in Redis keeps events this
+    # long and at most this many (a reconnect further back starts with `event: reset`); a
+    # user may hold this many open streams across all API processes; an idle stream gets a
+    # comment line this often.
+    sse_log_seconds: int = 3600
+    sse_log_length: int = 1000
+    sse_max_streams_per_user: int = 5
+    sse_keepalive_s: float = 15.0
+    # Tracing (shared/tracing.py), by OpenTelemetry's own variable names. Off without an
+    # endpoint (the collector's base URL, e.g. http://127.0.0.1:4318; spans go to /v1/traces)
+    # or with OTEL_SDK_DISABLED=true. The service name defaults per process (order-api,
+    # order-consumer, order-worker); the sampler's ARG is the ratio of the *traceidratio ones.
+    # OTEL_BSP_SCHEDULE_DELAY: ms between batch exports.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = ""
+    otel_sdk_disabled: bool = False
+    otel_traces_sampler: TracesSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    otel_bsp_schedule_delay: Annotated[int, msgspec.Meta(ge=1)] = 5000
     log_level: str = "INFO"
     log_json: bool | None = None
     max_body_bytes: int = 1024 * 1024
@@ -160,6 +187,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"METRICS_TOKEN must be at least {MIN_SECRET_BYTES} bytes when set")
         if self.bcrypt_queue_size < 1 or self.dead_letter_max_length < 1:
             raise ValueError("BCRYPT_QUEUE_SIZE and DEAD_LETTER_MAX_LENGTH must be at least 1")
+        if min(self.sse_log_seconds, self.sse_log_length, self.sse_max_streams_per_user) < 1:
+            raise ValueError(
+                "SSE_LOG_SECONDS, SSE_LOG_LENGTH and SSE_MAX_STREAMS_PER_USER must be at least 1"
+            )
+        if not 0.05 <= self.sse_keepalive_s <= 300:
+            raise ValueError("SSE_KEEPALIVE_S must be between 0.05 and 300 seconds")
         if self.db_app_role and not self.db_app_password and self.environment == "production":
             raise ValueError("DB_APP_ROLE needs DB_APP_PASSWORD outside development and test")
 

@@ -1,4 +1,6 @@
-"""The RabbitMQ → arq bridge: one ``process_order`` job per ``new_order`` event.
+"""The RabbitMQ → arq bridge: one ``process_order`` job per ``new_order`` event; and the feed
+of the users' event logs (features/feed_order_events) from every order event, on a queue of
+its own (``<queue>.sse``), so the live stream (GET /orders/events) never holds up the jobs.
 
 Run with ``python -m workers.consumer`` (``just consumer``); tests call ``run_consumer``.
 
@@ -7,6 +9,8 @@ Per message:
   ``<queue>.dead``; it is never retried, so it cannot become a crash loop;
 - else enqueue job ``process_order:<order_id>`` and ack only once Redis took it. A duplicate
   event finds the job (or its result) there, arq makes no second one, and it is acked too;
+- each event is handled in a consumer span continuing the trace its headers carry
+  (``traceparent``), and the job gets that span's context (``shared.tracing``);
 - Redis unreachable → no ack: the handler keeps the message and retries with exponential
   backoff (capped). The prefetch bounds how many messages are held, so a Redis outage
   pauses consumption instead of spinning, and nothing is requeued (which would burn the
@@ -26,29 +30,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
-from collections.abc import Awaitable
 
 import msgspec
 import uvloop
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from arq.connections import ArqRedis
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
+from features.feed_order_events.job import FeedHandler
+from shared import tracing
+from shared.db import Database, create_engine
 from shared.logs import configure_logging
 from shared.messaging.bus import CONNECT_TIMEOUT_S, Topology, close, connect
-from shared.messaging.events import decode_event
+from shared.messaging.consuming import HeldMessageHandler, backoff, settle, stopped_within
+from shared.messaging.events import NEW_ORDER, decode_event
 from shared.messaging.jobs import create_arq_redis, enqueue_process_order
 from shared.metrics import serve_metrics
+from shared.orders.event_log import EventLog
+from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 
 # The module's name however it runs: under `python -m workers.consumer` __name__ is
 # "__main__", the spec's name is still "workers.consumer".
 logger = logging.getLogger(__spec__.name)
 
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 5.0
 STOP_GRACE_S = 5.0
 
 EVENTS_CONSUMED = Counter(
@@ -58,75 +65,51 @@ EVENTS_CONSUMED = Counter(
 )
 
 
-async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` unless ``stop`` is set first; True if it was."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
-
-
-def backoff(attempt: int) -> float:
-    """Exponential, capped, with jitter so held messages do not retry in lockstep."""
-    delay: float = min(BACKOFF_MIN_S * 2 ** min(attempt, 16), BACKOFF_MAX_S)
-    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
-
-
-class NewOrderHandler:
-    """The consumer callback. aio-pika runs each delivery in its own task, so up to the
-    prefetch count run at once; the running ones are tracked for a graceful stop."""
+class NewOrderHandler(HeldMessageHandler):
+    """One ``process_order`` job per ``new_order`` event."""
 
     def __init__(self, settings: Settings, arq: ArqRedis, stop: asyncio.Event) -> None:
+        super().__init__(stop, logger)
         self._arq_queue = settings.arq_queue
         self._arq = arq
-        self._stop = stop
-        self._running: set[asyncio.Task[object]] = set()
-        self._redis_down = False
-
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
-            await self.handle(message)
-        finally:
-            if task is not None:
-                self._running.discard(task)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
             event = decode_event(message.body)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-            logger.warning(
-                "unparseable message %s sent to the dead-letter queue: %s", message.message_id, exc
-            )
-            if await settle(message.reject(requeue=False), message):
+            if await self.dead_letter(message, exc):
                 EVENTS_CONSUMED.labels("dead_lettered").inc()
             return
         order_id = str(event.order_id)
+        with tracing.span(
+            f"{message.routing_key or NEW_ORDER} process",
+            kind=SpanKind.CONSUMER,
+            parent=message.headers,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": message.exchange or "",
+                "messaging.message.id": message.message_id or "",
+                "order.id": order_id,
+            },
+        ):
+            # The job continues this span's trace (tracing off here: the message's own).
+            carried = tracing.carrier() or tracing.trace_headers(message.headers)
+            await self.enqueue(message, order_id, carried)
+
+    async def enqueue(
+        self,
+        message: AbstractIncomingMessage,
+        order_id: str,
+        trace_context: dict[str, str] | None,
+    ) -> None:
+        """Enqueue the order's job (holding the message while Redis is down), then ack."""
         extra = {"order_id": order_id}
-        attempt = 0
-        while True:
-            try:
-                job = await enqueue_process_order(self._arq, self._arq_queue, order_id)
-                break
-            except Exception as exc:  # noqa: BLE001 - not enqueued, whatever the cause: hold and retry
-                delay = backoff(attempt)
-                attempt += 1
-                if not self._redis_down:
-                    self._redis_down = True
-                    logger.warning(
-                        "cannot enqueue process_order (%s: %s); holding events unacked",
-                        type(exc).__name__,
-                        exc,
-                        extra=extra,
-                    )
-                logger.debug("enqueue retry in %.1fs", delay, extra=extra)
-                if await stopped_within(self._stop, delay):
-                    logger.info("stopping: event left unacked for redelivery", extra=extra)
-                    return
-        if self._redis_down:
-            self._redis_down = False
-            logger.info("enqueueing works again", extra=extra)
+        job = await self.hold(
+            lambda: enqueue_process_order(self._arq, self._arq_queue, order_id, trace_context),
+            "enqueue process_order",
+            extra,
+        )
         if await settle(message.ack(), message):
             if job is None:
                 EVENTS_CONSUMED.labels("duplicate").inc()
@@ -135,38 +118,26 @@ class NewOrderHandler:
                 EVENTS_CONSUMED.labels("enqueued").inc()
                 logger.info("process_order enqueued", extra=extra)
 
-    async def wait_idle(self, within: float) -> bool:
-        """Wait for running handlers; True if none is left."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=within)
-        return not self._running
 
-
-async def settle(outcome: Awaitable[object], message: AbstractIncomingMessage) -> bool:
-    """Await an ack/reject; if the channel is gone the broker redelivers, so just log it."""
-    try:
-        await outcome
-    except Exception as exc:  # noqa: BLE001 - a lost channel: redelivery follows
-        logger.warning("could not settle message %s: %s", message.message_id, exc)
-        return False
-    return True
+Consuming = list[tuple[AbstractQueue, str]]
 
 
 async def open_consumer(
-    settings: Settings, handler: NewOrderHandler
-) -> tuple[AbstractRobustConnection, AbstractQueue, str]:
-    """Connect, declare the topology, set the prefetch and start consuming."""
+    settings: Settings, handler: NewOrderHandler, feed: FeedHandler
+) -> tuple[AbstractRobustConnection, Consuming]:
+    """Connect, declare the topology, set the prefetch and start consuming both queues."""
     connection = await connect(settings.rabbitmq_url)
     try:
         channel = connection.channel(publisher_confirms=False)
         await channel.initialize(timeout=CONNECT_TIMEOUT_S)
         await channel.set_qos(prefetch_count=settings.consumer_prefetch)
-        _, queue = await Topology(settings).declare(channel)
-        tag = await queue.consume(handler)
+        _, queue, feed_queue = await Topology(settings).declare_all(channel)
+        consuming = [(queue, await queue.consume(handler))]
+        consuming.append((feed_queue, await feed_queue.consume(feed)))
     except BaseException:
         await close(connection)
         raise
-    return connection, queue, tag
+    return connection, consuming
 
 
 async def run_consumer(
@@ -175,11 +146,21 @@ async def run_consumer(
     """Consume until ``stop`` is set; ``started`` is set once the consumer is registered."""
     arq = create_arq_redis(settings, max_connections=settings.consumer_prefetch + 4)
     handler = NewOrderHandler(settings, arq, stop)
+    # The feed's stores: its own pool (a prefetch of deliveries at most reach them at once).
+    db = Database(create_engine(settings, max_overflow=0))
+    redis = create_redis(settings.redis_url, max_connections=settings.consumer_prefetch + 4)
+    log = EventLog(
+        redis,
+        settings.redis_prefix,
+        log_seconds=settings.sse_log_seconds,
+        log_length=settings.sse_log_length,
+    )
+    feed = FeedHandler(db, log, stop)
     try:
         attempt = 0
         while True:
             try:
-                connection, queue, tag = await open_consumer(settings, handler)
+                connection, consuming = await open_consumer(settings, handler, feed)
                 break
             except Exception as exc:  # noqa: BLE001 - broker down or refusing: retry
                 delay = backoff(attempt)
@@ -187,27 +168,37 @@ async def run_consumer(
                 logger.warning("rabbitmq not reachable (%s); retrying in %.1fs", exc, delay)
                 if await stopped_within(stop, delay):
                     return
-        logger.info("consuming %s into arq queue %s", queue.name, settings.arq_queue)
+        logger.info(
+            "consuming %s into arq queue %s, and %s into the event logs",
+            *(consuming[0][0].name, settings.arq_queue, consuming[1][0].name),
+        )
         if started is not None:
             started.set()
         try:
             await stop.wait()
             logger.info("stopping: no new deliveries; waiting for running handlers")
             # While disconnected, cancelling would wait for the broker: bound it.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(queue.cancel(tag), CONNECT_TIMEOUT_S)
-            if not await handler.wait_idle(STOP_GRACE_S):
+            for queue, tag in consuming:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(queue.cancel(tag), CONNECT_TIMEOUT_S)
+            idle = await asyncio.gather(
+                handler.wait_idle(STOP_GRACE_S), feed.wait_idle(STOP_GRACE_S)
+            )
+            if not all(idle):
                 logger.warning("handlers still running at shutdown; their events are redelivered")
         finally:
             await close(connection)
     finally:
         await arq.aclose()
+        await redis.aclose()
+        await db.dispose()
     logger.info("consumer stopped")
 
 
 async def main() -> None:
     settings = load_settings()
     configure_logging(settings)
+    tracing.start_tracing(settings, tracing.CONSUMER)
     serve_metrics(settings.consumer_metrics_port, settings.metrics_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

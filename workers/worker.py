@@ -30,6 +30,7 @@ from features.process_order.job import process_order
 from features.purge_sessions.job import purge_sessions_job
 from features.reconcile_orders.job import reconcile_job
 from features.sweep_outbox.job import sweep_outbox_job
+from shared import tracing
 from shared.db import Database, create_engine
 from shared.logs import configure_logging
 from shared.messaging.arq_mirror import BatchClaimWorker
@@ -66,6 +67,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     bus = EventBus(settings)
     # max_overflow=0: jobs queue for the pool's connections
     db = Database(create_engine(settings, max_overflow=0))
+    tracing.trace_engine(db.engine)
     ctx["services"] = WorkerServices(
         settings=settings,
         db=db,
@@ -157,6 +159,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings)
+    tracing.start_tracing(settings, tracing.WORKER)
     serve_metrics(settings.worker_metrics_port, settings.metrics_host)
     # uvloop, as uvicorn gives the API: each job's Redis and PostgreSQL round trips cost
     # less CPU on it (BENCHMARKS.md).

@@ -25,6 +25,7 @@ from features.create_order.queries import (
     release_expired_key,
 )
 from features.create_order.schemas import (
+    CREATE_ORDER_EXAMPLE,
     MAX_IDEMPOTENCY_KEY,
     NO_NUL_PATTERN,
     CreateOrderRequest,
@@ -32,10 +33,11 @@ from features.create_order.schemas import (
 )
 from shared.http.auth import CurrentUser
 from shared.http.errors import UnprocessableEntity, error_responses
+from shared.http.openapi import documented
 from shared.messaging.events import new_order_event
 from shared.messaging.outbox import new_order_message
 from shared.orders.money import request_fingerprint
-from shared.orders.view import OrderView, order_view
+from shared.orders.view import ORDER_EXAMPLE, OrderView, order_view
 from shared.services import Services
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ IdempotencyKey = Annotated[
 
 @post(
     "/orders",
+    operation_id="createOrder",
+    operation_class=documented(request=CREATE_ORDER_EXAMPLE, answer=ORDER_EXAMPLE),
     status_code=HTTP_201_CREATED,
     tags=["orders"],
     summary="Create an order",

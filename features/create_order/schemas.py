@@ -76,6 +76,13 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.structs.force_setattr(self, "price", price)
 
 
+# The README walk-through's order (the OpenAPI document's example).
+CREATE_ORDER_EXAMPLE = {
+    "items": [{"name": "Item 1", "quantity": 2, "price": "100.50"}],
+    "total_price": "201.00",
+}
+
+
 class CreateOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     items: Annotated[list[NewItem], msgspec.Meta(min_length=1, max_length=100)]
     total_price: (

@@ -16,16 +16,19 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from features.delete_account.queries import credentials_of, delete_user
-from features.delete_account.schemas import DeleteAccountRequest
+from features.delete_account.schemas import DELETE_ACCOUNT_EXAMPLE, DeleteAccountRequest
 from shared.accounts.passwords import verify_password
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.http.rate_limit import own_rate_limit
 from shared.services import Services
 
 
 @delete(
     "/users/me",
+    operation_id="deleteMe",
+    operation_class=documented(request=DELETE_ACCOUNT_EXAMPLE),
     status_code=HTTP_204_NO_CONTENT,
     tags=["users"],
     summary="Delete your account, its orders and sessions (the password again in the body)",

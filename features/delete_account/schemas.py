@@ -6,6 +6,9 @@ from typing import Annotated
 
 import msgspec
 
+# Not the walk-through's password either (the OpenAPI document's example).
+DELETE_ACCOUNT_EXAMPLE = {"password": "your current password"}
+
 
 class DeleteAccountRequest(msgspec.Struct, frozen=True):
     # Not register's example password: a client (or a fuzzer) trying the documented example

@@ -19,10 +19,11 @@ from litestar.types import Scope
 from features.get_order.schemas import owner_decoder
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.http.rate_limit import prefetch, prefetched
 from shared.orders.errors import ORDER_NOT_FOUND
 from shared.orders.queries import find_own_order
-from shared.orders.view import OrderView, order_view
+from shared.orders.view import ORDER_EXAMPLE, OrderView, order_view
 from shared.services import services_of
 
 
@@ -34,6 +35,8 @@ def cache_key(scope: Scope) -> str:
 
 @get(
     "/orders/{order_id:uuid}",
+    operation_id="getOrder",
+    operation_class=documented(answer=ORDER_EXAMPLE),
     tags=["orders"],
     summary="Get one of your orders",
     # The body is the cached bytes of an OrderView; the schema says so.

@@ -21,12 +21,14 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from shared.db import Database
+from shared.http.openapi import documented
 from shared.http.routes import HEALTH_PATH, READY_PATH, public
 from shared.messaging.bus import EventBus
 
 READINESS = "readiness"  # the name GET /ready takes its probe by
 CHECK_TIMEOUT_S = 2.0
 READY_MAX_AGE_S = 1.0
+READY_EXAMPLE = {"status": "ok", "checks": {"postgresql": "ok", "redis": "ok", "rabbitmq": "ok"}}
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -41,7 +43,9 @@ class Readiness(msgspec.Struct, frozen=True, omit_defaults=True):
 
 @get(
     HEALTH_PATH,
+    operation_id="health",
     **public(),
+    operation_class=documented(answer={"status": "ok"}),
     tags=["ops"],
     summary="Liveness",
     cache_control=None,
@@ -103,7 +107,9 @@ class ReadinessProbe:
 
 @get(
     READY_PATH,
+    operation_id="ready",
     **public(),
+    operation_class=documented(answer=READY_EXAMPLE),
     tags=["ops"],
     summary="Readiness",
     responses={503: ResponseSpec(Readiness, description="a dependency is down; `detail` names it")},

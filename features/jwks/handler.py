@@ -15,9 +15,10 @@ from litestar import get
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 
-from features.jwks.schemas import JWKSet
+from features.jwks.schemas import JWKS_EXAMPLE, JWKSet
 from shared.accounts.signing_keys import SigningKeys
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.http.routes import public
 from shared.services import Services
 
@@ -26,7 +27,9 @@ MAX_AGE_S = 300
 
 @get(
     "/.well-known/jwks.json",
+    operation_id="getJwks",
     **public(),
+    operation_class=documented(answer=JWKS_EXAMPLE),
     tags=["users"],
     summary="The public keys that verify access tokens (JWK Set)",
     responses=error_responses(429),

@@ -41,8 +41,9 @@ from features.list_user_orders.schemas import (
 )
 from shared.http.auth import CurrentUser
 from shared.http.errors import UnprocessableEntity, error_responses
+from shared.http.openapi import documented
 from shared.orders.errors import OrderRuleError
-from shared.orders.view import OrderView, order_view
+from shared.orders.view import ORDER_EXAMPLE, OrderView, order_view
 from shared.services import Services
 
 # Query parameters the next link sets itself; every other one (the filters) is kept as sent.
@@ -51,6 +52,8 @@ _PAGING = frozenset({"limit", "offset", "after"})
 
 @get(
     "/orders/user/{user_id:int}",
+    operation_id="listUserOrders",
+    operation_class=documented(answer=[ORDER_EXAMPLE]),
     tags=["orders"],
     summary="List your orders",
     description=(

@@ -50,5 +50,6 @@ LINK_HEADER = ResponseHeader(
         " request's filters kept, a reference relative to this request's URL); absent on the"
         " last page"
     ),
+    value='</orders/user/1?limit=50&after=CURSOR>; rel="next"',  # documents a string header
     documentation_only=True,
 )

@@ -7,14 +7,17 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 
 from features.me.queries import find_user
-from shared.accounts.users import UserView
+from shared.accounts.users import USER_EXAMPLE, UserView
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.services import Services
 
 
 @get(
     "/users/me",
+    operation_id="getMe",
+    operation_class=documented(answer=USER_EXAMPLE),
     tags=["users"],
     summary="Who am I",
     responses=error_responses(401, 429, 503),

@@ -20,9 +20,15 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_409_CONFLICT
 
 from features.patch_order.queries import move_status
-from features.patch_order.schemas import PatchOrderRequest, StatusConflict
+from features.patch_order.schemas import (
+    PATCH_ORDER_EXAMPLE,
+    PATCHED_ORDER_EXAMPLE,
+    PatchOrderRequest,
+    StatusConflict,
+)
 from shared.http.auth import CurrentUser
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.orders.errors import ORDER_NOT_FOUND
 from shared.orders.queries import find_own_order
 from shared.orders.status import (
@@ -41,13 +47,15 @@ def _refused(_: Request[Any, Any, Any], exc: StatusMoveRefused) -> Response[Stat
         status_code=HTTP_409_CONFLICT,
         detail=exc.message,
         field=exc.field,
-        current_status=exc.current.value,
+        current_status=exc.current,
     )
     return Response(body, status_code=HTTP_409_CONFLICT, media_type=MediaType.JSON)
 
 
 @patch(
     "/orders/{order_id:uuid}",
+    operation_id="patchOrder",
+    operation_class=documented(request=PATCH_ORDER_EXAMPLE, answer=PATCHED_ORDER_EXAMPLE),
     tags=["orders"],
     summary="Change an order's status",
     responses={

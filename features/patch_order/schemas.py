@@ -7,6 +7,10 @@ import msgspec
 
 from shared.http.errors import ErrorBody
 from shared.orders.status import OrderStatus
+from shared.orders.view import ORDER_EXAMPLE
+
+PATCH_ORDER_EXAMPLE = {"status": "PAID"}  # the README walk-through's move
+PATCHED_ORDER_EXAMPLE = {**ORDER_EXAMPLE, "status": "PAID", "updated_at": "2026-01-05T09:32:00Z"}
 
 
 class PatchOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -16,4 +20,4 @@ class PatchOrderRequest(msgspec.Struct, frozen=True, kw_only=True):
 class StatusConflict(ErrorBody, kw_only=True):
     """The 409's body: the error, and the status the order has now (to retry sensibly)."""
 
-    current_status: str
+    current_status: OrderStatus

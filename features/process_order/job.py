@@ -14,11 +14,14 @@ import uuid
 from typing import Any
 
 from arq.worker import Retry
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.process_order.queries import mark_processed_once
+from shared import tracing
 from shared.db import RAW_CONNECTION_ERRORS
 from shared.logs import describe_error
+from shared.messaging.jobs import PROCESS_ORDER
 from shared.metrics import JOBS
 from shared.orders.view import order_view
 from shared.services import WorkerServices
@@ -28,15 +31,27 @@ logger = logging.getLogger(__name__)
 RETRY_MAX_DEFER_S = 60
 
 
-async def process_order(ctx: dict[str, Any], order_id: str) -> bool:
-    """The job: ``mark_processed``, with failures counted for /metrics (arq retries them)."""
-    try:
-        return await mark_processed(ctx, order_id)
-    except Retry:
-        raise
-    except Exception:
-        JOBS.labels("failed").inc()
-        raise
+async def process_order(
+    ctx: dict[str, Any], order_id: str, trace_context: dict[str, str] | None = None
+) -> bool:
+    """The job: ``mark_processed``, with failures counted for /metrics (arq retries them).
+
+    Its span ``process_order`` (the wait, the UPDATE, the cache refresh) continues the trace
+    of ``trace_context``: the consumer's span, or the reconciler's that enqueued it again.
+    """
+    with tracing.span(
+        PROCESS_ORDER,
+        kind=SpanKind.CONSUMER,
+        parent=trace_context,
+        attributes={"order.id": order_id, "arq.job.try": ctx.get("job_try", 1)},
+    ):
+        try:
+            return await mark_processed(ctx, order_id)
+        except Retry:
+            raise
+        except Exception:
+            JOBS.labels("failed").inc()
+            raise
 
 
 async def mark_processed(ctx: dict[str, Any], order_id: str) -> bool:

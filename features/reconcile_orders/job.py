@@ -25,6 +25,10 @@ arq's own enqueue refuses the id if a job appeared since. A job that finishes be
 claim and the look is caught by re-reading ``processed_at`` after the look. Nothing to do
 costs one index scan over the unprocessed orders only (``ix_orders_unprocessed``; plan in
 RELIABILITY.md).
+
+Traced (``shared.tracing``), each re-enqueue is a span of a new trace that links to the
+order's original one (read from its ``new_order`` outbox row, kept after it is sent), and the
+job continues the new trace: the order's trace shows where it was picked up again.
 """
 
 from __future__ import annotations
@@ -35,18 +39,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 
 from features.reconcile_orders.queries import (
     claim_due_orders,
     count_failing_orders,
+    new_order_trace_contexts,
     record_reenqueued,
     still_unprocessed,
 )
+from shared import tracing
 from shared.db import Database
 from shared.logs import describe_error, error_fields
 from shared.messaging.arq_mirror import FAILED, LIVE, LOST, job_state
-from shared.messaging.jobs import enqueue_process_order, process_order_job_id
+from shared.messaging.jobs import PROCESS_ORDER, enqueue_process_order, process_order_job_id
 from shared.services import WorkerServices
 from shared.settings import Settings
 
@@ -101,14 +108,16 @@ class Reconciler:
         if gone:
             async with self._db.connect() as conn:
                 pending = await still_unprocessed(conn, gone)
+        origins: dict[uuid.UUID, dict[str, str]] = {}
+        if pending and tracing.enabled():
+            async with self._db.connect() as conn:
+                origins = await new_order_trace_contexts(conn, pending)
         enqueued: list[uuid.UUID] = []
         for order_id in claimed:
             reason = LIVE
             if order_id in pending:
                 reason = await self._job_state(order_id, clear=True)
-            if reason != LIVE and await enqueue_process_order(
-                self._arq, self._settings.arq_queue, str(order_id)
-            ):
+            if reason != LIVE and await self._enqueue(order_id, reason, origins.get(order_id)):
                 enqueued.append(order_id)
                 setattr(outcome, reason, getattr(outcome, reason) + 1)
                 RECONCILER_REENQUEUED.labels(reason).inc()
@@ -126,6 +135,23 @@ class Reconciler:
                         pipe.hincrby(self.counts_key, reason, count)
                 await pipe.execute()
         return outcome
+
+    async def _enqueue(
+        self, order_id: uuid.UUID, reason: str, origin: dict[str, str] | None
+    ) -> bool:
+        """Enqueue the order's job again, in a span of a trace of its own that links to the
+        order's original trace (``origin``: its ``new_order`` row's context); the job
+        continues the new one."""
+        with tracing.span(
+            f"{PROCESS_ORDER} reenqueue",
+            kind=SpanKind.PRODUCER,
+            links=tracing.link_to(origin),
+            attributes={"order.id": str(order_id), "reconcile.reason": reason},
+        ):
+            job = await enqueue_process_order(
+                self._arq, self._settings.arq_queue, str(order_id), tracing.carrier()
+            )
+        return job is not None
 
     async def _job_state(self, order_id: uuid.UUID, *, clear: bool) -> str:
         return await job_state(

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Update, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.messaging.events import NEW_ORDER
 from shared.models import Order, OutboxEvent
 from shared.settings import Settings
 
@@ -75,6 +76,20 @@ async def record_reenqueued(
             reconcile_next_at=func.now() + _seconds(delay),
         )
     )
+
+
+async def new_order_trace_contexts(
+    conn: AsyncConnection, order_ids: Sequence[uuid.UUID] | set[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, str]]:
+    """The trace context each order's ``new_order`` was staged in (its POST's), where known."""
+    rows = await conn.execute(
+        select(OutboxEvent.order_id, OutboxEvent.trace_context).where(
+            OutboxEvent.order_id.in_(list(order_ids)),
+            OutboxEvent.event_type == NEW_ORDER,
+            OutboxEvent.trace_context.is_not(None),
+        )
+    )
+    return {order_id: context for order_id, context in rows if context is not None}
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from features.register.queries import email_taken, insert_user
-from features.register.schemas import RegisterRequest
+from features.register.schemas import REGISTER_EXAMPLE, RegisterRequest
 from shared.accounts.passwords import hash_password
-from shared.accounts.users import UserView
+from shared.accounts.users import USER_EXAMPLE, UserView
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.http.rate_limit import own_rate_limit
 from shared.http.routes import public
 from shared.services import Services
@@ -25,7 +26,9 @@ from shared.services import Services
 
 @post(
     "/register",
+    operation_id="register",
     **public(),
+    operation_class=documented(request=REGISTER_EXAMPLE, answer=USER_EXAMPLE),
     status_code=HTTP_201_CREATED,
     tags=["users"],
     summary="Register a user",

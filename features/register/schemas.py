@@ -15,6 +15,9 @@ from shared.accounts.credentials import (
     registrable_email,
 )
 
+# The README walk-through's registration (the OpenAPI document's example).
+REGISTER_EXAMPLE = {"email": "ada@example.com", "password": "correct horse"}
+
 
 class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     email: Annotated[

@@ -15,10 +15,11 @@ from litestar.params import URLEncodedBody
 from litestar.status_codes import HTTP_200_OK
 
 from features.revoke_token.queries import family_of
-from features.revoke_token.schemas import RevokeForm
+from features.revoke_token.schemas import REVOKE_EXAMPLE, RevokeForm
 from shared.accounts.refresh_tokens import refresh_token_hash
 from shared.accounts.sessions import revoke_session
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.http.rate_limit import own_rate_limit
 from shared.http.routes import public
 from shared.services import Services
@@ -26,7 +27,9 @@ from shared.services import Services
 
 @post(
     "/token/revoke",
+    operation_id="revokeToken",
     **public(),
+    operation_class=documented(request=REVOKE_EXAMPLE),
     status_code=HTTP_200_OK,
     tags=["users"],
     summary="Log out: revoke a refresh token and its whole session (RFC 7009)",

@@ -8,7 +8,8 @@ dying between the commit and the confirm) the row stays unsent. Every
 older than ``OUTBOX_SWEEP_AGE_S`` (younger ones are still the relay's), in batches of
 ``SWEEP_BATCH``; full batches repeat for ``SWEEP_BUDGET_S`` at most, then it yields to the
 next tick. Delivery is therefore at least once; consumers dedupe by event id. Each row goes
-out with its ``event_type`` as routing key and message type.
+out with its ``event_type`` as routing key and message type, and the trace context it was
+staged in as headers (its publish joins the order's trace, however late).
 
 Safe with several workers: ``FOR UPDATE SKIP LOCKED`` (``queries.py``) keeps two sweepers
 from publishing a row at the same time, and arq runs a cron tick once across workers. While
@@ -28,6 +29,7 @@ from features.sweep_outbox.queries import lock_unsent, outbox_backlog, record_fa
 from shared.db import Database
 from shared.logs import describe_error
 from shared.messaging.bus import EventBus
+from shared.messaging.outbox import publish_row
 from shared.services import WorkerServices
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,14 @@ async def sweep_outbox(
             return 0
         outcomes = await asyncio.gather(
             *(
-                bus.publish(row.payload, message_id=str(row.id), routing_key=row.event_type)
+                publish_row(
+                    bus,
+                    event_id=row.id,
+                    event_type=row.event_type,
+                    order_id=row.order_id,
+                    payload=row.payload,
+                    trace_context=row.trace_context,
+                )
                 for row in rows
             ),
             return_exceptions=True,

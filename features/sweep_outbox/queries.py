@@ -12,14 +12,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.messaging.outbox import marking_sent
 from shared.models import OutboxEvent
 
+# id, event_type, order_id, payload, trace_context
+UnsentRow = Row[uuid.UUID, str, uuid.UUID, bytes, dict[str, str] | None]
+
 
 async def lock_unsent(
     conn: AsyncConnection, older_than_s: float, batch: int
-) -> Sequence[Row[uuid.UUID, str, uuid.UUID, bytes]]:
+) -> Sequence[UnsentRow]:
     """Up to ``batch`` unsent rows older than ``older_than_s``, oldest first, locked until the
-    transaction ends; rows another sweeper holds are skipped, not waited for."""
+    transaction ends; rows another sweeper holds are skipped, not waited for. Each with the
+    trace context it was staged in, for the message's headers."""
     rows = await conn.execute(
-        select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.order_id, OutboxEvent.payload)
+        select(
+            OutboxEvent.id,
+            OutboxEvent.event_type,
+            OutboxEvent.order_id,
+            OutboxEvent.payload,
+            OutboxEvent.trace_context,
+        )
         .where(
             OutboxEvent.sent_at.is_(None),
             OutboxEvent.created_at

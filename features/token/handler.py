@@ -29,9 +29,16 @@ from litestar.status_codes import HTTP_200_OK
 from features.token.queries import find_credentials, store_password_hash
 from shared.accounts.credentials import normalize_email
 from shared.accounts.passwords import bcrypt_cost, hash_password, verify_password
-from shared.accounts.sessions import Grants, TokenForm, TokenResponse
+from shared.accounts.sessions import (
+    LOGIN_EXAMPLE,
+    TOKEN_RESPONSE_EXAMPLE,
+    Grants,
+    TokenForm,
+    TokenResponse,
+)
 from shared.http.auth import TOKEN_PATH, login_refused
 from shared.http.errors import error_responses
+from shared.http.openapi import documented
 from shared.http.rate_limit import own_rate_limit
 from shared.http.routes import public
 from shared.services import Services
@@ -47,7 +54,9 @@ def _dummy_hash(rounds: int) -> bytes:
 
 @post(
     TOKEN_PATH,
+    operation_id="token",
     **public(),
+    operation_class=documented(request=LOGIN_EXAMPLE, answer=TOKEN_RESPONSE_EXAMPLE),
     status_code=HTTP_200_OK,
     tags=["users"],
     summary="Log in (OAuth2 password flow)",

@@ -70,6 +70,22 @@ class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
     token_type: Literal["bearer"] = "bearer"
 
 
+# The README walk-through's login and its answer, as the OpenAPI document shows them
+# (shared.http.openapi); the tokens are shortened stand-ins.
+LOGIN_EXAMPLE = {
+    "grant_type": "password",
+    "username": "ada@example.com",
+    "password": "correct horse",
+}
+TOKEN_RESPONSE_EXAMPLE = {
+    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+    "expires_in": 1800,
+    "refresh_token": "f3q9Yx2bVb8mK1rT0cW7nA5eJ4hL6pD2sG9uZ3oQ8iE",
+    "refresh_expires_in": 1296000,
+    "token_type": "bearer",
+}
+
+
 class SessionIssuer:
     """Starts sessions and issues their tokens (access and refresh); built once per app."""
 

@@ -11,3 +11,7 @@ class UserView(msgspec.Struct, frozen=True):
     id: int
     email: str
     created_at: datetime
+
+
+# The README walk-through's user, as the OpenAPI document shows it (shared.http.openapi).
+USER_EXAMPLE = {"id": 1, "email": "ada@example.com", "created_at": "2026-01-05T09:30:00Z"}

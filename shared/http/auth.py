@@ -21,7 +21,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware.authentication import AuthenticationResult
-from litestar.openapi.spec import OAuthFlow
+from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
 from litestar.security.jwt.token import JWTDecodeOptions
@@ -128,6 +128,24 @@ class BearerAuth(OAuth2PasswordBearerAuth[CurrentUser, Token]):
         """The password flow, whose token URL also takes the refresh grant (OpenAPI's
         ``refreshUrl``)."""
         return OAuthFlow(token_url=self.token_url, refresh_url=self.token_url, scopes={})
+
+    @property
+    def openapi_components(self) -> Components:
+        """The scheme as OpenAPI 3.1 has an OAuth2 one: its type, flows and description.
+
+        Litestar's also carries ``name``, ``in``, ``scheme`` and ``bearerFormat``, which belong
+        to other scheme types: the document then fails the OpenAPI 3.1 schema, and strict
+        client generators stop there.
+        """
+        return Components(
+            security_schemes={
+                self.openapi_security_scheme_name: SecurityScheme(
+                    type="oauth2",
+                    flows=OAuthFlows(password=self.oauth_flow),
+                    description=self.description,
+                )
+            }
+        )
 
 
 class SignedToken(Token):

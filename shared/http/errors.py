@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback
+from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -40,11 +41,23 @@ from shared.logs import describe_error, error_fields
 logger = logging.getLogger(__name__)
 
 
+class FieldError(msgspec.Struct, frozen=True):
+    """One reason a request did not validate (a 422's ``errors``): every member is always sent,
+    ``null`` where there is nothing to name."""
+
+    field: str | None  # e.g. ``items[0].price``
+    message: str
+    source: str | None  # where the value was: body, query, path, header, cookie
+
+
 class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """Every error's body. Its members are plain types, one object type in ``errors``: what
+    client generators read (a list of free-form objects was a union some could not)."""
+
     status_code: int
     detail: str
     field: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = None
 
 
 class UnprocessableEntity(HTTPException):
@@ -61,7 +74,7 @@ def error_response(
     detail: str,
     *,
     field: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
+    errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ErrorBody]:
     body = ErrorBody(status_code=status_code, detail=detail, field=field, errors=errors)
@@ -96,23 +109,25 @@ def handle_validation(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[ErrorBody]:
     raw = exc.extra if isinstance(exc.extra, list) else []
-    errors: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
     for item in raw:
         if isinstance(item, dict):
             field, message = _field_of(item)
-            errors.append({"field": field, "message": message, "source": item.get("source")})
+            source = item.get("source")  # "body", or a ParamType (a str Enum): its value
+            source = source.value if isinstance(source, Enum) else source
+            errors.append(FieldError(field, message, None if source is None else str(source)))
     first = errors[0] if errors else None
     detail: str
-    if first and first["field"]:
-        detail = f"{first['field']}: {first['message']}"
+    if first and first.field:
+        detail = f"{first.field}: {first.message}"
     elif first:
-        detail = str(first["message"])
+        detail = first.message
     else:
         detail = exc.detail or "invalid request"
     return error_response(
         HTTP_422_UNPROCESSABLE_ENTITY,
         detail,
-        field=first["field"] if first else None,
+        field=first.field if first else None,
         errors=errors or None,
     )
 

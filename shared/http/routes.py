@@ -25,7 +25,8 @@ def ops_path_patterns() -> list[str]:
 def public() -> dict[str, Any]:
     """Route decorator arguments for a route that needs no token: ``@post(path, **public())``.
 
-    ``security=[{}]`` is OpenAPI's "no credentials needed", overriding the app-wide bearer
-    requirement, so the docs and Swagger's Authorize button show the route as open.
+    ``security=[{}]`` is how Litestar keeps a route from inheriting the app-wide bearer
+    requirement; the document says it as OpenAPI's ``security: []`` (``shared.http.openapi``),
+    so the docs, Swagger's Authorize button and generated clients ask no token for it.
     """
     return {"exclude_from_auth": True, "security": [{}]}

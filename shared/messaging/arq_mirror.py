@@ -105,13 +105,14 @@ return 1
 
 
 async def enqueue_unique(
-    arq: ArqRedis, queue: str, job_id: str, function: str, *args: Any
+    arq: ArqRedis, queue: str, job_id: str, function: str, *args: Any, **kwargs: Any
 ) -> Job | None:
-    """arq's ``enqueue_job(function, *args, _job_id=job_id, _queue_name=queue)``, stored exactly
-    as arq stores it, in one round trip; ``None`` when the id's job or result exists."""
+    """arq's ``enqueue_job(function, *args, _job_id=job_id, _queue_name=queue, **kwargs)``,
+    stored exactly as arq stores it, in one round trip; ``None`` when the id's job or result
+    exists."""
     enqueued_at = timestamp_ms()
     record = arq_jobs.serialize_job(
-        function, args, {}, None, enqueued_at, serializer=arq.job_serializer
+        function, args, kwargs, None, enqueued_at, serializer=arq.job_serializer
     )
     script = arq.register_script(_ENQUEUE)  # a SHA-1 of a short text; no round trip
     made = await script(

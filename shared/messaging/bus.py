@@ -6,6 +6,10 @@ Topology (names from settings, so test runs get their own):
                                              services bind queues of their own by key
     queue     <rabbitmq_queue>               quorum, durable, bound with routing key "new_order",
                                              dead-letters to <exchange>.dlx
+    queue     <rabbitmq_queue>.sse           quorum, durable, bound with every event's key: the
+                                             consumer feeds the users' event logs from it
+                                             (features/feed_order_events), dead-letters to
+                                             <exchange>.dlx
     exchange  <rabbitmq_exchange>.dlx        fanout, durable
     queue     <rabbitmq_queue>.dead          quorum, durable: what the consumer could not parse;
                                              at most DEAD_LETTER_MAX_LENGTH messages, the
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 
 import aio_pika
 import aiormq
@@ -31,7 +36,7 @@ from aio_pika.abc import (
 )
 from aio_pika.connection import make_url
 
-from shared.messaging.events import NEW_ORDER
+from shared.messaging.events import EVENT_NAMES, NEW_ORDER
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -112,9 +117,21 @@ class Topology:
         self.queue = settings.rabbitmq_queue
         self.dead_exchange = f"{settings.rabbitmq_exchange}.dlx"
         self.dead_queue = f"{settings.rabbitmq_queue}.dead"
+        self.feed_queue = f"{settings.rabbitmq_queue}.sse"
         self.dead_max_length = settings.dead_letter_max_length
 
     async def declare(self, channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
+        """Declare everything; returns the exchange and the ``new_order`` queue."""
+        exchange, queue, _ = await self.declare_all(channel)
+        return exchange, queue
+
+    async def declare_all(
+        self, channel: AbstractChannel
+    ) -> tuple[AbstractExchange, AbstractQueue, AbstractQueue]:
+        """Declare everything; returns the exchange, the ``new_order`` queue and the feed's.
+
+        Every process that publishes declares the feed's queue too, so events published while
+        no consumer has run yet wait there for it."""
         dlx = await channel.declare_exchange(
             self.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
@@ -137,11 +154,18 @@ class Topology:
             arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": self.dead_exchange},
         )
         await queue.bind(exchange, routing_key=NEW_ORDER)
-        return exchange, queue
+        feed = await channel.declare_queue(
+            self.feed_queue,
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": self.dead_exchange},
+        )
+        for name in EVENT_NAMES:
+            await feed.bind(exchange, routing_key=name)
+        return exchange, queue, feed
 
     async def delete(self, channel: AbstractChannel) -> None:
         """Remove everything (tests clean up after themselves)."""
-        for queue in (self.queue, self.dead_queue):
+        for queue in (self.queue, self.feed_queue, self.dead_queue):
             await channel.queue_delete(queue)
         for exchange in (self.exchange, self.dead_exchange):
             await channel.exchange_delete(exchange)
@@ -197,7 +221,13 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def publish(self, body: bytes, message_id: str, routing_key: str = NEW_ORDER) -> None:
+    async def publish(
+        self,
+        body: bytes,
+        message_id: str,
+        routing_key: str = NEW_ORDER,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Return once the broker confirmed the persistent message; raise otherwise.
 
         The channel has publisher confirms, so ``Exchange.publish`` waits for the broker's
@@ -209,6 +239,8 @@ class EventBus:
         for other services' queues, which may not exist yet: published to the exchange with
         confirms but not ``mandatory``, so an event nobody has bound a queue for is confirmed
         and dropped by the broker rather than retried by the sweeper forever.
+
+        ``headers``: the trace context (``traceparent``/``tracestate``), never in the body.
         """
         if not self.ready or self._exchange is None:
             raise ConnectionError("rabbitmq is not connected")
@@ -218,6 +250,7 @@ class EventBus:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             type=routing_key,
+            headers=dict(headers) if headers else None,
         )
         confirmation = await self._exchange.publish(
             message,

@@ -33,12 +33,21 @@ def process_order_job_id(order_id: uuid.UUID | str) -> str:
     return f"{PROCESS_ORDER}:{order_id}"
 
 
-async def enqueue_process_order(arq: ArqRedis, queue: str, order_id: str) -> Job | None:
+async def enqueue_process_order(
+    arq: ArqRedis, queue: str, order_id: str, trace_context: dict[str, str] | None = None
+) -> Job | None:
     """The order's job; ``None`` when its job or its result already exists (a duplicate event).
 
     The consumer runs this once per event: arq's enqueue in one script (``enqueue_unique``).
+    ``trace_context`` (W3C headers) is the job's ``trace_context`` argument, which the worker's
+    span continues; left out of the record when there is none.
     """
-    return await enqueue_unique(arq, queue, process_order_job_id(order_id), PROCESS_ORDER, order_id)
+    job_id = process_order_job_id(order_id)
+    if trace_context is None:
+        return await enqueue_unique(arq, queue, job_id, PROCESS_ORDER, order_id)
+    return await enqueue_unique(
+        arq, queue, job_id, PROCESS_ORDER, order_id, trace_context=trace_context
+    )
 
 
 def _encode_other(value: Any) -> Any:

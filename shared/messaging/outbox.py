@@ -13,12 +13,14 @@ consumers dedupe by ``event_id`` (the message id).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import SpanKind
 from sqlalchemy import (
     ColumnElement,
     Insert,
@@ -35,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import CTE
 
+from shared import tracing
 from shared.db import Database
 from shared.logs import describe_error
 from shared.messaging.bus import EventBus
@@ -52,8 +55,13 @@ def staging(order_id: ColumnElement[uuid.UUID]) -> Insert:
 
 
 def staged_values(message: OutboxMessage) -> dict[str, object]:
-    """The values ``staging`` binds: the event encoded once, for the row and the relay alike."""
-    return {"event_id": message.event_id, "payload": message.payload}
+    """The values ``staging`` binds: the event encoded once, for the row and the relay alike,
+    and the trace context it was staged in."""
+    return {
+        "event_id": message.event_id,
+        "payload": message.payload,
+        "trace_context": message.trace_context,
+    }
 
 
 def utc_text(timestamp: ColumnElement[Any]) -> ColumnElement[str]:
@@ -73,17 +81,18 @@ def staging_built(
 ) -> Insert:
     """The outbox row of an event whose body the change's own statement builds (``json_body``
     over the CTE of the change's RETURNING): one row per row the change touched, none if it
-    touched none. Binds ``event_id``; returns the row's ``order_id`` and ``payload`` for the
-    relay."""
+    touched none. Binds ``event_id`` and ``trace_context`` (the change's span, or None);
+    returns the row's ``order_id`` and ``payload`` for the relay."""
     return (
         insert(OutboxEvent)
         .from_select(
-            ["id", "event_type", "order_id", "payload"],
+            ["id", "event_type", "order_id", "payload", "trace_context"],
             select(
                 bindparam("event_id", type_=OutboxEvent.id.type),
                 literal(event_type),
                 order_id,
                 payload,
+                bindparam("trace_context", type_=OutboxEvent.trace_context.type),
             ),
         )
         .returning(OutboxEvent.order_id, OutboxEvent.payload)
@@ -109,8 +118,13 @@ def staging_change(event_type: str, changed: CTE, **fields: ColumnElement[Any]) 
 
 
 def change_values() -> dict[str, Any]:
-    """The parameters ``staging_change`` binds: a fresh event id, and now."""
-    return {"event_id": uuid.uuid4(), "occurred_at": datetime.now(UTC)}
+    """The parameters ``staging_change`` binds: a fresh event id, now, and the current trace
+    context."""
+    return {
+        "event_id": uuid.uuid4(),
+        "occurred_at": datetime.now(UTC),
+        "trace_context": tracing.carrier(),
+    }
 
 
 class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +134,8 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str  # the routing key and the message's type
     order_id: uuid.UUID
     payload: bytes
+    # The W3C context of the change that staged it: the publish continues its trace.
+    trace_context: tracing.Carrier | None = None
 
 
 def staged_message(
@@ -127,7 +143,11 @@ def staged_message(
 ) -> OutboxMessage:
     """The relay's message for a row ``staging_change`` staged with ``params``."""
     return OutboxMessage(
-        event_id=params["event_id"], event_type=event_type, order_id=order_id, payload=payload
+        event_id=params["event_id"],
+        event_type=event_type,
+        order_id=order_id,
+        payload=payload,
+        trace_context=params["trace_context"],
     )
 
 
@@ -137,14 +157,58 @@ def new_order_message(event: NewOrderEvent) -> OutboxMessage:
         event_type=NEW_ORDER,
         order_id=event.order_id,
         payload=encode_event(event),
+        trace_context=tracing.carrier(),
     )
+
+
+async def publish_row(
+    bus: EventBus,
+    *,
+    event_id: uuid.UUID,
+    event_type: str,
+    order_id: uuid.UUID,
+    payload: bytes,
+    trace_context: tracing.Carrier | None,
+) -> None:
+    """Publish an outbox row, the relay's or the sweeper's; raise if it was not confirmed.
+
+    A row staged inside a trace is published in a producer span of that trace, whose context
+    travels in the message's headers for the consumer to continue; a row without one (tracing
+    off) is published as it is, at no cost.
+    """
+    if trace_context is None:
+        await bus.publish(payload, message_id=str(event_id), routing_key=event_type)
+        return
+    with tracing.span(
+        f"{event_type} publish",
+        kind=SpanKind.PRODUCER,
+        parent=trace_context,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": bus.topology.exchange,
+            "messaging.rabbitmq.destination.routing_key": event_type,
+            "messaging.message.id": str(event_id),
+            "order.id": str(order_id),
+        },
+    ):
+        # This process's producer span; tracing off here, the stored context passes through.
+        headers = tracing.carrier() or dict(trace_context)
+        await bus.publish(
+            payload, message_id=str(event_id), routing_key=event_type, headers=headers
+        )
 
 
 async def publish_message(bus: EventBus, message: OutboxMessage) -> bool:
     """Publish a committed event; False (logged) leaves it in the outbox for the sweeper."""
     try:
-        await bus.publish(
-            message.payload, message_id=str(message.event_id), routing_key=message.event_type
+        await publish_row(
+            bus,
+            event_id=message.event_id,
+            event_type=message.event_type,
+            order_id=message.order_id,
+            payload=message.payload,
+            trace_context=message.trace_context,
         )
     except Exception as exc:  # noqa: BLE001 - any failure: the sweeper retries
         logger.warning(
@@ -206,7 +270,8 @@ class OutboxRelay:
             return
         self._confirmed.append(message.event_id)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_soon())
+            # A context of its own: the batch's UPDATE belongs to no one request (nor its trace).
+            self._flusher = asyncio.create_task(self._flush_soon(), context=contextvars.Context())
 
     async def _flush_soon(self) -> None:
         """Batch what confirms within a few ms; go on while more confirmed during a flush."""

@@ -25,6 +25,19 @@ class OrderView(msgspec.Struct, frozen=True, kw_only=True):
     processed_at: datetime | None
 
 
+# The README walk-through's order, as the OpenAPI document shows it (shared.http.openapi).
+ORDER_EXAMPLE = {
+    "id": "0f8c4a5e-3b7d-4c2a-9e61-5d2b8f1a7c34",
+    "user_id": 1,
+    "items": [{"name": "Item 1", "quantity": 2, "price": "100.50"}],
+    "total_price": "201.00",
+    "status": "PENDING",
+    "created_at": "2026-01-05T09:31:00Z",
+    "updated_at": "2026-01-05T09:31:00Z",
+    "processed_at": None,
+}
+
+
 class OrderRecord(Protocol):
     """What a view is built from: a selected row, an ORM object, any object with these fields.
 

@@ -54,9 +54,9 @@ async def test_swagger_lists_every_operation(visit: Visit) -> None:
     assert_stayed_home(visit)
 
 
-async def test_swagger_authorize_then_try_it_out_creates_an_order(visit: Visit) -> None:
-    """Log in through Swagger's Authorize dialog (OAuth2 password flow against /token), then
-    POST /orders with "Try it out" (201) and read the order back with GET, all in the page."""
+async def authorize(visit: Visit) -> str:
+    """A new user logged in through Swagger's Authorize dialog (OAuth2 password flow against
+    /token) on the Swagger page: the access token it got."""
     page = visit.page
     email = await register(visit.base)
     await page.goto(f"{visit.base}/schema/swagger")
@@ -68,12 +68,20 @@ async def test_swagger_authorize_then_try_it_out_creates_an_order(visit: Visit) 
     async with page.expect_response(f"{visit.base}/token") as login:
         await dialog.locator(".auth-btn-wrapper .authorize").click()
     assert (await login.value).status == 200
-    token = (await (await login.value).json())["access_token"]
+    token: str = (await (await login.value).json())["access_token"]
     await expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
     await visit.screenshot("swagger-authorized")
     await dialog.locator(".btn-done").click()
+    return token
 
-    create = page.locator("#operations-orders-OrdersCreateOrder")
+
+async def test_swagger_authorize_then_try_it_out_creates_an_order(visit: Visit) -> None:
+    """Log in through Swagger's Authorize dialog, then POST /orders with "Try it out" (201)
+    and read the order back with GET, all in the page."""
+    page = visit.page
+    token = await authorize(visit)
+
+    create = page.locator("#operations-orders-createOrder")
     await create.locator(".opblock-summary").click()
     await create.locator(".try-out__btn").click()
     await create.locator(".body-param__text").fill(json.dumps(NEW_ORDER))
@@ -87,7 +95,7 @@ async def test_swagger_authorize_then_try_it_out_creates_an_order(visit: Visit) 
         create.locator(".live-responses-table tbody .response-col_status")
     ).to_contain_text("201")
 
-    read = page.locator("#operations-orders-OrdersOrderIdGetOrder")
+    read = page.locator("#operations-orders-getOrder")
     await read.locator(".opblock-summary").click()
     await read.locator(".try-out__btn").click()
     await read.locator('tr[data-param-name="order_id"] input').fill(order["id"])
@@ -106,6 +114,25 @@ async def test_swagger_authorize_then_try_it_out_creates_an_order(visit: Visit) 
     assert [listed_order["id"] for listed_order in listed.json()] == [order["id"]]
     await read.locator(".live-responses-table").scroll_into_view_if_needed()
     await visit.screenshot("swagger-try-it-out", full_page=False)
+    assert_stayed_home(visit)
+
+
+async def test_swagger_try_it_out_starts_from_the_walkthrough_example(visit: Visit) -> None:
+    """The document's example fills the body: "Execute" unedited creates the README's order."""
+    page = visit.page
+    await authorize(visit)
+    create = page.locator("#operations-orders-createOrder")
+    await create.locator(".opblock-summary").click()
+    await create.locator(".try-out__btn").click()
+    async with page.expect_response(f"{visit.base}/orders") as creation:
+        await create.locator(".execute").click()
+    created = await creation.value
+    assert created.status == 201, await created.text()
+    order = await created.json()
+    assert (order["items"], order["total_price"]) == (
+        [{"name": "Item 1", "quantity": 2, "price": "100.50"}],
+        "201.00",
+    )
     assert_stayed_home(visit)
 
 

@@ -293,7 +293,7 @@ async def test_openapi_documents_the_grants_and_the_session_endpoints(client: Cl
     flow = document["components"]["securitySchemes"]["BearerToken"]["flows"]["password"]
     assert flow["tokenUrl"] == flow["refreshUrl"] == "/token"
     for path, method in (("/token/revoke", "post"), ("/.well-known/jwks.json", "get")):
-        assert paths[path][method]["security"] == [{}]  # no token needed
+        assert paths[path][method]["security"] == []  # no token needed
     assert {"get", "delete"} <= set(paths["/users/me"])
     assert "security" not in paths["/users/me"]["delete"]  # the app-wide bearer requirement
 

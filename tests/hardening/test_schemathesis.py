@@ -7,10 +7,13 @@ response must be no 5xx, a documented status, and a body and headers that match 
 Deterministic for CI: a fixed example budget and ``derandomize=True``, so a run tries the same
 requests every time (until schemathesis or hypothesis is upgraded in the lock).
 
-Checks left out, and why:
+Checks and operations left out, and why:
 - ``positive_data_acceptance``: schema-valid requests that break a business rule (a total
   that does not add up, a password over 72 bytes of UTF-8, a status move the machine forbids)
   are 4xx by contract, and JSON Schema cannot express those rules.
+- GET /orders/events (an event stream): a 200 never ends, so a transport that reads the whole
+  body waits forever. Its refusals (401, 429, 503 in the error shape) and its stream are
+  tested over real HTTP in tests/features/test_order_events.py.
 - ``allow_header_conformance``: Litestar 2's automatic OPTIONS answer lists only the methods
   of the first handler registered on a path (litestar#4169, fixed in v3), so OPTIONS
   /orders/{id} says ``GET, OPTIONS`` without PATCH. The fix belongs in app.py; pinned by an
@@ -85,7 +88,8 @@ def openapi_document() -> dict[str, Any]:
     return plain
 
 
-schema = schemathesis.openapi.from_dict(openapi_document())
+STREAMS = "/orders/events"  # left out: see the module's docstring
+schema = schemathesis.openapi.from_dict(openapi_document()).exclude(path=STREAMS)
 
 
 @pytest.fixture(scope="module")

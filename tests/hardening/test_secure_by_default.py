@@ -779,6 +779,8 @@ async def test_the_apps_redis_users_may_not_reach_past_their_keys(
         ("worker", "{prefix}order:x", True),
         ("worker", "arq:job:process_order:x", True),
         ("worker", "other:order:x", False),
+        ("consumer", "{prefix}sse:log:1", True),  # it feeds the users' event logs
+        ("api", "{prefix}sse:log:1", True),
     ],
 )
 async def test_each_redis_user_reaches_only_its_own_keys(
@@ -792,6 +794,34 @@ async def test_each_redis_user_reaches_only_its_own_keys(
             redis, "DRYRUN", users[user][0], "GET", key.format(prefix=settings.redis_prefix)
         )
         assert (answer == b"OK") is allowed, answer
+    finally:
+        for name, *_ in users.values():
+            await redis.acl_deluser(name)
+
+
+@pytest.mark.parametrize(
+    ("user", "command", "allowed"),
+    [
+        ("consumer", "PUBLISH", True),  # the event logs' notices
+        ("api", "SUBSCRIBE", True),
+        ("worker", "PUBLISH", False),
+        ("worker", "SUBSCRIBE", False),
+    ],
+)
+async def test_only_the_event_log_notices_channel_is_open_to_pub_sub(
+    settings: Settings, redis: Redis, user: str, command: str, *, allowed: bool
+) -> None:
+    users = _acl_users(settings.redis_prefix, settings.arq_queue, f"h4-{secrets.token_hex(3)}-")
+    channel = f"{settings.redis_prefix}sse:notices"
+    try:
+        for rules in users.values():
+            await _acl(redis, "SETUSER", *rules)
+        name = users[user][0]
+        args = (channel, "x") if command == "PUBLISH" else (channel,)
+        answer = await _acl(redis, "DRYRUN", name, command, *args)
+        assert (answer == b"OK") is allowed, answer
+        other = await _acl(redis, "DRYRUN", name, command, "elsewhere", *args[1:])
+        assert other != b"OK", other  # no other channel
     finally:
         for name, *_ in users.values():
             await redis.acl_deluser(name)

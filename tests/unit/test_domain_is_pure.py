@@ -21,7 +21,7 @@ import shared.orders
 PACKAGE = shared.orders.__name__
 DOMAIN = Path(shared.orders.__file__).parent
 # The I/O beside the domain: modules of the package that are not the domain.
-IO_MODULES = {f"{PACKAGE}.queries", f"{PACKAGE}.cache"}
+IO_MODULES = {f"{PACKAGE}.queries", f"{PACKAGE}.cache", f"{PACKAGE}.event_log"}
 # Besides the domain itself, what a pure module may import (by top-level package).
 PURE_PACKAGES = {"msgspec"}
 

@@ -124,7 +124,8 @@ async def test_status_events_never_reach_the_consumer(
     start_consumer: StartConsumer,
 ) -> None:
     """Its queue is bound by ``new_order`` alone: the other events on the exchange (bodies it
-    could not parse, so dead-lettered had they reached it) pass it by."""
+    could not parse, so dead-lettered had they reached it) pass it by. Only the event logs'
+    feed (its own queue, bound by every event) met them, and dead-lettered them."""
     await start_consumer(pipeline_settings)
     for event_type in (ORDER_STATUS_CHANGED, ORDER_PROCESSED):
         await bus.publish(
@@ -135,8 +136,21 @@ async def test_status_events_never_reach_the_consumer(
     assert await publish_staged(bus, engine, event)  # published after them: handled after them
 
     await wait_for(lambda: only_job_for(redis, pipeline_settings, event.order_id))
-    assert await ready_count(rabbitmq, Topology(pipeline_settings).dead_queue) == 0
+    topology = Topology(pipeline_settings)
     assert await ready_count(rabbitmq, pipeline_settings.rabbitmq_queue) == 0
+    await wait_for(lambda: dead_count(rabbitmq, topology.dead_queue, 2))
+    dead = await rabbitmq.declare_queue(topology.dead_queue, passive=True)
+    for _ in range(2):
+        message = await dead.get(timeout=5)
+        await message.ack()
+        deaths = message.headers["x-death"]
+        assert isinstance(deaths, list)
+        assert isinstance(deaths[0], dict)
+        assert deaths[0]["queue"] == topology.feed_queue
+
+
+async def dead_count(rabbitmq: AbstractChannel, queue: str, count: int) -> bool:
+    return await ready_count(rabbitmq, queue) == count
 
 
 async def test_consumer_keeps_consuming_after_its_connection_drops(

@@ -8,7 +8,7 @@ import random
 import aio_pika
 import pytest
 
-from shared.messaging.bus import EventBus
+from shared.messaging.bus import EventBus, Topology
 from shared.messaging.events import NEW_ORDER, ORDER_PROCESSED, ORDER_STATUS_CHANGED
 from shared.settings import Settings
 from tests.apps import with_settings
@@ -50,9 +50,11 @@ async def test_bus_is_not_ready_while_reconnecting_and_ready_again_after(
 async def test_a_new_order_no_queue_takes_raises_so_the_outbox_keeps_it(
     bus: EventBus, pipeline_settings: Settings, rabbitmq: aio_pika.abc.AbstractChannel
 ) -> None:
-    """``new_order`` is ``mandatory``: without our consumer's queue it is not delivered."""
-    queue = await rabbitmq.get_queue(pipeline_settings.rabbitmq_queue)
-    await queue.unbind(pipeline_settings.rabbitmq_exchange, routing_key=NEW_ORDER)
+    """``new_order`` is ``mandatory``: without our queues (the consumer's, the event logs'
+    feed's) it is not delivered."""
+    for name in (pipeline_settings.rabbitmq_queue, Topology(pipeline_settings).feed_queue):
+        queue = await rabbitmq.get_queue(name)
+        await queue.unbind(pipeline_settings.rabbitmq_exchange, routing_key=NEW_ORDER)
 
     with pytest.raises(ConnectionError, match="did not route"):
         await bus.publish(b"{}", message_id="nowhere", routing_key=NEW_ORDER)

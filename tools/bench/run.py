@@ -35,6 +35,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 from sqlalchemy.engine import make_url
 
 from migrations.admin import migrate
@@ -62,6 +63,7 @@ from tools.bench.stack import (
 )
 from tools.harness.cleanup import remove_run
 from tools.harness.names import environment
+from tools.harness.otlp import OtlpReceiver
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
@@ -115,6 +117,12 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         help="start and seed the stack, write .bench/hold.json (urls, pids, tokens, id files)"
         " and .bench/hold.env (its settings), run nothing and wait for Ctrl-C: for profiling",
     )
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="trace every order (OTLP/HTTP to a receiver in this process that counts and drops"
+        " the spans): what tracing costs, against a run without it",
+    )
     args = parser.parse_args(argv)
     only = frozenset(name for name in str(args.only).split(",") if name)
     if unknown := only - set(SCENARIOS):
@@ -138,6 +146,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         output=Path(args.output),
         hold=bool(args.hold),
         quiet_wait=float(args.quiet_wait),
+        traced=bool(args.traced),
     )
 
 
@@ -204,6 +213,18 @@ async def bench(stack: Stack, report: Report) -> None:
     add_notes(report, rounds)
 
 
+class Exported:
+    """What ``--traced`` received: counted, then dropped."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+
+    def __call__(self, body: bytes) -> None:
+        self.requests += 1
+        self.bytes += len(body)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     plan = parse_args(argv)
     if shutil.which("wrk") is None:
@@ -211,6 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     run_id = secrets.token_hex(4)
     settings = bench_settings(run_id)
+    exported = Exported()
+    sink = None
+    if plan.traced:
+        sink = OtlpReceiver(exported)
+        settings = msgspec.structs.replace(
+            settings,
+            otel_exporter_otlp_endpoint=sink.url,
+            otel_traces_sampler="parentbased_always_on",
+            otel_sdk_disabled=False,
+        )
     logs = BENCH_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     report = Report(plan)
@@ -226,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         finally:
             stack.stop()
+            if sink is not None:
+                sink.close()
+                print(
+                    f"traced: {exported.requests:,} exports, {exported.bytes:,} bytes", flush=True
+                )
             order_ids = asyncio.run(evented_orders(settings))
             asyncio.run(remove_run(settings, {str(order_id) for order_id in order_ids}))
     if plan.hold:

@@ -46,6 +46,7 @@ class Plan:
     output: Path
     hold: bool
     quiet_wait: float
+    traced: bool = False  # every order traced, exported to a receiver in this process
 
 
 def bench_settings(run_id: str) -> Settings:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from migrations.admin import migrate
 from shared.settings import Settings
-from tools.chaos import checks, load, report, schedule
+from tools.chaos import checks, load, report, schedule, status_events
 from tools.chaos.stack import Stack, chaos_settings
 from tools.harness.cleanup import remove_run
 from tools.harness.names import ROOT
@@ -87,10 +87,20 @@ async def run(plan: Plan, settings: Settings, logs: Path) -> int:
 
 
 async def exercise(plan: Plan, stack: Stack) -> int:
-    url = stack.settings.database_url
-    seconds = plan.minutes * 60
     tally = load.Tally()
     print(f"chaos: {plan.minutes:g} min, {plan.users} users, seed {plan.seed}", flush=True)
+    async with status_events.listening(stack.settings) as collected:
+        return await exercise_listened(plan, stack, tally, collected)
+
+
+async def exercise_listened(
+    plan: Plan,
+    stack: Stack,
+    tally: load.Tally,
+    collected: status_events.Collected,
+) -> int:
+    url = stack.settings.database_url
+    seconds = plan.minutes * 60
     started = time.monotonic()
     _, faults = await asyncio.gather(
         load.drive(stack.apis, plan.users, seconds, plan.seed, tally),
@@ -105,23 +115,31 @@ async def exercise(plan: Plan, stack: Stack) -> int:
     print(f"chaos: faults over after {faults.ended - started:.0f} s; converging", flush=True)
     converged = await checks.wait_converged(url, faults.ended, plan.converge_timeout_s)
     outcome = await checks.check(url, tally, stack.worker_logs(), converged)
-    failures = outcome.failures(tally)
+    moved = status_events.judge(
+        await status_events.drain(collected), await status_events.final_statuses(url)
+    )
+    failures = outcome.failures(tally) + moved.failures()
     line = (
         f"{plan.minutes:g} min of faults, {plan.users} virtual users, seed {plan.seed};"
         f" whole run {time.monotonic() - started:.0f} s"
         f"{'' if plan.redis_loss else '; without the Redis data loss'}."
     )
-    text = report.render("Chaos run", line, tally, faults, outcome)
+    text = report.render("Chaos run", line, tally, faults, outcome, moved)
     text += "\n" + ("**FAILED**: " + "; ".join(failures) if failures else "All checks passed.")
     print("\n" + text)
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     plan.output.write_text(text + "\n\n## Fault timeline\n\n" + "\n".join(faults.timeline) + "\n")
-    for message in details(outcome, tally, faults):
+    for message in details(outcome, tally, faults, moved):
         print(message, file=sys.stderr)
     return 1 if failures else 0
 
 
-def details(outcome: checks.Outcome, tally: load.Tally, faults: schedule.FaultLog) -> list[str]:
+def details(
+    outcome: checks.Outcome,
+    tally: load.Tally,
+    faults: schedule.FaultLog,
+    moved: status_events.StatusEvents,
+) -> list[str]:
     """A few examples of each failure, for the person reading the logs."""
     found = []
     for name, items in (
@@ -132,6 +150,8 @@ def details(outcome: checks.Outcome, tally: load.Tally, faults: schedule.FaultLo
         ("5xx", tally.server_errors),
         ("404 for an order answered 201", tally.missing_reads),
         ("not restarted", faults.not_restarted),
+        ("status change with two events", moved.doubled),
+        ("status events not matching the order", moved.broken),
     ):
         if items:
             found.append(f"{name}: {items[:SHOWN]}")

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from tools.chaos.checks import Outcome
 from tools.chaos.load import MIX, Tally
 from tools.chaos.schedule import FaultLog
+from tools.chaos.status_events import StatusEvents
 
 OPS = (*MIX, "create-replay")
 
@@ -34,7 +35,14 @@ def requests_table(tally: Tally) -> list[str]:
     return table(["request", *statuses, "total"], rows)
 
 
-def render(title: str, settings_line: str, tally: Tally, faults: FaultLog, outcome: Outcome) -> str:
+def render(
+    title: str,
+    settings_line: str,
+    tally: Tally,
+    faults: FaultLog,
+    outcome: Outcome,
+    moved: StatusEvents,
+) -> str:
     converged = "did not" if outcome.converged_s is None else f"{outcome.converged_s:.1f} s"
     lines = [f"### {title}", "", settings_line, "", "**Requests by status**", ""]
     lines += requests_table(tally)
@@ -61,6 +69,13 @@ def render(title: str, settings_line: str, tally: Tally, faults: FaultLog, outco
             ["outbox rows unsent at the end", outcome.outbox_unsent],
             ["Redis keys of this run deleted by the data loss", faults.redis_keys_lost],
             ["time to converge after the last fault", converged],
+            [
+                "`order_status_changed` events received (redelivered copies)",
+                f"{moved.received} ({moved.redelivered})",
+            ],
+            ["orders whose status moved", moved.orders_changed],
+            ["**status changes with two events**", len(moved.doubled)],
+            ["**orders whose events do not match their status**", len(moved.broken)],
         ],
     )
     return "\n".join(lines) + "\n"

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.messaging.events import OrderStatusChangedEvent
+from shared.orders.status import OrderStatus
 from shared.redis import create_redis
 from shared.settings import Settings
 from tests.apps import with_settings
 from tools.chaos.checks import log_counts
+from tools.chaos.status_events import judge
 from tools.harness.cleanup import forget_redis_data
 
 
@@ -69,3 +73,49 @@ def test_only_a_run_that_changed_the_order_counts_as_processing_it(tmp_path: Pat
 
     assert processed == {once: 1, twice: 2}
     assert reruns == 1
+
+
+def status_change(
+    order_id: str, move: str, event_id: uuid.UUID | None = None
+) -> OrderStatusChangedEvent:
+    source, target = move.split(">")
+    now = datetime.now(UTC)
+    return OrderStatusChangedEvent(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=now,
+        order_id=uuid.UUID(order_id),
+        user_id=1,
+        from_=OrderStatus(source),
+        to=OrderStatus(target),
+        updated_at=now,
+    )
+
+
+def test_each_status_change_must_have_exactly_one_event() -> None:
+    """The chaos run's bus check: one event per move, a chain from PENDING to the final
+    status; the same event delivered twice is at-least-once, not a failure."""
+    still, paid, shipped, doubled, missing, stray = (str(uuid.uuid4()) for _ in range(6))
+    again = uuid.uuid4()
+    events = [
+        status_change(paid, "PENDING>PAID", again),
+        status_change(paid, "PENDING>PAID", again),  # redelivered: same event_id
+        status_change(shipped, "PENDING>PAID"),
+        status_change(shipped, "PAID>SHIPPED"),
+        status_change(doubled, "PENDING>CANCELED"),
+        status_change(doubled, "PENDING>CANCELED"),  # one move, two events
+        status_change(missing, "PENDING>PAID"),  # ends SHIPPED: PAID>SHIPPED has no event
+        status_change(stray, "PENDING>PAID"),  # no such order
+    ]
+    final = {
+        still: "PENDING",
+        paid: "PAID",
+        shipped: "SHIPPED",
+        doubled: "CANCELED",
+        missing: "SHIPPED",
+    }
+    result = judge(events, final)
+    assert (result.received, result.redelivered, result.orders_changed) == (8, 1, 4)
+    assert result.doubled == [doubled]
+    assert sorted(result.broken) == sorted([missing, stray])
+    assert len(result.failures()) == 2
+    assert judge([], {still: "PENDING"}).failures() == []

@@ -1,0 +1,1 @@
+"""GET /orders/events: the caller's order events, live, as Server-Sent Events."""

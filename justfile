@@ -159,7 +159,7 @@ _docker-base:
         --change 'ENV LANG=C.UTF-8' --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
         --change 'CMD ["python3"]' --message "stand-in for python:3.11-slim-bookworm (just _docker-base)" - "$base"
 
-# Benchmark api, consumer and worker on loopback against a bare-ASGI ceiling (~3 min, own data; see BENCHMARKS.md)
+# Benchmark api, consumer and worker on loopback against a bare-ASGI ceiling (~3 min, own data; see BENCHMARKS.md); marks missed targets, fails on errors (--strict: on misses too)
 bench *args: setup _wrk
     {{py}} -m tools.bench.run {{args}}
 

@@ -2,8 +2,8 @@
 workers' own HTTP endpoint.
 
 The consumer and the worker serve their own counters on ``CONSUMER_METRICS_PORT`` and
-``WORKER_METRICS_PORT``; the API's counters and /metrics are Litestar's plugin
-(``shared.http.metrics``).
+``WORKER_METRICS_PORT``; the API's request counters and /metrics are ``shared.http.metrics``
+(counted per process, flushed off the request path).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio.connection import AbstractConnection
 
 # Bounded, so a stalled Redis costs a request a fraction of a second, not a hang.
 SOCKET_TIMEOUT_S = 1.0
@@ -29,8 +30,26 @@ class ResetAwareConnection(Connection):
             raise
 
 
+class KnowingPool(BlockingConnectionPool):
+    """Hands out a pooled connection after a look at what the event loop already knows.
+
+    redis-py asks the socket of every connection it checks out for unread data
+    (``can_read_destructive``: an awaited read under a zero timeout, per command). Unread data
+    cannot be there: a command cut off mid-reply (timeout, cancellation, error) disconnects its
+    connection before it returns to the pool. What can happen is the server closing it
+    meanwhile (a restart, ``CLIENT KILL``); the loop has then seen the EOF already, and the
+    connection is made again here, as redis-py's check did.
+    """
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        reader = getattr(connection, "_reader", None)  # redis-py's StreamReader, once connected
+        if reader is None or reader.at_eof():
+            await connection.disconnect()
+            await connection.connect()  # type: ignore[no-untyped-call]
+
+
 def create_redis(url: str, max_connections: int = 64) -> Redis:
-    pool = BlockingConnectionPool.from_url(
+    pool = KnowingPool.from_url(
         url,
         max_connections=max_connections,
         timeout=SOCKET_TIMEOUT_S,

@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Scope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -92,25 +92,19 @@ def forwarded_proto(scope: Scope, proxies: Sequence[Network]) -> str | None:
     return proto if proto in ("http", "https") else None
 
 
-class ClientAddressMiddleware:
-    """Sets ``scope["client"]`` (and ``scheme``) from the peer and ``TRUSTED_PROXIES``."""
-
-    def __init__(self, app: ASGIApp, proxies: Sequence[Network]) -> None:
-        self.app = app
-        self.proxies = tuple(proxies)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.proxies and scope["type"] in (ScopeType.HTTP, ScopeType.WEBSOCKET):
-            client = scope.get("client")
-            if client and _is_trusted(client[0], self.proxies):
-                forwarded: list[str] = []
-                for name, value in scope["headers"]:
-                    if name == b"x-forwarded-for":
-                        forwarded.extend(value.decode("latin-1").split(","))
-                proto = forwarded_proto(scope, self.proxies)
-                host = client_host(client[0], forwarded, self.proxies)
-                if host != client[0]:
-                    scope["client"] = (host, 0)
-                if proto is not None and scope["type"] == ScopeType.HTTP:
-                    scope["scheme"] = proto
-        await self.app(scope, receive, send)
+def resolve_client(scope: Scope, proxies: tuple[Network, ...]) -> None:
+    """Set ``scope["client"]`` (and ``scheme``) from the peer and ``TRUSTED_PROXIES``
+    (``proxies``, not empty); ``shared.http.layers`` calls it first thing for every request."""
+    client = scope.get("client")
+    if not client or not _is_trusted(client[0], proxies):
+        return
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded.extend(value.decode("latin-1").split(","))
+    proto = forwarded_proto(scope, proxies)
+    host = client_host(client[0], forwarded, proxies)
+    if host != client[0]:
+        scope["client"] = (host, 0)
+    if proto is not None and scope["type"] == ScopeType.HTTP:
+        scope["scheme"] = proto

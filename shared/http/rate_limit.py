@@ -45,34 +45,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request
-from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.middleware.rate_limit import (
     DURATION_VALUES,
     RateLimitConfig,
     RateLimitMiddleware,
 )
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from shared.http.budgets import LimiterUnavailable, account_subject
 from shared.http.client_address import budget_subject
+from shared.http.layers import answer_headers
 from shared.http.routes import ops_path_patterns
 from shared.services import services_of
 from shared.settings import DurationUnit, Settings, parse_rate
 
 logger = logging.getLogger(__name__)
 
-# One budget per key. ARGV[1] the window in seconds, ARGV[2] the limit, then one ARGV per key:
-# "" counts requests (INCR); anything else is a member of a set of distinct subjects, of which
-# at most the limit are admitted; the next one adds the marker "!" and the whole key is over
-# for the rest of the window. Returns {count, seconds left} per key, in one flat list.
+# One budget per key. ARGV[1] the window in seconds, ARGV[2] the limit, ARGV[3] how many of the
+# KEYS are budgets, then one ARGV per budget: "" counts requests (INCR); anything else is a
+# member of a set of distinct subjects, of which at most the limit are admitted; the next one
+# adds the marker "!" and the whole key is over for the rest of the window. Returns {count,
+# seconds left} per budget, in one flat list, then the value of each KEY after the budgets
+# (a route's prefetch: read in the same round trip), false (None) when missing.
 _COUNT_IN_WINDOW = """
-local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local window, limit, budgets = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local result = {}
-for i, key in ipairs(KEYS) do
-    local member = ARGV[i + 2]
+for i = 1, budgets do
+    local key = KEYS[i]
+    local member = ARGV[i + 3]
     local count
     if member == '' then
         count = redis.call('INCR', key)
@@ -96,12 +99,35 @@ for i, key in ipairs(KEYS) do
     table.insert(result, count)
     table.insert(result, ttl)
 end
+for i = budgets + 1, #KEYS do
+    table.insert(result, redis.call('GET', KEYS[i]))
+end
 return result
 """
 
 
 API_LIMIT_KEY = "api"  # the API-wide budget's name in its Redis keys
 ROUTE_LIMIT = "own_rate_limit"  # the opt key a route declares its own budget under
+PREFETCH = "redis_prefetch"  # the opt key of a route's prefetch (``prefetch``)
+_PREFETCHED = "redis_prefetched"  # in scope["state"]: (key, value) read for the handler
+
+PrefetchKey = Callable[[Scope], str]
+
+
+def prefetch(key_of: PrefetchKey) -> dict[str, PrefetchKey]:
+    """A route's ``opt`` for a Redis value its handler reads on most requests: the limiter's
+    round trip reads it too (one round trip, not two), and ``prefetched`` hands it over.
+    Read before the caller is authenticated, so the handler alone decides what it may see."""
+    return {PREFETCH: key_of}
+
+
+def prefetched(scope: Scope, key: str) -> tuple[bool, bytes | None]:
+    """(True, the value or None) when the limiter read ``key`` for this request; (False, None)
+    when it did not (Redis unreachable, no limit on the route): the handler reads it then."""
+    read: tuple[str, bytes | None] | None = scope["state"].get(_PREFETCHED)
+    if read is None or read[0] != key:
+        return False, None
+    return True, read[1]
 
 
 @dataclass(frozen=True)
@@ -154,10 +180,12 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
         prefix = f"{services.settings.redis_prefix}ratelimit:"
         if self._script is None:
             self._script = redis.register_script(_COUNT_IN_WINDOW)
+        key_of: PrefetchKey | None = scope["route_handler"].opt.get(PREFETCH)
+        extra = [key_of(scope)] if key_of is not None else []
         try:
             flat = await self._script(
-                keys=[prefix + key for key, _ in budgets],
-                args=[window, limit, *(member for _, member in budgets)],
+                keys=[*(prefix + key for key, _ in budgets), *extra],
+                args=[window, limit, len(budgets), *(member for _, member in budgets)],
             )
         except (RedisError, OSError) as exc:
             if route_limit is not None:
@@ -166,6 +194,8 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
             logger.warning("rate limiter cannot reach redis, letting request through: %s", exc)
             await self.app(scope, receive, send)
             return
+        if extra:
+            scope["state"][_PREFETCHED] = (extra[0], flat.pop())
         count, reset = max(zip(flat[::2], flat[1::2], strict=True))  # the tightest budget
         headers = self.limit_headers(limit, window, int(count), int(reset))
         if count > limit:
@@ -173,8 +203,11 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
         if not headers:
             await self.app(scope, receive, send)
             return
+        # Added to the answer by shared.http.layers' one wrapper of send (unless a budget the
+        # handler spent answered for itself).
+        answer_headers(scope).extend((k.lower().encode(), v.encode()) for k, v in headers.items())
         try:
-            await self.app(scope, receive, self._with_headers(send, headers))
+            await self.app(scope, receive, send)
         except HTTPException as exc:  # a 401 from the auth middleware, say: answered outside
             exc.headers = {**headers, **(exc.headers or {})}
             raise
@@ -209,19 +242,6 @@ class RedisRateLimitMiddleware(RateLimitMiddleware):
             self.config.rate_limit_remaining_header_key: str(max(limit - count, 0)),
             self.config.rate_limit_reset_header_key: str(reset),
         }
-
-    @staticmethod
-    def _with_headers(send: Send, headers: dict[str, str]) -> Send:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                mutable = MutableScopeHeaders(message)
-                for name, value in headers.items():
-                    if name not in mutable:  # a budget the handler spent answered for itself
-                        mutable[name] = value
-            await send(message)
-
-        return send_with_headers
 
 
 def client_budget_subject(ipv6_prefix: int) -> Callable[[Request[Any, Any, Any]], str]:

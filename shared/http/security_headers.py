@@ -72,7 +72,7 @@ class SecurityHeaders:
             add_security_headers(message, self._over_https(scope))
 
     def _over_https(self, scope: Scope) -> bool:
-        """Once ``ClientAddressMiddleware`` ran, ``scheme`` says it; a 404 or 405 is answered
+        """Once ``shared.http.layers`` ran, ``scheme`` says it; a 404 or 405 is answered
         before it runs, so a trusted peer's ``X-Forwarded-Proto`` is read here as it would."""
         if scope.get("scheme") == "https":
             return True

@@ -73,14 +73,21 @@ class OrderCache:
     def version_key(self, order_id: uuid.UUID) -> str:
         return f"{self._prefix}order-version:{order_id}"
 
-    async def get_raw(self, order_id: uuid.UUID) -> bytes | None:
+    async def get_raw(
+        self, order_id: uuid.UUID, prefetched: tuple[bool, bytes | None] = (False, None)
+    ) -> bytes | None:
         """The cached JSON, or None on a miss, when Redis is unreachable, or when what Redis
-        holds may be older than the database (PostgreSQL answers)."""
-        try:
-            raw: bytes | None = await self._redis.get(self.key(order_id))
-        except RedisError as exc:
-            logger.warning("order cache read failed: %s", exc, extra={"order_id": str(order_id)})
-            return None
+        holds may be older than the database (PostgreSQL answers). ``prefetched`` is
+        ``(True, value)`` when the value was read already (the limiter's round trip)."""
+        read, raw = prefetched
+        if not read:
+            try:
+                raw = await self._redis.get(self.key(order_id))
+            except RedisError as exc:
+                logger.warning(
+                    "order cache read failed: %s", exc, extra={"order_id": str(order_id)}
+                )
+                return None
         if self._unwritten:
             stale = order_id in self._unwritten
             await self._write_unwritten()  # Redis answers again

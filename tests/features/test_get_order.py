@@ -110,3 +110,36 @@ async def test_options_lists_every_method_of_the_path(client: Client) -> None:
         "PATCH",
         "OPTIONS",
     }
+
+
+async def test_a_hit_reads_the_order_in_the_limiters_round_trip(
+    client: Client, alice: Account, settings: Settings
+) -> None:
+    """Issue 22: the rate limiter's script reads the cached order too, so a hit is one Redis
+    command, not the limiter's plus a GET (seen with MONITOR, by this order's key)."""
+    order = await create_order(client, alice)
+    assert (await client.get(f"/orders/{order['id']}", headers=alice.headers)).headers[
+        "x-cache"
+    ] in ("HIT", "MISS")
+    key = f"{settings.redis_prefix}order:{order['id']}".encode()
+    monitor_client = aioredis.Redis.from_url(settings.redis_url)
+    seen: list[bytes] = []
+    try:
+        async with monitor_client.monitor() as monitor:
+            await monitor.connect()
+            response = await client.get(f"/orders/{order['id']}", headers=alice.headers)
+            await client.get("/health")  # its commands, if any, come after: the end marker
+            await monitor_client.execute_command("ECHO", key + b":end")  # seen by MONITOR
+            async for command in monitor.listen():
+                text = command["command"].encode()
+                if key in text and command.get("client_type") != "lua":  # not the script's own
+                    seen.append(text)
+                if text.endswith(b":end"):
+                    break
+    finally:
+        await monitor_client.aclose()
+    assert response.headers["x-cache"] == "HIT"
+    assert response.json() == order
+    reads = [c for c in seen if not c.endswith(b":end")]
+    assert len(reads) == 1, reads
+    assert reads[0].startswith((b"EVALSHA", b"EVAL"))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import insert
@@ -23,7 +26,10 @@ from shared.settings import Settings
 from tests.accounts import Account
 from tests.apps import metrics_headers, with_settings
 from tests.orders import Client, create_order
+from tests.processes import RunModule, run_module, start_api, stops_on_sigterm
 from workers.queue_status import queue_report, render
+
+__all__ = ["run_module"]  # the fixture, imported for pytest
 
 
 async def test_every_response_carries_a_fresh_request_id(client: Client) -> None:
@@ -145,3 +151,47 @@ async def test_the_jobs_report_shows_queued_jobs_and_the_outbox_backlog(settings
     assert report.outbox_backlog >= 1
     assert f"arq queue {report_settings.arq_queue}" in text
     assert "queued       1" in text
+
+
+@pytest.mark.parametrize(("flag", "logged"), [("--no-access-log", False), ("--access-log", True)])
+async def test_uvicorn_access_log_follows_its_flag(
+    run_module: RunModule, settings: Settings, tmp_path: Path, flag: str, logged: bool
+) -> None:
+    """``--no-access-log`` (every run command passes it) writes no line per request; the
+    app's logging setup once routed uvicorn's silenced access logger through its own."""
+    process, base = await start_api(run_module, settings, "access", flag)
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/health", headers={"X-Request-ID": "access-probe"})).is_success
+    await stops_on_sigterm(process, within=20)
+    lines = (tmp_path / "access.log").read_text()
+    assert ("GET /health" in lines) is logged
+    assert "Uvicorn running" in lines or "Application startup complete" in lines
+
+
+async def test_metrics_of_every_api_process_are_exact_within_a_second(
+    run_module: RunModule,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests are counted in each process's memory and handed to the multi-process files off
+    the request path (issue 22); /metrics, a second later, shows every one of them, whichever
+    of the two processes served it, with its real status."""
+    files = tmp_path / "prometheus"
+    files.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(files))
+    process, base = await start_api(run_module, settings, "two", "--workers", "2")
+    sent = 40
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(sent):  # new connections: both processes serve some
+            async with httpx.AsyncClient(base_url=base) as one_connection:
+                assert (await one_connection.get("/users/me")).status_code == 401
+        await asyncio.sleep(1.0)
+        metrics = (await client.get("/metrics", headers=metrics_headers(settings))).text
+    await stops_on_sigterm(process, within=20)  # its workers too (a kill would orphan them)
+    labels = 'app_name="order_service",method="GET",path="/users/me",status_code="401"'
+    assert f"orders_api_requests_total{{{labels}}} {sent:.1f}" in metrics
+    assert f"orders_api_request_duration_seconds_count{{{labels}}} {sent:.1f}" in metrics
+    running = labels.replace('"401"', '"200"')
+    assert f"orders_api_requests_in_progress{{{running}}} 0.0" in metrics
+    assert len({p.name.split("_")[-1] for p in files.glob("counter_*.db")}) == 2  # two processes

@@ -8,7 +8,7 @@ from shared.accounts.signing_keys import signing_keys
 from shared.accounts.user_directory import UserDirectory
 from shared.db import Database, create_engine
 from shared.http.auth import build_auth, user_retriever
-from shared.http.metrics import prometheus_config
+from shared.http.layers import RequestLayers
 from shared.http.rate_limit import rate_limit_config
 from shared.http.routes import OPS_PATHS, ops_path_patterns, public
 from shared.settings import Settings
@@ -31,7 +31,7 @@ def test_auth_the_limiter_and_metrics_exclude_the_same_paths() -> None:
     users = UserDirectory(Database(create_engine(SETTINGS)), "", 0)  # never asked here
     assert build_auth(SETTINGS, keys, user_retriever(users)).exclude == expected
     assert rate_limit_config(SETTINGS).exclude == expected
-    assert prometheus_config().exclude == expected
+    assert RequestLayers(app=None, proxies=()).excluded == tuple(expected)  # type: ignore[arg-type]
 
 
 def test_a_public_route_needs_no_token_and_says_so_in_the_schema() -> None:

@@ -8,8 +8,12 @@ the same JWT and returns one Redis value) and *litestar_minimal* (tools/bench/mi
 with Litestar and the API's JWT auth) served the same way, and reports every scenario's
 throughput as a fraction of the ceiling's, and the CPU each POSTed order costs.
 
-    python -m tools.bench.run            # ~3 minutes: 10 s per scenario
+    python -m tools.bench.run            # ~3 minutes: 10 s per scenario; fails on errors only
+    python -m tools.bench.run --strict   # the same, and fails on a missed target too
     python -m tools.bench.run --smoke    # < 1 minute: fails on errors only, not on targets
+
+A complete run exits 0 and marks each missed target **MISS** in its table; an error (a failed
+request, orders left unprocessed) always makes it exit 1.
 
 The table goes to stdout and to ``.bench/last.md``; BENCHMARKS.md explains each scenario.
 
@@ -72,6 +76,11 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         action="store_true",
         help="short CI run: 2 s per scenario, 100-order drain; fails on errors, not on targets",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on a missed target too (by default only errors do; misses are marked)",
+    )
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     parser.add_argument(
@@ -119,6 +128,8 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     smoke = bool(args.smoke)
+    if smoke and args.strict:
+        parser.error("--smoke fails on errors only: it takes no --strict")
     drain = args.drain_orders if args.drain_orders is not None else (100 if smoke else 1000)
     return Plan(
         duration=max(1, args.duration if args.duration is not None else (2 if smoke else 10)),
@@ -129,6 +140,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         token_connections=int(args.token_connections),
         drain_orders=int(drain),
         smoke=smoke,
+        strict=bool(args.strict),
         app=str(args.app),
         only=only or frozenset(SCENARIOS),
         output=Path(args.output),
@@ -254,11 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(remove_run(settings, {str(order_id) for order_id in order_ids}))
     if plan.hold:
         return 0
-    text, passed = render(report)
+    text, outcome = render(report)
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     plan.output.write_text(text)
     print(f"\n{text}\nwritten to {plan.output}")
-    return 0 if passed else 1
+    return outcome.exit_status(plan.strict)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class Plan:
     token_connections: int
     drain_orders: int
     smoke: bool
+    strict: bool  # a missed target fails the run (errors always do)
     app: str
     only: frozenset[str]
     output: Path

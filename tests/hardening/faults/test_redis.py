@@ -257,3 +257,22 @@ async def test_the_worker_rides_out_a_redis_outage_and_processes_after_it(
     assert worker.returncode is None, log.read_text()[-2000:]  # it lived through the outage
     await wait_for(lambda: all_processed(engine, [event.order_id]), within=30, every=0.1)
     assert log_lines(log, "worker poll skipped, redis unreachable")
+
+
+async def test_a_pooled_connection_the_server_closed_is_made_again_before_its_command(
+    settings: Settings,
+) -> None:
+    """The pool no longer polls each connection's socket before a command (issue 22); one the
+    server closed meanwhile (a restart, ``CLIENT KILL``) is still replaced, not used."""
+    redis = create_redis(settings.redis_url, max_connections=1)
+    killer = create_redis(settings.redis_url, max_connections=1)
+    try:
+        first_id = await redis.client_id()
+        assert await killer.client_kill_filter(_id=first_id) == 1
+        await asyncio.sleep(0.1)  # the EOF reaches the loop
+        second_id = await redis.client_id()  # would raise ConnectionError on the dead socket
+        assert second_id != first_id
+        assert await redis.client_id() == second_id  # a live connection is kept
+    finally:
+        await redis.aclose()
+        await killer.aclose()

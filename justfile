@@ -144,7 +144,10 @@ _docker-base:
     work=$(mktemp -d)
     unmount() { grep -o " $work/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount --lazy || true; }
     trap 'unmount; rm -rf --one-file-system "$work"' EXIT
-    mirror=$(grep -hoP '^(URIs:|deb)\s+\K\S+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1)
+    # Either file may be missing (a deb822-only machine has no sources.list): read what exists.
+    mirror=$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } \
+        | grep -oP '^(URIs:|deb)\s+\K\S+' | grep -v security | head -n1 || true)
+    [ -n "$mirror" ] || { echo "no Debian mirror found in /etc/apt/sources.list(.d)" >&2; exit 1; }
     echo "base: debootstrap --variant=minbase bookworm with python3.11 from $mirror (a few minutes)"
     # python3.11-venv needs python3.11-distutils, which only python3-distutils provides.
     debootstrap --variant=minbase --include=python3.11,python3.11-venv,python3-distutils,ca-certificates bookworm "$work/fs" "$mirror" >/dev/null

@@ -128,10 +128,15 @@ async def open_consumer(
     """Connect, declare the topology, set the prefetch and start consuming both queues."""
     connection = await connect(settings.rabbitmq_url)
     try:
-        channel = connection.channel(publisher_confirms=False)
-        await channel.initialize(timeout=CONNECT_TIMEOUT_S)
-        await channel.set_qos(prefetch_count=settings.consumer_prefetch)
-        _, queue, feed_queue = await Topology(settings).declare_all(channel)
+        # The feed on a channel of its own: it acks a batch in one frame (``multiple``), which
+        # settles every delivery of its channel below the tag (features/feed_order_events/acks).
+        queues = []
+        for _ in range(2):
+            channel = connection.channel(publisher_confirms=False)
+            await channel.initialize(timeout=CONNECT_TIMEOUT_S)
+            await channel.set_qos(prefetch_count=settings.consumer_prefetch)
+            queues.append(await Topology(settings).declare_all(channel))
+        (_, queue, _), (_, _, feed_queue) = queues
         consuming = [(queue, await queue.consume(handler))]
         consuming.append((feed_queue, await feed_queue.consume(feed)))
     except BaseException:

@@ -24,10 +24,11 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 
+from features.feed_order_events.acks import BatchAcks
 from features.feed_order_events.changes import view_after
 from features.feed_order_events.queries import find_own_orders
 from shared.db import Database
-from shared.messaging.consuming import HeldMessageHandler, settle
+from shared.messaging.consuming import HeldMessageHandler
 from shared.messaging.events import EVENT_SCHEMAS, OrderEvent
 from shared.orders.cache import OrderCache
 from shared.orders.event_log import Appending, EventLog
@@ -84,8 +85,8 @@ class FeedHandler(HeldMessageHandler):
     batches, one batch at a time: a delivery joins the waiting list (in the order the queue
     delivered them: before the handler first yields), lets the loop turn once so the others
     that arrived together join too, and whichever handler then holds the turn takes the whole
-    list. So a user's log keeps the bus's order, and a burst costs one SELECT and one script
-    call instead of one each per event."""
+    list. So a user's log keeps the bus's order, and a burst costs one SELECT, one script
+    call and (where safe: ``acks``) one ack frame instead of one each per event."""
 
     def __init__(self, db: Database, log: EventLog, stop: asyncio.Event) -> None:
         super().__init__(stop, logger)
@@ -93,6 +94,7 @@ class FeedHandler(HeldMessageHandler):
         self._events = log
         self._waiting: list[Delivery] = []
         self._turn = asyncio.Lock()  # FIFO
+        self._acks = BatchAcks()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -112,8 +114,10 @@ class FeedHandler(HeldMessageHandler):
             outcomes = await self.hold(
                 lambda: self._append(batch), "append to the event log", extra
             )
-        for delivery, outcome in zip(batch, outcomes, strict=True):
-            if await settle(delivery.message.ack(), delivery.message):
+            # Under the turn: a later batch's one-frame ack must not overtake this one's.
+            acked = await self._acks.ack([d.message for d in batch])
+        for delivery, outcome, ok in zip(batch, outcomes, acked, strict=True):
+            if ok:
                 FED.labels(outcome).inc()
                 logger.debug(
                     "event %s: %s",
@@ -121,6 +125,12 @@ class FeedHandler(HeldMessageHandler):
                     outcome,
                     extra={"order_id": str(delivery.event.order_id)},
                 )
+
+    async def dead_letter(self, message: AbstractIncomingMessage, error: Exception) -> bool:
+        rejected = await super().dead_letter(message, error)
+        if rejected:
+            self._acks.settled(message)
+        return rejected
 
     async def _append(self, batch: Sequence[Delivery]) -> list[str]:
         """One read of the batch's orders, one script call appending those that exist; per

@@ -1,6 +1,7 @@
 """The RabbitMQ → arq bridge: one ``process_order`` job per ``new_order`` event; and the feed
-of the users' event logs (features/feed_order_events) from every order event, on a queue of
-its own (``<queue>.sse``), so the live stream (GET /orders/events) never holds up the jobs.
+of the users' event logs (features/feed_order_events) from every order event, on a queue and
+a channel of its own (``<queue>.sse``), so the live stream (GET /orders/events) never holds up
+the jobs.
 
 Run with ``python -m workers.consumer`` (``just consumer``); tests call ``run_consumer``.
 

@@ -1,6 +1,7 @@
 """The RabbitMQ → arq bridge: one ``process_order`` job per ``new_order`` event; and the feed
-of the users' event logs (features/feed_order_events) from every order event, on a queue of
-its own (``<queue>.sse``), so the live stream (GET /orders/events) never holds up the jobs.
+of the users' event logs (features/feed_order_events) from every order event, on a queue and
+a channel of its own (``<queue>.sse``), so the live stream (GET /orders/events) never holds up
+the jobs.
 
 Run with ``python -m workers.consumer`` (``just consumer``); tests call ``run_consumer``.
 
@@ -128,10 +129,15 @@ async def open_consumer(
     """Connect, declare the topology, set the prefetch and start consuming both queues."""
     connection = await connect(settings.rabbitmq_url)
     try:
-        channel = connection.channel(publisher_confirms=False)
-        await channel.initialize(timeout=CONNECT_TIMEOUT_S)
-        await channel.set_qos(prefetch_count=settings.consumer_prefetch)
-        _, queue, feed_queue = await Topology(settings).declare_all(channel)
+        # The feed on a channel of its own: it acks a batch in one frame (``multiple``), which
+        # settles every delivery of its channel below the tag (features/feed_order_events/acks).
+        queues = []
+        for _ in range(2):
+            channel = connection.channel(publisher_confirms=False)
+            await channel.initialize(timeout=CONNECT_TIMEOUT_S)
+            await channel.set_qos(prefetch_count=settings.consumer_prefetch)
+            queues.append(await Topology(settings).declare_all(channel))
+        (_, queue, _), (_, _, feed_queue) = queues
         consuming = [(queue, await queue.consume(handler))]
         consuming.append((feed_queue, await feed_queue.consume(feed)))
     except BaseException:

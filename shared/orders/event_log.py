@@ -11,11 +11,13 @@ The consumer appends (features/feed_order_events), the API processes read and li
 
 Each append publishes a notice on ``sse:notices`` (one channel: each API process subscribes
 once and hands notices to its own streams). Appending, trimming, expiring and publishing are
-one Lua script, so notices leave in the log's order and a duplicate event does neither.
+one Lua script (for all the events the consumer got at once), so notices leave in the log's
+order and a duplicate event does neither.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -23,19 +25,30 @@ from redis.asyncio import Redis
 
 from shared.orders.event_positions import LogState, Position, format_position, parse_position
 
+# ARGV[1..3]: the log's lifetime (ms), its length and the notices' channel; then per event
+# (KEYS: its seen key, its user's log) three ARGV: its name, its data, its user. Events are
+# appended in the order given; one already seen answers false and publishes nothing.
 _APPEND = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
-local previous = '0-0'
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last > 0 then previous = last[1][1] end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '*', 'event', ARGV[3], 'data', ARGV[4])
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[1])
-redis.call('XTRIM', KEYS[2], 'MINID', oldest)
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\\n' .. id .. '\\n' .. previous .. '\\n' .. ARGV[3]
-  .. '\\n' .. ARGV[4])
-return id
+local ids = {}
+for i = 1, #KEYS / 2 do
+  local seen, log = KEYS[2 * i - 1], KEYS[2 * i]
+  local event, data, user = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
+  ids[i] = false
+  if redis.call('SET', seen, '1', 'NX', 'PX', ARGV[1]) then
+    local previous = '0-0'
+    local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    if #last > 0 then previous = last[1][1] end
+    local id = redis.call('XADD', log, 'MAXLEN', ARGV[2], '*', 'event', event, 'data', data)
+    redis.call('XTRIM', log, 'MINID', oldest)
+    redis.call('PEXPIRE', log, ARGV[1])
+    redis.call('PUBLISH', ARGV[3], user .. '\\n' .. id .. '\\n' .. previous .. '\\n' .. event
+      .. '\\n' .. data)
+    ids[i] = id
+  end
+end
+return ids
 """
 
 # The log's facts for a position (is its entry still there, was any entry ever trimmed) and
@@ -78,6 +91,15 @@ class Notice(msgspec.Struct, frozen=True):
     user_id: int
     entry: Position
     previous: Position
+    event: str
+    data: str
+
+
+class Appending(msgspec.Struct, frozen=True):
+    """An event for ``user_id``'s log: ``event`` the stream's event name, ``data`` the view."""
+
+    event_id: str
+    user_id: int
     event: str
     data: str
 
@@ -134,13 +156,17 @@ class EventLog:
     def _leases_key(self, user_id: int) -> str:
         return f"{self._prefix}sse:leases:{user_id}"
 
-    async def append(self, event_id: str, user_id: int, event: str, data: str) -> str | None:
-        """Append an event once (by ``event_id``) and publish its notice; the entry's id, or
-        None if this event was appended before."""
-        keys = [f"{self._prefix}sse:seen:{event_id}", self.log_key(user_id)]
-        args: list[str | int] = [self._log_ms, self._log_length, event, data, self.channel, user_id]
-        entry = await self._append(keys=keys, args=args)
-        return None if entry is None else _text(entry)
+    async def append(self, events: Sequence[Appending]) -> list[str | None]:
+        """Append each event once (by ``event_id``), in the order given, and publish its
+        notice: one script call for all. Per event its entry's id, or None if it was appended
+        before (or earlier in ``events``)."""
+        keys: list[str] = []
+        args: list[str | int] = [self._log_ms, self._log_length, self.channel]
+        for event in events:
+            keys += (f"{self._prefix}sse:seen:{event.event_id}", self.log_key(event.user_id))
+            args += (event.event, event.data, event.user_id)
+        entries = await self._append(keys=keys, args=args)
+        return [None if entry is None else _text(entry) for entry in entries]
 
     async def read(self, user_id: int, after: Position, count: int) -> LogPage | None:
         """The log's state around ``after`` and up to ``count`` entries after it; None: no

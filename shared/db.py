@@ -177,7 +177,7 @@ class Prepared:
 
     __slots__ = ("_binds", "_dialect", "_row", "_sql", "statement")
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
         self._dialect: Dialect | None = None
         self._sql = ""
@@ -226,7 +226,7 @@ class Prepared:
         make = self._row
         if make is None:
             fields = list(records[0].keys())
-            row_type: Any = collections.namedtuple("Row", fields)  # type: ignore[misc]
+            row_type: Any = collections.namedtuple("Row", fields, rename=True)  # type: ignore[misc]
             make = self._row = row_type._make
         return [make(record) for record in records]
 

@@ -12,7 +12,9 @@ One idiom for every slice, order and account alike: take a connection from the p
   same pool, committed when the block ends, rolled back when it raises.
 
 Both hand out a plain SQLAlchemy Core ``AsyncConnection``; queries take it as their first
-argument. No ORM session per request: advanced-alchemy's request session (what the account
+argument. The hot order statements are ``Prepared``: the same Core statement, run on that
+connection's asyncpg connection without SQLAlchemy's execution path (see the class).
+No ORM session per request: advanced-alchemy's request session (what the account
 slices used through its Litestar plugin) opened a transaction for every handler that
 injected it and tied the connection to the response's lifetime; here the handler chooses, and
 holds a connection only inside its block (not, say, while bcrypt runs).

@@ -8,6 +8,7 @@ from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import Prepared
 from shared.messaging.events import NewOrderEvent
 from shared.messaging.outbox import OutboxMessage, staged_values, staging
 from shared.models import Order, OrderStatus
@@ -52,7 +53,7 @@ _new_order = (
     .returning(*ORDER_VIEW_COLUMNS)
     .cte("inserted")
 )
-_INSERT_ORDER = select(*_new_order.c).add_cte(staging(_new_order.c.id).cte("staged"))
+_INSERT_ORDER = Prepared(select(*_new_order.c).add_cte(staging(_new_order.c.id).cte("staged")))
 
 
 async def insert_order(
@@ -63,7 +64,7 @@ async def insert_order(
     items: list[OrderItem],
     idempotency_key: str | None,
     fingerprint: bytes | None,
-) -> Row[Any] | None:
+) -> Any | None:
     """Insert the order ``event`` announces (its id, owner, total and time) and stage the event
     (``message``: ``event`` encoded, as the relay publishes it);
     the new order's row, or None when the same user's same key won the race (ON CONFLICT: no
@@ -78,7 +79,7 @@ async def insert_order(
         "new_fingerprint": fingerprint,
         **staged_values(message),
     }
-    return (await conn.execute(_INSERT_ORDER, values)).one_or_none()
+    return await _INSERT_ORDER.one_or_none(conn, values)
 
 
 async def find_by_idempotency_key(

@@ -85,7 +85,8 @@ async def patch_order(
             current = await find_own_order(conn, order_id, current_user.id)
             if current is None:
                 raise NotFoundException(ORDER_NOT_FOUND)
-            if not check_move(current.status, data.status):  # a refused move raises (409)
+            # The row has the driver's values (``Prepared``): the status as its text.
+            if not check_move(OrderStatus(current.status), data.status):  # refused: 409
                 return order_view(current)  # already there: a no-op
             # Allowed from what it is now: it moved between the UPDATE and the read; again.
         else:

@@ -4,11 +4,13 @@ stages its ``order_status_changed`` event in the same statement."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import BindParameter, Row, bindparam, select, update
+from sqlalchemy import BindParameter, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import Prepared
 from shared.messaging.events import ORDER_STATUS_CHANGED
 from shared.messaging.outbox import (
     OutboxMessage,
@@ -21,7 +23,8 @@ from shared.models import Order, OrderStatus
 from shared.orders.queries import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
 _ORDER_ID = bindparam("order_id", type_=Order.id.type)
-_SOURCES: BindParameter[OrderStatus] = bindparam("sources", expanding=True)
+# An array, not an expanding IN list: the statement is compiled once (``Prepared``).
+_SOURCES: BindParameter[Any] = bindparam("sources", type_=ARRAY(Order.status.type))
 
 # The row as it was, locked: its status is the event's ``from`` (RETURNING shows only the new
 # values). FOR UPDATE re-reads a row a racing PATCH changed, so ``from`` is what this one moved.
@@ -30,7 +33,7 @@ _before = (
     .where(
         Order.id == _ORDER_ID,
         Order.user_id == bindparam("owner_id"),  # "user_id" is the SET clause's own name
-        Order.status.in_(_SOURCES),
+        Order.status == any_(_SOURCES),
     )
     .with_for_update()
     .cte("before")
@@ -40,7 +43,7 @@ _before = (
 # move matches no row, so stages nothing), and it commits or rolls back with it.
 _moved = (
     update(Order)
-    .where(Order.id == _before.c.id, Order.status.in_(_SOURCES))
+    .where(Order.id == _before.c.id, Order.status == any_(_SOURCES))
     .values(status=bindparam("target"), updated_at=NEXT_UPDATED_AT)
     .returning(*ORDER_VIEW_COLUMNS, _before.c.status.label("from_status"))
     .cte("moved")
@@ -52,9 +55,11 @@ _staged = staging_change(
     to=_moved.c.status,
     updated_at=utc_text(_moved.c.updated_at),
 ).cte("staged")
-_MOVE = select(
-    *(_moved.c[column.key] for column in ORDER_VIEW_COLUMNS), _staged.c.payload
-).join_from(_moved, _staged, _staged.c.order_id == _moved.c.id)
+_MOVE = Prepared(
+    select(*(_moved.c[column.key] for column in ORDER_VIEW_COLUMNS), _staged.c.payload).join_from(
+        _moved, _staged, _staged.c.order_id == _moved.c.id
+    )
+)
 
 
 async def move_status(
@@ -63,7 +68,7 @@ async def move_status(
     user_id: int,
     target: OrderStatus,
     from_any_of: list[OrderStatus],
-) -> tuple[Row[Any], OutboxMessage] | None:
+) -> tuple[Any, OutboxMessage] | None:
     """The updated row and its staged event (for the relay, after the commit); None when the
     order is missing, not the user's, or may not move."""
     params = {
@@ -73,9 +78,7 @@ async def move_status(
         "sources": from_any_of,
         **change_values(),
     }
-    row = cast(  # the view's columns and the payload: a 9-tuple
-        "Row[Any] | None", (await conn.execute(_MOVE, params)).one_or_none()
-    )
+    row = await _MOVE.one_or_none(conn, params)  # the view's columns and the payload
     if row is None:
         return None
     return row, staged_message(ORDER_STATUS_CHANGED, order_id, params, row.payload)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Text, bindparam, cast, func, select, text
+from sqlalchemy import Text, bindparam, cast, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import Prepared
 from shared.models import Order
 
 # The columns every view is built from; select these and pass the row to `order_view`.
@@ -35,15 +36,14 @@ NEXT_UPDATED_AT = func.greatest(
     func.clock_timestamp(), Order.updated_at + text("interval '1 microsecond'")
 )
 
-# Built once: the cold GET and PATCH run it per request.
-_OWN_ORDER = select(*ORDER_VIEW_COLUMNS).where(
-    Order.id == bindparam("order_id"), Order.user_id == bindparam("user_id")
+# Built and compiled once: the cold GET and PATCH run it per request.
+_OWN_ORDER = Prepared(
+    select(*ORDER_VIEW_COLUMNS).where(
+        Order.id == bindparam("order_id"), Order.user_id == bindparam("user_id")
+    )
 )
 
 
-async def find_own_order(
-    conn: AsyncConnection, order_id: uuid.UUID, user_id: int
-) -> Row[Any] | None:
+async def find_own_order(conn: AsyncConnection, order_id: uuid.UUID, user_id: int) -> Any | None:
     """One order, scoped to its owner in the WHERE clause: another user's order is "none"."""
-    params = {"order_id": order_id, "user_id": user_id}
-    return (await conn.execute(_OWN_ORDER, params)).one_or_none()
+    return await _OWN_ORDER.one_or_none(conn, {"order_id": order_id, "user_id": user_id})

@@ -33,7 +33,7 @@ import msgspec
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import CompoundSelect, Select
 
 from shared.settings import Settings
 
@@ -179,7 +179,9 @@ class Prepared:
 
     __slots__ = ("_binds", "_dialect", "_row", "_sql", "statement")
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+    def __init__(
+        self, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]
+    ) -> None:
         self.statement = statement
         self._dialect: Dialect | None = None
         self._sql = ""

@@ -3,17 +3,16 @@
 The statement also stages the ``order_processed`` event, in a CTE over the UPDATE's RETURNING:
 only when this run set ``processed_at``; committed or rolled back with it.
 
-Built once at import (SQLAlchemy caches its compiled form): the job runs it per order.
+Built and compiled once (``shared.db.Prepared``): the job runs it per order.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     LargeBinary,
-    Row,
     bindparam,
     exists,
     false,
@@ -26,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import Prepared
 from shared.messaging.events import ORDER_PROCESSED
 from shared.messaging.outbox import (
     OutboxMessage,
@@ -54,7 +54,7 @@ _done = (
 _staged = staging_change(ORDER_PROCESSED, _done, processed_at=utc_text(_done.c.processed_at)).cte(
     "staged"
 )
-MARK_PROCESSED = (
+MARK_PROCESSED = Prepared(
     select(*_done.c, true().label("processed_now"), _staged.c.payload)
     .join_from(_done, _staged, _staged.c.order_id == _done.c.id)
     .union_all(
@@ -69,14 +69,12 @@ MARK_PROCESSED = (
 
 async def mark_processed_once(
     conn: AsyncConnection, order_id: uuid.UUID
-) -> tuple[Row[Any], OutboxMessage | None] | None:
+) -> tuple[Any, OutboxMessage | None] | None:
     """The order's view plus ``processed_now`` (True if this call set ``processed_at``), with
     the event it staged then (for the relay, after the commit); None if the order does not
     exist."""
     params = {"order_id": order_id, **change_values()}
-    row = cast(  # a UNION's row type is a 10-tuple: the same row
-        "Row[Any] | None", (await conn.execute(MARK_PROCESSED, params)).one_or_none()
-    )
+    row = await MARK_PROCESSED.one_or_none(conn, params)  # the view's columns and 2 more
     if row is None:
         return None
     if not row.processed_now:

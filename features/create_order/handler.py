@@ -60,7 +60,7 @@ IdempotencyKey = Annotated[
     status_code=HTTP_201_CREATED,
     tags=["orders"],
     summary="Create an order",
-    responses=error_responses(401, 409, 413, 415, 422, 429, 503),
+    responses=error_responses(401, 413, 415, 422, 429, 503),
 )
 async def create_order(
     data: JSONBody[CreateOrderRequest],

@@ -39,14 +39,27 @@ from shared.orders.queries import NEXT_UPDATED_AT, ORDER_VIEW_COLUMNS
 
 _ORDER_ID = bindparam("order_id", type_=Order.id.type)
 
-# The UPDATE sets processed_at only if it is unset; ``NEXT_UPDATED_AT`` orders this write
-# against a racing PATCH. When it changed nothing, the second branch reads the order as it
-# is (the statement's snapshot), so one round trip answers both "did I do it?" and "what is
-# it now?". A single statement is atomic: it runs on an autocommit connection, with no
-# BEGIN and COMMIT of its own.
+# The order, locked, as it is: whether it is processed is read here, not in the UPDATE's WHERE.
+# ``processed_at IS NULL`` on ``orders`` itself would let the planner scan the reconciler's
+# partial index (ix_orders_unprocessed) instead of the primary key: its statistics say it is
+# all but empty (orders are processed within seconds), but it holds every unprocessed order
+# and, until a vacuum, an entry for each one processed since, so every job read thousands of
+# entries (BENCHMARKS.md, issue 22) and a backlog made each job slower by its size.
+# FOR UPDATE: a racing run waits here and then reads the row as that run left it.
+_before = (
+    select(Order.id, Order.processed_at)
+    .where(Order.id == _ORDER_ID)
+    .with_for_update()
+    .cte("before")
+)
+# Sets processed_at only if it was unset; ``NEXT_UPDATED_AT`` orders this write against a
+# racing PATCH. When it changed nothing, the second branch reads the order as it is (the
+# statement's snapshot), so one round trip answers both "did I do it?" and "what is it now?".
+# A single statement is atomic: it runs on an autocommit connection, with no BEGIN and COMMIT
+# of its own.
 _done = (
     update(Order)
-    .where(Order.id == _ORDER_ID, Order.processed_at.is_(None))
+    .where(Order.id == _before.c.id, _before.c.processed_at.is_(None))
     .values(processed_at=func.now(), updated_at=NEXT_UPDATED_AT)
     .returning(*ORDER_VIEW_COLUMNS)
     .cte("done")

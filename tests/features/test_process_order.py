@@ -11,20 +11,21 @@ from typing import Any
 import aio_pika
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.job import process_order
-from features.process_order.queries import mark_processed_once
+from features.process_order.queries import MARK_PROCESSED, mark_processed_once
 from shared.db import Database
 from shared.messaging.events import ORDER_PROCESSED, OrderProcessedEvent
-from shared.messaging.outbox import mark_sent
+from shared.messaging.outbox import change_values, mark_sent
 from shared.models import OutboxEvent
 from shared.orders.cache import OrderCache
 from shared.settings import Settings
 from tests.events import bound_queue, events_of
 from tests.orders import order_cache
 from tests.pipeline import OrderFactory, processed_at
+from tools.explain_orders import literal_sql
 from workers.worker import shutdown, startup
 
 
@@ -142,3 +143,38 @@ async def test_a_processing_rolled_back_stages_no_event(
         )
     assert staged == 0
     assert await processed_at(engine, event.order_id) is None
+
+
+async def test_marking_processed_reads_the_order_by_its_key_not_the_reconcilers_index(
+    engine: AsyncEngine,
+) -> None:
+    """With statistics as in production (every order processed when ANALYZE last looked, so
+    the reconciler's partial index looks empty), the job's statement finds its order by the
+    primary key. A scan of ix_orders_unprocessed would read every unprocessed order, and an
+    entry for every one processed since the last vacuum, on every job."""
+    statement = MARK_PROCESSED.statement.params(order_id=uuid.uuid4(), **change_values())
+    # Rolled back: the rows and the statistics.
+    async with engine.connect() as conn, conn.begin() as transaction:
+        user = await conn.scalar(
+            text(
+                "INSERT INTO users (email, password_hash)"
+                " VALUES ('plan-' || gen_random_uuid() || '@example.com', '\\x00')"
+                " RETURNING id"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO orders (id, user_id, items, total_price, status, created_at,"
+                " updated_at, processed_at)"
+                " SELECT gen_random_uuid(), :user, '[]', 1, 'PENDING', now(), now(), now()"
+                " FROM generate_series(1, 20000)"
+            ),
+            {"user": user},
+        )
+        await conn.execute(text("ANALYZE orders"))
+        plan = "\n".join(
+            row[0] for row in await conn.execute(text(f"EXPLAIN {literal_sql(statement)}"))
+        )
+        await transaction.rollback()
+    assert "ix_orders_unprocessed" not in plan, plan
+    assert "pk_orders" in plan, plan

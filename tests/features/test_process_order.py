@@ -11,7 +11,7 @@ from typing import Any
 import aio_pika
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from features.process_order.job import process_order
@@ -25,7 +25,7 @@ from shared.settings import Settings
 from tests.events import bound_queue, events_of
 from tests.orders import order_cache
 from tests.pipeline import OrderFactory, processed_at
-from tools.explain_orders import literal_sql
+from tests.plans import plan_after_filling
 from workers.worker import shutdown, startup
 
 
@@ -153,28 +153,13 @@ async def test_marking_processed_reads_the_order_by_its_key_not_the_reconcilers_
     primary key. A scan of ix_orders_unprocessed would read every unprocessed order, and an
     entry for every one processed since the last vacuum, on every job."""
     statement = MARK_PROCESSED.statement.params(order_id=uuid.uuid4(), **change_values())
-    # Rolled back: the rows and the statistics.
-    async with engine.connect() as conn, conn.begin() as transaction:
-        user = await conn.scalar(
-            text(
-                "INSERT INTO users (email, password_hash)"
-                " VALUES ('plan-' || gen_random_uuid() || '@example.com', '\\x00')"
-                " RETURNING id"
-            )
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO orders (id, user_id, items, total_price, status, created_at,"
-                " updated_at, processed_at)"
-                " SELECT gen_random_uuid(), :user, '[]', 1, 'PENDING', now(), now(), now()"
-                " FROM generate_series(1, 20000)"
-            ),
-            {"user": user},
-        )
-        await conn.execute(text("ANALYZE orders"))
-        plan = "\n".join(
-            row[0] for row in await conn.execute(text(f"EXPLAIN {literal_sql(statement)}"))
-        )
-        await transaction.rollback()
+    plan = await plan_after_filling(
+        engine,
+        "INSERT INTO orders (id, user_id, items, total_price, status, created_at, updated_at,"
+        " processed_at)"
+        " SELECT gen_random_uuid(), :user, '[]', 1, 'PENDING', now(), now(), now()"
+        " FROM generate_series(1, 20000)",
+        statement,
+    )
     assert "ix_orders_unprocessed" not in plan, plan
     assert "pk_orders" in plan, plan

@@ -222,11 +222,17 @@ async def publish_message(bus: EventBus, message: OutboxMessage) -> bool:
 
 
 def marking_sent(event_ids: list[uuid.UUID]) -> Update:
-    """The rows are published: the relay and the sweep (features/sweep_outbox) both say so."""
+    """The rows are published: the relay and the sweep (features/sweep_outbox) both say so.
+
+    The rows are found by their key alone; a row marked already keeps its first ``sent_at``.
+    Not ``sent_at IS NULL`` in the WHERE: that lets the planner scan a partial index of the
+    unsent rows (``ix_outbox_unsent*``), which looks empty to ANALYZE but holds, until a
+    vacuum, an entry for every row sent since (~4,000 read a batch in the bench).
+    """
     return (
         update(OutboxEvent)
-        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.sent_at.is_(None))
-        .values(sent_at=func.now())
+        .where(OutboxEvent.id.in_(event_ids))
+        .values(sent_at=func.coalesce(OutboxEvent.sent_at, func.now()))
     )
 
 

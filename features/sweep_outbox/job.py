@@ -57,20 +57,12 @@ async def sweep_outbox(
         if not rows:
             return 0
         outcomes = await asyncio.gather(
-            *(
-                publish_row(
-                    bus,
-                    event_id=row.id,
-                    event_type=row.event_type,
-                    order_id=row.order_id,
-                    payload=row.payload,
-                    trace_context=row.trace_context,
-                )
-                for row in rows
-            ),
+            *(publish_row(bus, row) for row in rows),
             return_exceptions=True,
         )
-        sent = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+        sent = [
+            row.event_id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None
+        ]
         failed = [
             (row, outcome)
             for row, outcome in zip(rows, outcomes, strict=True)
@@ -86,7 +78,7 @@ async def sweep_outbox(
                 failed[0][1],
                 extra={"order_id": str(failed[0][0].order_id)},
             )
-            await record_failed(conn, [row.id for row, _ in failed])
+            await record_failed(conn, [row.event_id for row, _ in failed])
     if sent:
         logger.info("outbox sweep published %d events", len(sent))
     return len(sent)

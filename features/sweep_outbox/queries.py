@@ -4,27 +4,24 @@ the backlog's count (the sweep's gauge and ``just jobs``)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.messaging.outbox import marking_sent
+from shared.messaging.outbox import OutboxMessage, marking_sent
 from shared.models import OutboxEvent
-
-# id, event_type, order_id, payload, trace_context
-UnsentRow = Row[uuid.UUID, str, uuid.UUID, bytes, dict[str, str] | None]
 
 
 async def lock_unsent(
     conn: AsyncConnection, older_than_s: float, batch: int
-) -> Sequence[UnsentRow]:
+) -> list[OutboxMessage]:
     """Up to ``batch`` unsent rows older than ``older_than_s``, oldest first, locked until the
     transaction ends; rows another sweeper holds are skipped, not waited for. Each with the
-    trace context it was staged in, for the message's headers."""
+    trace context it was staged in, for the message's headers; as the relay's messages, so
+    both publish them the one way (``publish_row``)."""
     rows = await conn.execute(
         select(
-            OutboxEvent.id,
+            OutboxEvent.id.label("event_id"),
             OutboxEvent.event_type,
             OutboxEvent.order_id,
             OutboxEvent.payload,
@@ -39,7 +36,7 @@ async def lock_unsent(
         .limit(batch)
         .with_for_update(skip_locked=True)
     )
-    return rows.all()
+    return [OutboxMessage(**row._mapping) for row in rows]
 
 
 async def record_sent(conn: AsyncConnection, event_ids: list[uuid.UUID]) -> None:

@@ -161,55 +161,41 @@ def new_order_message(event: NewOrderEvent) -> OutboxMessage:
     )
 
 
-async def publish_row(
-    bus: EventBus,
-    *,
-    event_id: uuid.UUID,
-    event_type: str,
-    order_id: uuid.UUID,
-    payload: bytes,
-    trace_context: tracing.Carrier | None,
-) -> None:
+async def publish_row(bus: EventBus, row: OutboxMessage) -> None:
     """Publish an outbox row, the relay's or the sweeper's; raise if it was not confirmed.
 
     A row staged inside a trace is published in a producer span of that trace, whose context
     travels in the message's headers for the consumer to continue; a row without one (tracing
     off) is published as it is, at no cost.
     """
-    if trace_context is None:
-        await bus.publish(payload, message_id=str(event_id), routing_key=event_type)
+    message_id = str(row.event_id)
+    if row.trace_context is None:
+        await bus.publish(row.payload, message_id=message_id, routing_key=row.event_type)
         return
     with tracing.span(
-        f"{event_type} publish",
+        f"{row.event_type} publish",
         kind=SpanKind.PRODUCER,
-        parent=trace_context,
+        parent=row.trace_context,
         attributes={
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "send",
             "messaging.destination.name": bus.topology.exchange,
-            "messaging.rabbitmq.destination.routing_key": event_type,
-            "messaging.message.id": str(event_id),
-            "order.id": str(order_id),
+            "messaging.rabbitmq.destination.routing_key": row.event_type,
+            "messaging.message.id": message_id,
+            "order.id": str(row.order_id),
         },
     ):
         # This process's producer span; tracing off here, the stored context passes through.
-        headers = tracing.carrier() or dict(trace_context)
+        headers = tracing.carrier() or dict(row.trace_context)
         await bus.publish(
-            payload, message_id=str(event_id), routing_key=event_type, headers=headers
+            row.payload, message_id=message_id, routing_key=row.event_type, headers=headers
         )
 
 
 async def publish_message(bus: EventBus, message: OutboxMessage) -> bool:
     """Publish a committed event; False (logged) leaves it in the outbox for the sweeper."""
     try:
-        await publish_row(
-            bus,
-            event_id=message.event_id,
-            event_type=message.event_type,
-            order_id=message.order_id,
-            payload=message.payload,
-            trace_context=message.trace_context,
-        )
+        await publish_row(bus, message)
     except Exception as exc:  # noqa: BLE001 - any failure: the sweeper retries
         logger.warning(
             "%s not published, left in outbox: %s",

@@ -44,7 +44,7 @@ from features.feed_order_events.job import FeedHandler
 from shared import tracing
 from shared.db import Database, create_engine
 from shared.logs import configure_logging
-from shared.messaging.bus import CONNECT_TIMEOUT_S, Topology, close, connect
+from shared.messaging.bus import CONNECT_TIMEOUT_S, Topology, close, connect, span_attributes
 from shared.messaging.consuming import HeldMessageHandler, backoff, settle, stopped_within
 from shared.messaging.events import NEW_ORDER, decode_event
 from shared.messaging.jobs import create_arq_redis, enqueue_process_order
@@ -86,13 +86,9 @@ class NewOrderHandler(HeldMessageHandler):
             f"{message.routing_key or NEW_ORDER} process",
             kind=SpanKind.CONSUMER,
             parent=message.headers,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": message.exchange or "",
-                "messaging.message.id": message.message_id or "",
-                "order.id": order_id,
-            },
+            attributes=span_attributes(
+                "process", message.exchange or "", message.message_id or "", order_id
+            ),
         ):
             # The job continues this span's trace (tracing off here: the message's own).
             carried = tracing.carrier() or tracing.trace_headers(message.headers)

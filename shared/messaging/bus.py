@@ -99,6 +99,27 @@ async def connect(url: str) -> AbstractRobustConnection:
     return connection
 
 
+def span_attributes(
+    operation: str,
+    destination: str,
+    message_id: str,
+    order_id: str,
+    routing_key: str | None = None,
+) -> dict[str, str]:
+    """OpenTelemetry's messaging attributes for a span around one of our messages (the
+    producer's ``send``, the consumer's ``process``), with the order it is about."""
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": destination,
+        "messaging.message.id": message_id,
+        "order.id": order_id,
+    }
+    if routing_key is not None:
+        attributes["messaging.rabbitmq.destination.routing_key"] = routing_key
+    return attributes
+
+
 def is_open(connection: AbstractRobustConnection | None, channel: AbstractChannel | None) -> bool:
     """Usable right now. ``RobustConnection.is_closed`` only turns true on an explicit
     ``close()``, so it stays False while reconnecting; ``connected`` is cleared on the loss and

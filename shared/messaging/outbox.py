@@ -40,7 +40,7 @@ from sqlalchemy.sql.expression import CTE
 from shared import tracing
 from shared.db import Database
 from shared.logs import describe_error
-from shared.messaging.bus import EventBus
+from shared.messaging.bus import EventBus, span_attributes
 from shared.messaging.events import NEW_ORDER, NewOrderEvent, encode_event
 from shared.models import OutboxEvent
 
@@ -176,14 +176,13 @@ async def publish_row(bus: EventBus, row: OutboxMessage) -> None:
         f"{row.event_type} publish",
         kind=SpanKind.PRODUCER,
         parent=row.trace_context,
-        attributes={
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": bus.topology.exchange,
-            "messaging.rabbitmq.destination.routing_key": row.event_type,
-            "messaging.message.id": message_id,
-            "order.id": str(row.order_id),
-        },
+        attributes=span_attributes(
+            "send",
+            bus.topology.exchange,
+            message_id,
+            str(row.order_id),
+            routing_key=row.event_type,
+        ),
     ):
         # This process's producer span; tracing off here, the stored context passes through.
         headers = tracing.carrier() or dict(row.trace_context)

@@ -62,6 +62,15 @@ async def parent_of(collector: Collector, span: Span) -> Span:
     return parent
 
 
+async def start_traced_stack(run_module: RunModule, settings: Settings, **api: Any) -> str:
+    """The consumer and the worker on ``settings``, and one API process on them with ``api``
+    changed; the API's base URL."""
+    await run_module("workers.consumer", settings)
+    await run_module("workers.worker", settings)
+    _, base = await start_api(run_module, with_settings(settings, **api) if api else settings)
+    return base
+
+
 def log_lines(log: Path, message: str) -> list[dict[str, Any]]:
     lines = (json.loads(line) for line in log.read_text().splitlines() if line.startswith("{"))
     return [line for line in lines if line["message"] == message]
@@ -77,9 +86,7 @@ async def test_one_post_is_one_trace_from_the_request_to_the_job(
     """server → producer (the API's relay) → consumer → process_order, one trace id, with
     the SQL and Redis calls as client spans under them and the log lines carrying the id."""
     settings = traced(pipeline_settings, collector.url)
-    await run_module("workers.consumer", settings)
-    await run_module("workers.worker", settings)
-    _, base = await start_api(run_module, settings)
+    base = await start_traced_stack(run_module, settings)
 
     account, order_id = await post_order(base)
 
@@ -150,9 +157,7 @@ async def test_an_order_the_sweeper_publishes_joins_its_trace(
     later, in a producer span under the POST's server span."""
     settings = traced(pipeline_settings, collector.url, outbox_sweep_age_s=0.0)
     broker_down = closed_port_url().replace("http://", "amqp://guest:guest@")
-    await run_module("workers.consumer", settings)
-    await run_module("workers.worker", settings)
-    _, base = await start_api(run_module, with_settings(settings, rabbitmq_url=broker_down))
+    base = await start_traced_stack(run_module, settings, rabbitmq_url=broker_down)
 
     _, order_id = await post_order(base)
 
@@ -202,9 +207,7 @@ async def test_tracing_off_sends_nothing_and_stores_no_context(
     """OTEL_SDK_DISABLED wins over an endpoint: the order goes through, nothing is exported,
     no row or log line carries a trace, and no process logs an error."""
     settings = traced(pipeline_settings, collector.url, otel_sdk_disabled=True)
-    await run_module("workers.consumer", settings)
-    await run_module("workers.worker", settings)
-    _, base = await start_api(run_module, settings)
+    base = await start_traced_stack(run_module, settings)
 
     _, order_id = await post_order(base)
 
@@ -238,9 +241,7 @@ async def test_an_unreachable_collector_loses_spans_never_requests(
     endpoint = closed_port_url() if collector_state == "refusing" else stall.url
     try:
         settings = traced(pipeline_settings, endpoint)
-        await run_module("workers.consumer", settings)
-        await run_module("workers.worker", settings)
-        _, base = await start_api(run_module, settings)
+        base = await start_traced_stack(run_module, settings)
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             account = await make_account(client)
             slowest = 0.0

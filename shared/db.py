@@ -170,7 +170,7 @@ class Prepared:
       array and compare with ``any_`` instead.
 
     Errors are SQLAlchemy's, as ``conn.execute`` raises them (reproduced from SQLAlchemy 2.1's
-    asyncpg dialect and ``Connection._handle_dbapi_exception``; tests/unit/test_prepared.py
+    asyncpg dialect and ``Connection._handle_dbapi_exception``; tests/platform/test_prepared.py
     fails if that changes): the driver's error translated by the dialect's adapter (an
     ``IntegrityError`` for a foreign key, ``sqlstate`` kept), and a connection that failed
     under the statement invalidated, so the pool never hands it out again, with
